@@ -1,0 +1,40 @@
+"""Probability calibration (Platt) and thresholds for a target share of large-model calls."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fit_platt(decision: np.ndarray, need_large: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """(a, b) such that sigmoid(a * decision + b) is a calibrated P(need large); fitted on held-out values."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1e6, max_iter=1000)
+    model.fit(decision.reshape(-1, 1), need_large, sample_weight=weights)
+    return float(model.coef_[0, 0]), float(model.intercept_[0])
+
+
+def threshold_for_share(scores: np.ndarray, fraction: float) -> float:
+    """A threshold in [0, 1] that sends `fraction` of these scores (score >= threshold) to the large tier.
+
+    Ties can make the exact share unreachable; the threshold then lands on the nearest achievable share.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"target large fraction must be in [0, 1], got {fraction}")
+    if len(scores) == 0:
+        raise ValueError("no scores to calibrate on")
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    k = int(round(fraction * len(ordered)))
+    if k <= 0:
+        return float(min(1.0, np.nextafter(ordered[0], np.inf)))
+    if k >= len(ordered):
+        return float(ordered[-1])
+    high, low = ordered[k - 1], ordered[k]
+    return float((high + low) / 2.0) if high > low else float(high)
+
+
+def suggested_thresholds(
+    scores: np.ndarray, fractions: tuple[float, ...] = (0.1, 0.3, 0.5)
+) -> dict[str, float]:
+    """{"0.1": t, ...}: thresholds that send each share of `scores` to the large tier."""
+    return {f"{fraction:g}": round(threshold_for_share(scores, fraction), 6) for fraction in fractions}

@@ -1,0 +1,170 @@
+"""The ONNX sentence embedder: text -> unit 384-d vectors with onnxruntime + tokenizers (no torch)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from classifier.errors import ModelLoadError
+
+LongText = Literal["head_tail", "truncate"]
+_BATCH_TOKENS = 8192  # padded tokens per onnxruntime run; bounds memory for long batches
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """What `embedder.json` says about an exported embedder."""
+
+    id: str
+    dim: int
+    max_tokens: int
+    files: dict[str, str]  # file name -> sha256
+
+
+def session_options(threads: int | None = None) -> Any:
+    """onnxruntime options tuned for small CPU batches: all graph optimisations, sequential execution."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
+class Embedder:
+    """Embeds texts with the exported all-MiniLM-L6-v2.
+
+    Texts longer than the model's window (256 tokens) are not cut: with `long_text="head_tail"` (the
+    default) the first and the last window are embedded and their mean, re-normalised, is the text's
+    embedding. `"truncate"` keeps only the first window, as sentence-transformers does.
+    """
+
+    def __init__(self, session: Any, tokenizer: Any, info: EmbedderInfo, long_text: LongText = "head_tail"):
+        self._session = session
+        self._tokenizer = tokenizer
+        self.info = info
+        self.long_text = long_text
+        self._cls = tokenizer.token_to_id("[CLS]")
+        self._sep = tokenizer.token_to_id("[SEP]")
+
+    @classmethod
+    def from_path(
+        cls,
+        directory: Path,
+        *,
+        variant: str = "model.onnx",
+        threads: int | None = None,
+        long_text: LongText = "head_tail",
+        verify: bool = True,
+    ) -> Embedder:
+        """Load `directory/{variant, tokenizer.json, embedder.json}`; with `verify`, check the sha256s."""
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        info = read_embedder_info(directory)
+        model_path = directory / variant
+        if variant not in info.files:
+            raise ModelLoadError(f"{directory}: embedder.json lists no file {variant!r}")
+        if verify:
+            from classifier.export import sha256_file
+
+            for name in (variant, "tokenizer.json"):
+                path = directory / name
+                if not path.is_file():
+                    raise ModelLoadError(f"{directory}: missing embedder file {name}")
+                if sha256_file(path) != info.files.get(name):
+                    raise ModelLoadError(f"{path}: sha256 does not match embedder.json (corrupt or replaced)")
+        try:
+            tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+            session = ort.InferenceSession(
+                str(model_path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime and tokenizers raise bare RuntimeError/Exception
+            raise ModelLoadError(f"{directory}: cannot load the embedder: {exc}") from exc
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return cls(session, tokenizer, info, long_text)
+
+    @property
+    def dim(self) -> int:
+        return self.info.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 [len(texts), dim], each row L2-normalised."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        windows, owners = self._windows(texts)
+        vectors = self._run(windows)
+        if len(windows) == len(texts):
+            return vectors
+        pooled = np.zeros((len(texts), self.dim), dtype=np.float32)
+        np.add.at(pooled, owners, vectors)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def _windows(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+        """Token-id windows ([CLS] ... [SEP]) and, for each, the index of the text it belongs to."""
+        body = self.info.max_tokens - 2
+        windows: list[list[int]] = []
+        owners: list[int] = []
+        for index, encoding in enumerate(self._tokenizer.encode_batch(list(texts), add_special_tokens=False)):
+            ids = encoding.ids
+            pieces = [ids[:body]]
+            if len(ids) > body and self.long_text == "head_tail":
+                pieces.append(ids[-body:])
+            for piece in pieces:
+                windows.append([self._cls, *piece, self._sep])
+                owners.append(index)
+        return windows, np.asarray(owners, dtype=np.int64)
+
+    def _run(self, windows: list[list[int]]) -> np.ndarray:
+        """Embed windows in length-sorted batches, so short ones are not padded to the longest."""
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        out = np.empty((len(windows), self.dim), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            width = len(windows[order[start]])
+            stop = start
+            # Grow the batch while the padded size (count x longest) stays within the token budget.
+            while stop < len(order) and (stop - start + 1) * len(windows[order[stop]]) <= max(
+                _BATCH_TOKENS, width
+            ):
+                stop += 1
+            batch = order[start:stop]
+            longest = len(windows[batch[-1]])
+            ids = np.zeros((len(batch), longest), dtype=np.int64)
+            mask = np.zeros((len(batch), longest), dtype=np.int64)
+            for row, window_index in enumerate(batch):
+                window = windows[window_index]
+                ids[row, : len(window)] = window
+                mask[row, : len(window)] = 1
+            result = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            out[batch] = result
+            start = stop
+        return out
+
+
+def read_embedder_info(directory: Path) -> EmbedderInfo:
+    """Parse `directory/embedder.json`, with a clear error when it is missing or malformed."""
+    path = directory / "embedder.json"
+    try:
+        raw = json.loads(path.read_text())
+        return EmbedderInfo(
+            id=str(raw["id"]),
+            dim=int(raw["dim"]),
+            max_tokens=int(raw["max_tokens"]),
+            files=dict(raw["files"]),
+        )
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"no embedder at {directory} (missing embedder.json)") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"{path}: malformed embedder.json: {exc}") from exc

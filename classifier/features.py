@@ -1,0 +1,67 @@
+"""Cheap structural features of a prompt (length, code, maths, structure), computed beside the embedding."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+FEATURES_VERSION = 1
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_chars",
+    "log_words",
+    "log_lines",
+    "code_density",
+    "math_density",
+    "digit_share",
+    "questions",
+    "list_items",
+    "choice_options",
+    "non_ascii_share",
+    "task_verbs",
+)
+
+_CODE = re.compile(
+    r"```|[{};]\s*$|^\s*(def|class|import|from|#include|public|function|return|for|while|if)\b", re.M
+)
+_MATH = re.compile(
+    r"\$|\\[a-z]+|[=^<>≤≥∑∫√π]|\b(sqrt|log|sin|cos|mod|integral|derivative|prove|equation)\b", re.I
+)
+_LIST = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+", re.M)
+_CHOICE = re.compile(r"^\s*\(?[A-Ea-e][.)]\s+\S", re.M)
+_TASK = re.compile(
+    r"\b(design|implement|architect|optimi[sz]e|analy[sz]e|prove|derive|explain why|compare|trade-?offs?|"
+    r"step[- ]by[- ]step|debug|refactor|algorithm|complexity|strategy|evaluate|critique|plan)\b",
+    re.I,
+)
+
+
+def structural_features(texts: Sequence[str]) -> np.ndarray:
+    """float32 [len(texts), len(FEATURE_NAMES)]; each value is a small, unscaled number (logs or shares)."""
+    out = np.zeros((len(texts), len(FEATURE_NAMES)), dtype=np.float32)
+    for row, text in enumerate(texts):
+        out[row] = _features(text)
+    return out
+
+
+def _features(text: str) -> list[float]:
+    chars = len(text)
+    lines = text.count("\n") + 1
+    words = len(text.split())
+    per_line = 1.0 / lines
+    per_char = 1.0 / max(chars, 1)
+    return [
+        math.log1p(chars),
+        math.log1p(words),
+        math.log1p(lines),
+        len(_CODE.findall(text)) * per_line,
+        min(len(_MATH.findall(text)) * 20.0 * per_char, 1.0),
+        sum(c.isdigit() for c in text) * per_char,
+        math.log1p(text.count("?")),
+        math.log1p(len(_LIST.findall(text))),
+        math.log1p(len(_CHOICE.findall(text))),
+        sum(ord(c) > 127 for c in text) * per_char,
+        math.log1p(len(_TASK.findall(text))),
+    ]

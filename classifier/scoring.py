@@ -1,0 +1,82 @@
+"""The serving-time scorer: texts -> calibrated probability in [0, 1] that the small model falls short."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifier.artifacts import Manifest, read_manifest, resolve_embedder, verify_head
+from classifier.embedding import Embedder, LongText, session_options
+from classifier.errors import ModelLoadError
+from classifier.features import FEATURE_NAMES, FEATURES_VERSION, structural_features
+
+
+class Scorer:
+    """Embedder + structural features + the ONNX head of one model directory.
+
+    Thread-safe: onnxruntime sessions may be run from several threads at once.
+    """
+
+    def __init__(self, embedder: Embedder, head_session: Any, manifest: Manifest, model_dir: Path):
+        self.embedder = embedder
+        self._head = head_session
+        self._head_input = head_session.get_inputs()[0].name
+        self.manifest = manifest
+        self.model_dir = model_dir
+
+    @classmethod
+    def from_path(cls, model_dir: Path, *, threads: int | None = None) -> Scorer:
+        """Load and verify a model directory (manifest, head sha256, embedder sha256 and id)."""
+        import onnxruntime as ort
+
+        model_dir = Path(model_dir)
+        manifest = read_manifest(model_dir)
+        head = manifest.head
+        if head.features_version != FEATURES_VERSION or tuple(head.features) != FEATURE_NAMES:
+            raise ModelLoadError(
+                f"{model_dir}: the head expects features v{head.features_version} {head.features}, "
+                f"this build computes v{FEATURES_VERSION}"
+            )
+        if head.inputs != manifest.embedder.dim + len(FEATURE_NAMES):
+            raise ModelLoadError(
+                f"{model_dir}: head has {head.inputs} inputs, embedder+features give "
+                f"{manifest.embedder.dim + len(FEATURE_NAMES)}"
+            )
+        embedder_dir = resolve_embedder(model_dir, manifest.embedder)
+        long_text: LongText = "truncate" if manifest.long_text == "truncate" else "head_tail"
+        embedder = Embedder.from_path(
+            embedder_dir, variant=manifest.embedder.file, threads=threads, long_text=long_text
+        )
+        head_path = verify_head(model_dir, manifest)
+        try:
+            session = ort.InferenceSession(
+                str(head_path), sess_options=session_options(1), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises bare exceptions for bad graphs
+            raise ModelLoadError(f"{head_path}: cannot load the head: {exc}") from exc
+        return cls(embedder, session, manifest, model_dir)
+
+    @property
+    def version(self) -> str:
+        """The model's content-hash version id."""
+        return self.manifest.version
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 [len(texts)] in [0, 1]: estimated P(small model is not good enough)."""
+        return self.score_embedded(self.embedder.embed(texts), texts)
+
+    def score_embedded(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Score texts whose embeddings are already computed (lets callers reuse them, e.g. for few-shot)."""
+        if len(texts) == 0:
+            return np.zeros(0, dtype=np.float32)
+        inputs = head_inputs(embeddings, texts)
+        probabilities = self._head.run(None, {self._head_input: inputs})[-1]
+        return np.clip(np.asarray(probabilities, dtype=np.float32)[:, 1], 0.0, 1.0)
+
+
+def head_inputs(embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """The head's input matrix: embedding columns, then the structural features."""
+    return np.hstack([embeddings.astype(np.float32), structural_features(texts)]).astype(np.float32)

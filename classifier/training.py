@@ -1,0 +1,277 @@
+"""Training the head: soft labels, source balancing, logistic regression, Platt calibration, export."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from classifier.artifacts import HEAD_FILE, HeadSpec, Manifest, embedder_ref, write_manifest
+from classifier.calibration import fit_platt, suggested_thresholds
+from classifier.data import Example
+from classifier.errors import DataError
+from classifier.evaluation import evaluate
+from classifier.export import sha256_file
+from classifier.features import FEATURE_NAMES, FEATURES_VERSION
+from classifier.scoring import head_inputs
+
+Balance = Literal["none", "sqrt", "equal"]
+Label = Literal["small_ok", "small_failed"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a head is trained. Chosen by leave-one-source-out validation (see benchmarks/loso.py).
+
+    `C`: inverse L2 strength of the logistic regression. `balance`: per-source row weights
+    (`equal` gives each source the same total weight). `label`: what the head learns to predict:
+    `small_ok` is "the small model was worse than the large one"; `small_failed` is "the small model got a
+    right/wrong task wrong" (graded rows fall back to `small_ok`). `small_failed` generalises better across
+    sources, because "both wrong" prompts are hard prompts, not easy ones.
+    """
+
+    C: float = 0.01
+    balance: Balance = "none"
+    label: Label = "small_failed"
+    calibration_folds: int = 5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """One row per distinct prompt: the soft training target, the soft P(small_ok == 0), and total weight."""
+
+    texts: list[str]
+    need_large: np.ndarray  # [n] in [0, 1]: the recipe's label, what the head ranks by
+    fell_short: np.ndarray  # [n] in [0, 1]: share of rows with small_ok == 0, what scores are calibrated to
+    weights: np.ndarray  # [n] > 0
+    sources: list[str]
+
+
+def build_training_set(
+    examples: Sequence[Example], balance: Balance, label: Label = "small_ok"
+) -> TrainingSet:
+    """Merge the rows of each prompt (several model pairs) into a soft label, weighting rows by source."""
+    per_source: dict[str, int] = defaultdict(int)
+    for example in examples:
+        per_source[example.source] += 1
+    mean_size = len(examples) / len(per_source)
+
+    def source_weight(source: str) -> float:
+        if balance == "equal":
+            return mean_size / per_source[source]
+        if balance == "sqrt":
+            return float(np.sqrt(mean_size / per_source[source]))
+        return 1.0
+
+    need: dict[str, float] = defaultdict(float)
+    short: dict[str, float] = defaultdict(float)
+    weight: dict[str, float] = defaultdict(float)
+    source_of: dict[str, str] = {}
+    for example in examples:
+        w = example.weight * source_weight(example.source)
+        need[example.text] += w * (example.small_failed if label == "small_failed" else 1 - example.small_ok)
+        short[example.text] += w * (1 - example.small_ok)
+        weight[example.text] += w
+        source_of.setdefault(example.text, example.source)
+    texts = list(weight)
+    weights = np.array([weight[t] for t in texts])
+    return TrainingSet(
+        texts=texts,
+        need_large=np.array([need[t] for t in texts]) / weights,
+        fell_short=np.array([short[t] for t in texts]) / weights,
+        weights=weights,
+        sources=[source_of[t] for t in texts],
+    )
+
+
+class HeadTrainer:
+    """scikit-learn estimator: StandardScaler + LogisticRegression on soft labels, then Platt-calibrated.
+
+    `fit(X, target, weights, calibration_target)` returns self. The logistic regression learns to rank by
+    `target`; Platt scaling, fitted on out-of-fold decisions, maps its output to a probability of
+    `calibration_target` (default: `target`), so the ranking label and the served probability can differ.
+    """
+
+    def __init__(self, recipe: Recipe = Recipe()):
+        self.recipe = recipe
+
+    def fit(
+        self,
+        inputs: np.ndarray,
+        need_large: np.ndarray,
+        weights: np.ndarray,
+        calibration_target: np.ndarray | None = None,
+    ) -> HeadTrainer:
+        from sklearn.model_selection import StratifiedKFold
+
+        decision = np.zeros(len(inputs))
+        folds = StratifiedKFold(
+            n_splits=min(self.recipe.calibration_folds, _smallest_class(need_large)),
+            shuffle=True,
+            random_state=self.recipe.seed,
+        )
+        # Out-of-fold decisions make the Platt fit honest: no prompt is calibrated on a model that saw it.
+        for train_index, test_index in folds.split(inputs, need_large >= 0.5):
+            model = self._fit_one(inputs[train_index], need_large[train_index], weights[train_index])
+            decision[test_index] = model.decision_function(inputs[test_index])
+        target = need_large if calibration_target is None else calibration_target
+        hard, soft_weights, expanded = _expand(target, weights, decision)
+        self.platt_ = fit_platt(expanded, hard, soft_weights)
+        self.pipeline_ = self._fit_one(inputs, need_large, weights)
+        a, b = self.platt_
+        logistic = self.pipeline_.named_steps["logisticregression"]
+        # sigmoid(a * (w.x + c) + b) == sigmoid((a w).x + (a c + b)): calibration folds into the weights.
+        logistic.coef_ = logistic.coef_ * a
+        logistic.intercept_ = logistic.intercept_ * a + b
+        self.oof_decision_ = decision
+        return self
+
+    def _fit_one(self, inputs: np.ndarray, need_large: np.ndarray, weights: np.ndarray) -> Any:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        hard, soft_weights, expanded = _expand(need_large, weights, inputs)
+        pipeline = make_pipeline(
+            StandardScaler(),
+            LogisticRegression(C=self.recipe.C, max_iter=2000, random_state=self.recipe.seed),
+        )
+        pipeline.fit(expanded, hard, logisticregression__sample_weight=soft_weights)
+        return pipeline
+
+    def predict_proba(self, inputs: np.ndarray) -> np.ndarray:
+        """[n, 2] calibrated probabilities; column 1 = P(need large)."""
+        if not hasattr(self, "pipeline_"):
+            raise RuntimeError("HeadTrainer is not fitted")
+        return self.pipeline_.predict_proba(inputs)
+
+    def oof_probability(self) -> np.ndarray:
+        """Calibrated out-of-fold P(need large) for the training rows (honest in-sample estimate)."""
+        a, b = self.platt_
+        return 1.0 / (1.0 + np.exp(-(a * self.oof_decision_ + b)))
+
+
+def _expand(
+    need_large: np.ndarray, weights: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """A soft label p becomes two weighted rows: class 1 with weight w*p, class 0 with weight w*(1-p)."""
+    positive = need_large > 0
+    negative = need_large < 1
+    hard = np.concatenate([np.ones(positive.sum()), np.zeros(negative.sum())])
+    soft = np.concatenate(
+        [weights[positive] * need_large[positive], weights[negative] * (1 - need_large[negative])]
+    )
+    return hard, soft, np.concatenate([values[positive], values[negative]])
+
+
+def _smallest_class(need_large: np.ndarray) -> int:
+    hard = need_large >= 0.5
+    smallest = int(min(hard.sum(), (~hard).sum()))
+    if smallest < 2:
+        raise DataError("too few examples of one class to train (need at least 2 prompts per class)")
+    return smallest
+
+
+def export_head(trainer: HeadTrainer, n_inputs: int, path: Path) -> None:
+    """Write the fitted head to ONNX with skl2onnx (probabilities as a plain [n, 2] tensor)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    logistic = trainer.pipeline_.named_steps["logisticregression"]
+    onnx_model = convert_sklearn(
+        trainer.pipeline_,
+        initial_types=[("features", FloatTensorType([None, n_inputs]))],
+        options={id(logistic): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    path.write_bytes(onnx_model.SerializeToString())
+
+
+def train_model(
+    examples: Sequence[Example],
+    embeddings: np.ndarray,
+    texts: Sequence[str],
+    out_dir: Path,
+    embedder_dir: Path,
+    *,
+    recipe: Recipe = Recipe(),
+    data_files: Sequence[Path] = (),
+    calibration_scores_texts: tuple[np.ndarray, Sequence[str]] | None = None,
+    metrics: dict[str, object] | None = None,
+) -> Manifest:
+    """Fit, export and write a complete model directory; `embeddings[i]` is the embedding of `texts[i]`."""
+    training = build_training_set(examples, recipe.balance, recipe.label)
+    row_of = {text: i for i, text in enumerate(texts)}
+    missing = [t for t in training.texts if t not in row_of]
+    if missing:
+        raise DataError(f"{len(missing)} training prompts have no embedding")
+    inputs = head_inputs(embeddings[[row_of[t] for t in training.texts]], training.texts)
+    trainer = HeadTrainer(recipe).fit(inputs, training.need_large, training.weights, training.fell_short)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    head_path = out_dir / HEAD_FILE
+    export_head(trainer, inputs.shape[1], head_path)
+    if calibration_scores_texts is None:
+        reference = trainer.oof_probability()
+    else:
+        cal_embeddings, cal_texts = calibration_scores_texts
+        reference = trainer.predict_proba(head_inputs(cal_embeddings, cal_texts))[:, 1]
+    head_sha = sha256_file(head_path)
+    oof_of = dict(zip(training.texts, trainer.oof_probability(), strict=True))
+    oof = evaluate(np.array([oof_of[e.text] for e in examples]), examples)
+    figures = {
+        "out_of_fold": {
+            "rows": oof.rows,
+            "auc": round(oof.auc, 4),
+            "apgr": round(oof.apgr, 4),
+            "cpt50": round(oof.cpt50, 4),
+            "cpt80": round(oof.cpt80, 4),
+            "quality_basis": oof.quality_basis,
+        }
+    }
+    manifest = Manifest(
+        version=hashlib.sha256(head_sha.encode() + FEATURE_NAMES.__repr__().encode()).hexdigest()[:12],
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        embedder=embedder_ref(out_dir, embedder_dir),
+        head=HeadSpec(
+            sha256=head_sha,
+            kind="standard_scaler+logistic_regression",
+            calibration=f"platt ({recipe.calibration_folds}-fold out-of-fold)",
+            features=list(FEATURE_NAMES),
+            features_version=FEATURES_VERSION,
+            inputs=int(inputs.shape[1]),
+        ),
+        training_data=_data_summary(examples, data_files, training),
+        recipe=asdict(recipe),
+        metrics={**figures, **(metrics or {})},
+        suggested_thresholds=suggested_thresholds(reference),
+    )
+    write_manifest(out_dir, manifest)
+    return manifest
+
+
+def _data_summary(
+    examples: Sequence[Example], files: Sequence[Path], training: TrainingSet
+) -> dict[str, object]:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(sha256_file(path).encode())
+    if not files:
+        for example in examples:
+            digest.update(f"{example.small_ok}\t{example.source}\t{example.text}\n".encode())
+    per_source: dict[str, int] = defaultdict(int)
+    for example in examples:
+        per_source[example.source] += 1
+    return {
+        "sha256": digest.hexdigest(),
+        "files": [str(p) for p in files],
+        "rows": len(examples),
+        "prompts": len(training.texts),
+        "rows_by_source": dict(sorted(per_source.items())),
+    }

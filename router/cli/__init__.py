@@ -1,0 +1,62 @@
+"""The `rightsize` command line: one parser, one error boundary; command groups live in own modules."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# Modules that each define `register(subparsers)`; imported lazily so `rightsize --help` stays instant.
+COMMAND_MODULES = (
+    "router.cli.classifier_commands",
+    "router.cli.service_commands",
+    "router.cli.log_commands",
+)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CliError(Exception):
+    """An expected failure: printed as one line, exit status 2 (usage) or 1 (everything else)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rightsize", description="Route each prompt to a small local model or a large cloud model."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; expected failures print `rightsize: error: ...` and return non-zero."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the CLI's one catch-all: a user never sees a traceback for an expected failure
+        from classifier.errors import ClassifierError
+
+        expected = (CliError, ClassifierError, OSError, ValueError) + _router_errors()
+        if isinstance(exc, expected):
+            print(f"rightsize: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"rightsize: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 70
+
+
+def _router_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from router.errors import RouterError
+    except ImportError:
+        return ()
+    return (RouterError,)

@@ -1,0 +1,212 @@
+"""`rightsize score | train | eval | calibrate`: the classifier's commands (no server needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from router.cli import CliError
+
+
+def register(subparsers: Any) -> None:
+    from classifier.artifacts import DEFAULT_MODEL_DIR
+
+    score = subparsers.add_parser(
+        "score", help="score prompts from a JSONL file", description=score_command.__doc__
+    )
+    score.add_argument(
+        "--input", type=Path, required=True, help='JSONL: {"id":..,"prompt":..} or {"id":..,"messages":[..]}'
+    )
+    score.add_argument("--output", type=Path, required=True, help="JSONL out ('-' for stdout)")
+    score.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: shipped)"
+    )
+    score.add_argument("--threshold", type=_unit_float, default=0.5, help="route large when score >= this")
+    score.set_defaults(handler=score_command)
+
+    train = subparsers.add_parser("train", help="train a classifier head", description=train_command.__doc__)
+    train.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="JSONL with prompt|messages and small_ok"
+    )
+    train.add_argument("--out", type=Path, required=True, help="model directory to write")
+    train.add_argument(
+        "--embedding-cache", type=Path, help="npz cache of prompt embeddings (reused across runs)"
+    )
+    train.add_argument(
+        "--calibration-prompts",
+        type=Path,
+        help="JSONL of typical traffic for the manifest's suggested thresholds",
+    )
+    train.add_argument("--C", type=float, default=None, help="inverse L2 strength (default: the recipe's)")
+    train.add_argument(
+        "--balance", choices=("none", "sqrt", "equal"), default=None, help="per-source weighting"
+    )
+    train.set_defaults(handler=train_command)
+
+    evaluate = subparsers.add_parser(
+        "eval", help="routing quality on labelled data", description=eval_command.__doc__
+    )
+    evaluate.add_argument(
+        "--data", type=Path, required=True, help="JSONL with small_ok (and small/large_score)"
+    )
+    evaluate.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    evaluate.add_argument("--plot", type=Path, help="write the quality-vs-large-share curve as PNG")
+    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.set_defaults(handler=eval_command)
+
+    calibrate = subparsers.add_parser(
+        "calibrate", help="threshold for a target large-model share", description=calibrate_command.__doc__
+    )
+    calibrate.add_argument("--input", type=Path, required=True, help="JSONL prompts typical of your traffic")
+    calibrate.add_argument("--target-large-fraction", type=_unit_float, required=True, help="share in [0, 1]")
+    calibrate.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    calibrate.set_defaults(handler=calibrate_command)
+
+
+def _unit_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
+    return number
+
+
+def score_command(args: argparse.Namespace) -> int:
+    """Score each prompt; write {"id", "score", "tier"} per line, in input order."""
+    from classifier.data import read_prompts
+    from classifier.scoring import Scorer
+
+    prompts = read_prompts(args.input)
+    scorer = Scorer.from_path(args.model)
+    scores = scorer.score([p.text for p in prompts])
+    lines = [
+        json.dumps(
+            {"id": p.id, "score": round(float(s), 6), "tier": "large" if s >= args.threshold else "small"}
+        )
+        for p, s in zip(prompts, scores, strict=True)
+    ]
+    _write_text(args.output, "\n".join(lines) + "\n")
+    large = sum(1 for s in scores if s >= args.threshold)
+    print(
+        f"scored {len(prompts)} prompts with {scorer.version}: {large} large, {len(prompts) - large} small "
+        f"(threshold {args.threshold})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Train an embedding + features logistic head, calibrate it, and write a model directory."""
+    from dataclasses import replace
+
+    from classifier.artifacts import SHIPPED_EMBEDDER
+    from classifier.cache import embed_cached
+    from classifier.data import read_examples, read_prompts
+    from classifier.embedding import Embedder
+    from classifier.training import Recipe, train_model
+
+    if args.out.exists() and any(args.out.iterdir()) and not (args.out / "manifest.json").is_file():
+        raise CliError(f"{args.out} exists and is not a model directory; refusing to write into it")
+    examples = read_examples(args.data)
+    recipe = Recipe()
+    if args.C is not None:
+        if not args.C > 0:
+            raise CliError("--C must be positive")
+        recipe = replace(recipe, C=args.C)
+    if args.balance is not None:
+        recipe = replace(recipe, balance=args.balance)
+    embedder = Embedder.from_path(SHIPPED_EMBEDDER)
+    texts = sorted({e.text for e in examples})
+    print(
+        f"embedding {len(texts)} distinct prompts from {len(examples)} rows ...", file=sys.stderr, flush=True
+    )
+    embeddings = embed_cached(embedder, texts, args.embedding_cache)
+    calibration = None
+    if args.calibration_prompts is not None:
+        cal_texts = [p.text for p in read_prompts(args.calibration_prompts)]
+        calibration = (embed_cached(embedder, cal_texts, args.embedding_cache), cal_texts)
+    manifest = train_model(
+        examples,
+        embeddings,
+        texts,
+        args.out,
+        SHIPPED_EMBEDDER,
+        recipe=recipe,
+        data_files=args.data,
+        calibration_scores_texts=calibration,
+    )
+    oof = manifest.metrics["out_of_fold"]
+    assert isinstance(oof, dict)
+    print(
+        f"wrote {args.out} (version {manifest.version}); out-of-fold AUC {oof['auc']:.3f} "
+        f"APGR {oof['apgr']:.3f}; suggested thresholds {manifest.suggested_thresholds}"
+    )
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """AUC, APGR, CPT(50%), CPT(80%) of a model on labelled data, beside random and always-small."""
+    from classifier.data import read_examples
+    from classifier.evaluation import evaluate, format_report, plot_curve
+    from classifier.scoring import Scorer
+
+    examples = read_examples([args.data])
+    scorer = Scorer.from_path(args.model)
+    report = evaluate(scorer.score([e.text for e in examples]), examples)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model": scorer.version,
+                    "rows": report.rows,
+                    "auc": report.auc,
+                    "apgr": report.apgr,
+                    "cpt50": report.cpt50,
+                    "cpt80": report.cpt80,
+                    "quality_basis": report.quality_basis,
+                }
+            )
+        )
+    else:
+        print(f"model {scorer.version} ({args.model})")
+        print(format_report(report))
+    if args.plot is not None:
+        plot_curve(report, args.plot)
+        print(f"curve written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def calibrate_command(args: argparse.Namespace) -> int:
+    """Print the threshold that sends the target share of these prompts to the large model."""
+    from classifier.calibration import threshold_for_share
+    from classifier.data import read_prompts
+    from classifier.scoring import Scorer
+
+    prompts = read_prompts(args.input)
+    scores = Scorer.from_path(args.model).score([p.text for p in prompts])
+    threshold = threshold_for_share(scores, args.target_large_fraction)
+    share = float((scores >= threshold).mean())
+    print(f"{threshold:.6f}")
+    print(
+        f"threshold {threshold:.6f} sends {share:.1%} of {len(prompts)} prompts to the large tier "
+        f"(target {args.target_large_fraction:.1%})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write all or nothing: a temp file renamed into place (or stdout for '-')."""
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    if path.is_dir():
+        raise CliError(f"{path} is a directory")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,130 @@
+"""The ONNX embedder: parity with sentence-transformers, long texts, and no torch on the serve path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifier.artifacts import SHIPPED_EMBEDDER
+from classifier.embedding import Embedder
+
+ROOT = Path(__file__).resolve().parents[2]
+LANGUAGES = [
+    "Le chat dort sur le canapé pendant que la pluie tombe.",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "El análisis de datos requiere paciencia y método.",
+    "私は毎朝コーヒーを飲みながらニュースを読みます。",
+    "这个算法的时间复杂度是多少？请详细解释。",
+    "Москва — столица России, крупнейший город страны.",
+    "مرحبا، كيف يمكنني مساعدتك اليوم؟",
+    "नमस्ते, आप कैसे हैं?",
+    "Η φιλοσοφία ξεκίνησε στην αρχαία Ελλάδα.",
+    "안녕하세요, 오늘 날씨가 정말 좋네요.",
+]
+CODE = [
+    "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n",
+    "SELECT name, COUNT(*) FROM users GROUP BY name HAVING COUNT(*) > 1;",
+    '#include <stdio.h>\nint main(void) { printf("hi\\n"); return 0; }',
+    "const add = (a, b) => a + b;\nexport default add;",
+    'fn main() { let v: Vec<i32> = (0..10).collect(); println!("{:?}", v); }',
+]
+
+
+def parity_corpus() -> list[str]:
+    """>= 200 varied texts: short, long (past 256 tokens), code, non-English, symbols, empty."""
+    texts = ["", "hi", "?", "OK.", "🙂🚀 emoji only", "a" * 5, "Turn this sentence into JSON: 'John is 35'"]
+    texts += LANGUAGES + CODE
+    texts += [
+        f"Write a {n}-step plan to migrate a monolith with {n * 3} services to Kubernetes."
+        for n in range(1, 41)
+    ]
+    texts += [f"What is {a} * {b}? Show your work." for a, b in zip(range(3, 43), range(17, 57), strict=True)]
+    texts += [" ".join(LANGUAGES[i % len(LANGUAGES)] for i in range(k, k + 6)) for k in range(20)]
+    texts += ["\n".join(CODE * k) for k in range(1, 11)]  # up to far beyond 256 tokens
+    texts += [("The quick brown fox jumps over the lazy dog. " * k).strip() for k in range(1, 61, 2)]
+    shared = ROOT.parent / "shared" / "data" / "routing" / "unlabeled_arena_hard.jsonl"
+    if shared.is_file():
+        with shared.open() as handle:
+            texts += [json.loads(line)["prompt"] for _, line in zip(range(40), handle, strict=False)]
+    return texts
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder.from_path(SHIPPED_EMBEDDER, long_text="truncate")
+
+
+@pytest.mark.export
+def test_parity_with_sentence_transformers(embedder: Embedder) -> None:
+    pytest.importorskip("sentence_transformers", reason="needs the [export] extra")
+    from classifier.export import load_sentence_transformer
+
+    texts = parity_corpus()
+    assert len(texts) >= 200
+    reference = load_sentence_transformer().encode(texts, normalize_embeddings=True, batch_size=16)
+    ours = embedder.embed(texts)
+    cosine = (ours * reference).sum(axis=1)
+    worst = int(np.argmin(cosine))
+    assert cosine.min() >= 0.999, f"cosine {cosine.min():.5f} on {texts[worst][:80]!r}"
+
+
+def test_embeddings_are_unit_length_and_batch_independent(embedder: Embedder) -> None:
+    texts = ["short", "a much longer sentence about distributed consensus protocols", "日本語のテキスト"]
+    batch = embedder.embed(texts)
+    assert batch.shape == (3, 384) and batch.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    singles = np.vstack([embedder.embed([t]) for t in texts])
+    np.testing.assert_allclose(batch, singles, atol=1e-5)
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_long_text_uses_head_and_tail_windows() -> None:
+    head_tail = Embedder.from_path(SHIPPED_EMBEDDER, long_text="head_tail")
+    truncate = Embedder.from_path(SHIPPED_EMBEDDER, long_text="truncate")
+    start = "Explain the CAP theorem in depth. " * 40  # well past 256 tokens
+    same_start_other_end = start + "Now write a haiku about cats and summer rain. " * 30
+    first = head_tail.embed([start, same_start_other_end])
+    # Truncation only sees the (identical) beginning; head+tail also sees the different ending.
+    truncated = truncate.embed([start, same_start_other_end])
+    assert float(truncated[0] @ truncated[1]) > 0.999
+    assert float(first[0] @ first[1]) < 0.98
+    # The head+tail embedding is the normalised mean of the first and last window.
+    tokenizer = head_tail._tokenizer
+    ids = tokenizer.encode(same_start_other_end, add_special_tokens=False).ids
+    head = tokenizer.decode(ids[:254])
+    tail = tokenizer.decode(ids[-254:])
+    windows = truncate.embed([head, tail])
+    expected = windows.sum(axis=0) / np.linalg.norm(windows.sum(axis=0))
+    assert float(expected @ first[1]) > 0.995
+
+
+def test_serving_path_never_imports_torch(default_model_dir: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from classifier.scoring import Scorer; "
+        "import router.cli.classifier_commands; "
+        f"s = Scorer.from_path(Path({str(default_model_dir)!r})); s.score(['hello there']); "
+        "heavy = sorted({'torch', 'sentence_transformers', 'transformers'} & set(sys.modules)); "
+        "print(heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_classifier_package_never_imports_router_grpc_or_litellm() -> None:
+    offenders = []
+    for path in (ROOT / "classifier").rglob("*.py"):
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import ", "from ")) and any(
+                f" {name}" in stripped.replace(".", " ") for name in ("router", "grpc", "litellm")
+            ):
+                offenders.append(f"{path.name}: {stripped}")
+    assert not offenders
