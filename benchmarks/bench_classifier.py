@@ -1,0 +1,140 @@
+"""In-process classifier speed: one short prompt, a 2,000-token prompt, and batch throughput, side by side
+with the same embedding through sentence-transformers/torch (when the [export] extra is installed).
+
+    python benchmarks/bench_classifier.py [--smoke] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from classifier.artifacts import DEFAULT_MODEL_DIR  # noqa: E402
+from classifier.scoring import Scorer  # noqa: E402
+
+SHORT = "Turn this sentence into JSON: 'John is 35 and lives in Paris with his two cats.'"  # 22 tokens
+LONG = ("Design a fault-tolerant, multi-region payment ledger; explain consistency, idempotency and audit. " * 110)
+
+
+def batch_prompts(count: int) -> list[str]:
+    """Realistic short prompts (8-60 tokens), all distinct."""
+    stems = [
+        "Extract the name and age from: '{i} year old Maria from Lisbon'",
+        "Classify the sentiment of this review #{i}: the battery lasts two days, great value",
+        "Rewrite this email to sound friendlier (ticket {i}): we cannot refund you",
+        "Write a Python function that merges {i} sorted lists and explain its complexity",
+        "What is the capital of country number {i} in the UN list?",
+    ]
+    return [stems[i % len(stems)].format(i=i) for i in range(count)]
+
+
+def latencies_ms(fn: Callable[[], object], repeat: int, warmup: int = 5) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"p50": statistics.median(values), "p99": float(np.percentile(values, 99))}
+
+
+def throughput(fn: Callable[[list[str]], object], prompts: list[str], batch: int) -> float:
+    fn(prompts[:batch])
+    start = time.perf_counter()
+    for i in range(0, len(prompts), batch):
+        fn(prompts[i : i + batch])
+    return len(prompts) / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to keep the code alive in CI")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    repeat, count = (5, 32) if args.smoke else (300, 1024)
+
+    scorer = Scorer.from_path(DEFAULT_MODEL_DIR)
+    tokens = len(scorer.embedder._tokenizer.encode(LONG, add_special_tokens=False).ids)
+    results: dict[str, object] = {
+        "machine": f"{os.cpu_count()} cores, {platform_name()}",
+        "short_tokens": len(scorer.embedder._tokenizer.encode(SHORT).ids),
+        "long_tokens": tokens,
+        "rightsize_short_ms": summary(latencies_ms(lambda: scorer.score([SHORT]), repeat)),
+        "rightsize_long_ms": summary(latencies_ms(lambda: scorer.score([LONG]), max(3, repeat // 10))),
+        "rightsize_batch_per_s": throughput(scorer.score, batch_prompts(count), 64),
+    }
+    reference = sentence_transformers_model()
+    if reference is not None:
+
+        def encode(texts: list[str]) -> object:
+            return reference.encode(texts, normalize_embeddings=True, batch_size=64)
+
+        results["torch_short_ms"] = summary(latencies_ms(lambda: encode([SHORT]), repeat))
+        results["torch_long_ms"] = summary(latencies_ms(lambda: encode([LONG]), max(3, repeat // 10)))
+        results["torch_batch_per_s"] = throughput(encode, batch_prompts(count), 64)
+    print_table(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def sentence_transformers_model():  # type: ignore[no-untyped-def]
+    try:
+        from classifier.export import load_sentence_transformer
+
+        return load_sentence_transformer()
+    except Exception:  # the [export] extra is optional
+        return None
+
+
+def platform_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def print_table(results: dict) -> None:  # type: ignore[type-arg]
+    print(f"machine: {results['machine']}")
+    print(f"{'figure':<44}{'rightsize (ONNX)':>18}{'sentence-transformers':>24}{'ratio':>8}")
+    rows = [
+        (f"1 short prompt ({results['short_tokens']} tokens), p50 ms", "short_ms", "p50", False),
+        ("1 short prompt, p99 ms", "short_ms", "p99", False),
+        (f"1 long prompt ({results['long_tokens']} tokens), p50 ms", "long_ms", "p50", False),
+        ("batch of short prompts, prompts/s", "batch_per_s", None, True),
+    ]
+    for label, key, stat, higher_better in rows:
+        ours = results[f"rightsize_{key}"]
+        theirs = results.get(f"torch_{key}")
+        ours_v = ours[stat] if stat else ours
+        theirs_v = (theirs[stat] if stat else theirs) if theirs is not None else None
+        ratio = "" if theirs_v is None else f"{(ours_v / theirs_v if higher_better else theirs_v / ours_v):.1f}x"
+        theirs_s = "n/a" if theirs_v is None else f"{theirs_v:.1f}"
+        print(f"{label:<44}{ours_v:>18.1f}{theirs_s:>24}{ratio:>8}")
+    print("ratio = how many times faster rightsize is. On the long prompt sentence-transformers truncates to 256"
+          " tokens, while rightsize embeds two 256-token windows (head + tail), i.e. twice the work.")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""Service overhead: Route over loopback vs the in-process classifier; Complete vs direct litellm.acompletion.
+
+Run `python benchmarks/bench_service.py` (or `--smoke` for the tiny CI run). The server runs as a real
+`rightsize serve` subprocess; the backend is the Ollama stand-in from tests/router/standins.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import grpc  # noqa: E402
+
+from router._proto import router_pb2 as pb  # noqa: E402
+from router._proto import router_pb2_grpc as pb_grpc  # noqa: E402
+from tests.router.standins import StandIn  # noqa: E402
+
+PROMPTS = [
+    "Turn this sentence into JSON: 'John is 35'",
+    "What is the capital of France?",
+    "Design a globally distributed key-value store with strong consistency.",
+    "Summarise the plot of Hamlet in two sentences.",
+    "Write a haiku about autumn rain.",
+    "Explain the difference between TCP and UDP to a new engineer.",
+    "Prove that the square root of two is irrational.",
+    "Translate 'good morning' into Spanish, French and German.",
+]
+
+
+def user_message(i: int) -> pb.Message:
+    return pb.Message(role="user", content=PROMPTS[i % len(PROMPTS)])
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    """p50 / p99 / mean in milliseconds."""
+    ordered = sorted(samples_s)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+    return {"p50_ms": pick(0.5), "p99_ms": pick(0.99), "mean_ms": statistics.fmean(ordered) * 1000}
+
+
+async def timed(n: int, call: Callable[[int], Awaitable[object]], concurrency: int = 1) -> list[float]:
+    samples: list[float] = []
+    counter = iter(range(n))
+
+    async def worker() -> None:
+        for i in counter:
+            started = time.perf_counter()
+            await call(i)
+            samples.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return samples
+
+
+def start_server(standin: StandIn, workdir: Path, model_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    config = {
+        "server": {"address": "127.0.0.1:0", "metrics_port": None},
+        "tiers": {"small": {"model": "ollama_chat/llama3:8b", "api_base": standin.url},
+                  "large": {"model": "ollama_chat/llama3:70b", "api_base": standin.url}},
+        "routing": {"threshold": 1.0},  # everything to small: both paths hit the same stand-in
+        "models": {"dir": str(model_dir.parent), "active": model_dir.name},
+    }
+    path = workdir / "bench.yaml"
+    path.write_text(json.dumps(config))
+    process = subprocess.Popen([sys.executable, "-m", "router", "serve", "--config", str(path)], cwd=ROOT,
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert process.stderr is not None
+    for line in process.stderr:
+        if match := re.search(r"serving rightsize\.v1\.Router on (\S+:\d+)", line):
+            return process, match.group(1)
+    raise SystemExit(f"the server did not start (exit {process.wait()})")
+
+
+async def wait_completion_ready(channel: grpc.aio.Channel) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from router.server import COMPLETION_HEALTH_SERVICE
+
+    stub = health_pb2_grpc.HealthStub(channel)
+    for _ in range(600):
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=COMPLETION_HEALTH_SERVICE))
+        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+            return
+        await asyncio.sleep(0.05)
+    raise SystemExit("LiteLLM never became ready in the server")
+
+
+Results = dict[str, dict[str, float]]
+
+
+def bench_classifier(model_dir: Path, n: int, warmup: int) -> Results:
+    """The classifier alone, in this process, with the server's thread count."""
+    from classifier.scoring import Scorer
+
+    scorer = Scorer.from_path(model_dir, threads=1)  # as the server (scoring.threads: 1)
+    for i in range(warmup):
+        scorer.score([PROMPTS[i % len(PROMPTS)]])
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        scorer.score([PROMPTS[i % len(PROMPTS)]])
+        samples.append(time.perf_counter() - started)
+    return {"classifier in-process": percentiles(samples)}
+
+
+async def bench_server(address: str, n: int, warmup: int, concurrency: int) -> Results:
+    """Route (one client, then `concurrency` clients) and Complete through a running server."""
+    results: Results = {}
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.RouterStub(channel)
+        await wait_completion_ready(channel)
+
+        def route(i: int) -> Awaitable[object]:
+            return stub.Route(pb.RouteRequest(messages=[user_message(i)]))
+
+        def complete(i: int) -> Awaitable[object]:
+            return stub.Complete(pb.CompleteRequest(messages=[user_message(i)]))
+
+        await timed(warmup, route)
+        results["Route over loopback"] = percentiles(await timed(n, route))
+        if concurrency > 1:
+            started = time.perf_counter()
+            samples = await timed(n * 4, route, concurrency)
+            row = percentiles(samples)
+            row["per_s"] = len(samples) / (time.perf_counter() - started)
+            results[f"Route x{concurrency} concurrent"] = row
+        await timed(warmup, complete)
+        results["Complete via router"] = percentiles(await timed(n, complete))
+    return results
+
+
+async def bench_direct_litellm(standin: StandIn, n: int, warmup: int) -> Results:
+    """litellm.acompletion in this process against the same stand-in the server uses."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    def direct(i: int) -> Awaitable[object]:
+        messages = [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
+        return litellm.acompletion(model="ollama_chat/llama3:8b", api_base=standin.url, messages=messages)
+
+    await timed(warmup, direct)
+    return {"litellm.acompletion direct": percentiles(await timed(n, direct))}
+
+
+async def run(model_dir: Path, n: int, warmup: int, concurrency: int) -> Results:
+    """Every figure, one at a time so that they do not compete for the CPU."""
+    results = bench_classifier(model_dir, n, warmup)
+    standin = StandIn("ollama", reply="ok")
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            process, address = start_server(standin, Path(workdir), model_dir)
+            try:
+                results.update(await bench_server(address, n, warmup, concurrency))
+            finally:
+                process.terminate()
+                process.wait(30)
+        results.update(await bench_direct_litellm(standin, n, warmup))
+    finally:
+        standin.kill()
+    return results
+
+
+def report(results: Results) -> str:
+    lines = [f"{'figure':32} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'per s':>8}"]
+    for name, row in results.items():
+        per_s = f"{row['per_s']:8.0f}" if "per_s" in row else f"{'':>8}"
+        lines.append(f"{name:32} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} {row['mean_ms']:8.2f} {per_s}")
+    route = results["Route over loopback"]["p50_ms"] - results["classifier in-process"]["p50_ms"]
+    complete = results["Complete via router"]["p50_ms"] - results["litellm.acompletion direct"]["p50_ms"]
+    lines.append(f"Route overhead over the in-process classifier: {route:+.2f} ms p50 (target <= 1 ms)")
+    lines.append(f"Complete overhead over litellm.acompletion: {complete:+.2f} ms p50 (target <= 3 ms)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the benchmark still runs")
+    parser.add_argument("-n", type=int, default=300, help="timed calls per figure")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "default", help="model directory")
+    args = parser.parse_args(argv)
+    n, warmup, concurrency = (5, 2, 2) if args.smoke else (args.n, 20, args.concurrency)
+    results = asyncio.run(run(args.model.resolve(), n, warmup, concurrency))
+    print(report(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""LiteLLM dispatch: one tier's call, unary or streamed, with LiteLLM's errors translated to BackendError.
+
+LiteLLM is never imported on the Route path nor at start-up's critical path: `import litellm` costs
+~3 s and ~200 MB, so `LiteLLMBackend.start_loading()` imports it in a background thread while the
+server already answers Route. A completion that arrives earlier waits for the import, within its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from router.config import TierSettings
+from router.domain import Generation, GenerationDelta, GenerationParams, Message, Tier, Usage
+from router.errors import BackendError, NotReadyError
+
+log = logging.getLogger(__name__)
+# The backend call ends this long before the client's deadline, so our own status (not the transport's
+# cancellation) reaches the client.
+DEADLINE_MARGIN_S = 0.02
+
+
+@dataclass(frozen=True)
+class BackendCall:
+    """One model call. `deadline` is a time.monotonic() instant (None: only the tier's own timeout)."""
+
+    tier: Tier
+    settings: TierSettings
+    messages: Sequence[Message]
+    params: GenerationParams
+    deadline: float | None = None
+
+    def timeout_s(self) -> float | None:
+        """Seconds left for this call: the tier's `timeout`, shortened by the deadline (minus a margin)."""
+        limits = [self.settings.timeout] if self.settings.timeout else []
+        if self.deadline is not None:
+            limits.append(self.deadline - time.monotonic() - DEADLINE_MARGIN_S)
+        return max(min(limits), 0.0) if limits else None
+
+
+class Backend(Protocol):
+    """The seam between the pipeline and the model providers."""
+
+    async def complete(self, call: BackendCall) -> Generation: ...
+
+    def stream(self, call: BackendCall) -> AsyncGenerator[GenerationDelta, None]: ...
+
+
+class LiteLLMBackend:
+    """Calls `litellm.acompletion`; `start_loading()` must be called once before the first call."""
+
+    def __init__(self) -> None:
+        self._litellm: Any = None
+        self._loaded = threading.Event()
+        self._load_error: str | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """True once LiteLLM is imported and usable."""
+        return self._litellm is not None
+
+    @property
+    def load_error(self) -> str | None:
+        return self._load_error
+
+    def wait_loaded(self, timeout_s: float | None = None) -> bool:
+        """Block until the import finished (or `timeout_s` passed); True when LiteLLM is usable."""
+        self._loaded.wait(timeout_s)
+        return self.ready
+
+    def start_loading(self) -> None:
+        """Import LiteLLM in a daemon thread (idempotent); see `wait_loaded()`."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._load, name="litellm-import", daemon=True)
+            self._thread.start()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            # Without this, importing litellm fetches the model price map over the network.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            import litellm
+
+            litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on stdout
+            litellm.telemetry = False
+            _quiet_litellm_loggers()
+            self._litellm = litellm
+            log.info("completion backend ready (litellm imported in %.1f s)", time.perf_counter() - started)
+        except Exception as exc:  # a broken install must not take Route down with it
+            self._load_error = f"{type(exc).__name__}: {exc}"
+            log.error("completion backend failed to load: %s", self._load_error)
+        finally:
+            self._loaded.set()
+
+    async def _module(self, deadline: float | None) -> Any:
+        if self._litellm is None:
+            self.start_loading()
+            wait_s = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            await asyncio.get_running_loop().run_in_executor(None, self._loaded.wait, wait_s)
+            if self._litellm is None:
+                raise NotReadyError(self._load_error or "the completion backend is still loading")
+        return self._litellm
+
+    async def aclose(self) -> None:
+        """Run LiteLLM's queued logging callbacks and stop its logging worker (bound to this event loop).
+
+        Without this, callbacks queued by the last calls are dropped un-awaited when the loop closes.
+        """
+        if self._litellm is None:
+            return
+        try:
+            from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+        except ImportError:  # a LiteLLM without the worker has nothing to flush
+            return
+        await asyncio.sleep(0)  # let just-finished calls enqueue their callbacks
+        await GLOBAL_LOGGING_WORKER.clear_queue()
+        await GLOBAL_LOGGING_WORKER.stop()
+
+    async def complete(self, call: BackendCall) -> Generation:
+        """One unary completion; raises BackendError naming the tier on any provider failure."""
+        litellm = await self._module(call.deadline)
+        timeout = call.timeout_s()
+        try:
+            async with asyncio.timeout(timeout):
+                response = await litellm.acompletion(**_kwargs(call, timeout))
+        except Exception as exc:  # LiteLLM's adapters raise many types; any of them fails this tier
+            raise translate_error(call, exc, timeout) from exc
+        choice = response.choices[0]
+        usage = _usage(getattr(response, "usage", None)) or Usage()
+        return Generation(
+            text=choice.message.content or "",
+            model=call.settings.model,
+            usage=usage,
+            cost_usd=self.cost_usd(call.settings, usage),
+            finish_reason=choice.finish_reason or "",
+        )
+
+    async def stream(self, call: BackendCall) -> AsyncGenerator[GenerationDelta, None]:
+        """Stream a completion: text deltas, then one last delta with finish_reason, usage and cost."""
+        litellm = await self._module(call.deadline)
+        timeout = call.timeout_s()
+        hard_deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        finish_reason, usage = "", None
+        try:
+            async with asyncio.timeout_at(hard_deadline):
+                response = await litellm.acompletion(
+                    **_kwargs(call, timeout), stream=True, stream_options={"include_usage": True}
+                )
+            chunks = aiter(response)
+            while True:
+                # The timeout must not span the `yield`: the consumer's own awaits are not ours to cancel.
+                async with asyncio.timeout_at(hard_deadline):
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    break
+                usage = _usage(getattr(chunk, "usage", None)) or usage
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                finish_reason = choice.finish_reason or finish_reason
+                if choice.delta.content:
+                    yield GenerationDelta(text=choice.delta.content)
+        except Exception as exc:  # LiteLLM's adapters raise many types; any of them fails this tier
+            raise translate_error(call, exc, timeout) from exc
+        usage = usage or Usage()
+        yield GenerationDelta(
+            text="", finish_reason=finish_reason, usage=usage, cost_usd=self.cost_usd(call.settings, usage)
+        )
+
+    def cost_usd(self, settings: TierSettings, usage: Usage) -> float:
+        """USD for `usage`: the tier's configured prices, else 0 for local tiers, else LiteLLM's price map."""
+        if settings.has_price:
+            return (usage.prompt_tokens * (settings.input_cost_per_token or 0.0)
+                    + usage.completion_tokens * (settings.output_cost_per_token or 0.0))
+        if settings.is_local or self._litellm is None:
+            return 0.0
+        try:
+            prompt_cost, completion_cost = self._litellm.cost_per_token(
+                model=settings.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+            )
+        except Exception as exc:  # LiteLLM raises a bare Exception for models missing from its price map
+            log.debug("no price for %s: %s", settings.model, exc)
+            return 0.0
+        return float(prompt_cost + completion_cost)
+
+
+def _quiet_litellm_loggers() -> None:
+    # LiteLLM logs every call at INFO through its own coloured handler; route its warnings and errors
+    # through the service's logging instead, once each.
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.setLevel(logging.WARNING)
+        logger.propagate = True
+
+
+def translate_error(call: BackendCall, exc: BaseException, timeout_s: float | None = None) -> BackendError:
+    """Map a LiteLLM/openai/httpx/asyncio failure to BackendError with a low-cardinality kind."""
+    if isinstance(exc, BackendError):
+        return exc
+    detail = " ".join(str(exc).split())[:300]
+    if isinstance(exc, TimeoutError) and not detail:
+        detail = f"no answer within {timeout_s:.2f} s" if timeout_s is not None else "timed out"
+    return BackendError(call.tier, call.settings.model, _error_kind(exc), detail or type(exc).__name__)
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    import openai  # already imported by litellm by the time a call can fail
+
+    kinds: tuple[tuple[type[BaseException], str], ...] = (
+        (openai.APITimeoutError, "timeout"),
+        (openai.APIConnectionError, "connection"),
+        (openai.AuthenticationError, "auth"),
+        (openai.PermissionDeniedError, "auth"),
+        (openai.RateLimitError, "rate_limit"),
+        (openai.BadRequestError, "bad_request"),
+        (openai.NotFoundError, "bad_request"),
+        (openai.UnprocessableEntityError, "bad_request"),
+    )
+    for exc_type, kind in kinds:
+        if isinstance(exc, exc_type):
+            return kind
+    if isinstance(exc, openai.OpenAIError):
+        return "server"
+    return "protocol"
+
+
+def _kwargs(call: BackendCall, timeout: float | None) -> dict[str, Any]:
+    kwargs = call.settings.litellm_kwargs()
+    kwargs["messages"] = [{"role": message.role, "content": message.content} for message in call.messages]
+    kwargs.setdefault("drop_params", True)  # a sampling knob a provider lacks is dropped, not an error
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    params = call.params
+    if params.max_tokens is not None:
+        kwargs["max_tokens"] = params.max_tokens
+    if params.temperature is not None:
+        kwargs["temperature"] = params.temperature
+    if params.top_p is not None:
+        kwargs["top_p"] = params.top_p
+    if params.stop:
+        kwargs["stop"] = list(params.stop)
+    return kwargs
+
+
+def _usage(raw: Any) -> Usage | None:
+    if raw is None:
+        return None
+    return Usage(
+        prompt_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
+    )

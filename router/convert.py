@@ -1,0 +1,92 @@
+"""Proto <-> domain conversions; the only module besides the servicer that knows the generated types."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from router._proto import router_pb2 as pb
+from router.domain import Chunk, Completion, Decision, GenerationParams, Message, Request, Usage
+
+
+def new_request_id() -> str:
+    """A fresh request id (32 hex characters) for a client that sent none."""
+    return uuid.uuid4().hex
+
+
+def route_request(message: pb.RouteRequest) -> Request:
+    return Request(
+        messages=_messages(message.messages),
+        request_id=message.request_id or new_request_id(),
+        metadata=dict(message.metadata),
+    )
+
+
+def complete_request(message: pb.CompleteRequest) -> Request:
+    params = message.params
+    return Request(
+        messages=_messages(message.messages),
+        request_id=message.request_id or new_request_id(),
+        metadata=dict(message.metadata),
+        params=GenerationParams(
+            max_tokens=params.max_tokens if params.HasField("max_tokens") else None,
+            temperature=params.temperature if params.HasField("temperature") else None,
+            top_p=params.top_p if params.HasField("top_p") else None,
+            stop=tuple(params.stop),
+        ),
+        force_tier=message.force_tier,
+    )
+
+
+def _messages(messages: Iterable[pb.Message]) -> tuple[Message, ...]:
+    return tuple(Message(m.role, m.content) for m in messages)
+
+
+def decision_message(decision: Decision) -> pb.Decision:
+    return pb.Decision(
+        tier=decision.tier,
+        model=decision.model,
+        score=decision.score,
+        threshold=decision.threshold,
+        reason=decision.reason,
+        classifier_version=decision.classifier_version,
+    )
+
+
+def route_response(request: Request, decision: Decision) -> pb.RouteResponse:
+    return pb.RouteResponse(decision=decision_message(decision), request_id=request.request_id)
+
+
+def usage_message(usage: Usage) -> pb.Usage:
+    return pb.Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+
+
+def complete_response(completion: Completion) -> pb.CompleteResponse:
+    return pb.CompleteResponse(
+        text=completion.text,
+        decision=decision_message(completion.decision),
+        model=completion.model,
+        usage=usage_message(completion.usage),
+        cost_usd=completion.cost_usd,
+        fallback=completion.fallback,
+        fallback_reason=completion.fallback_reason,
+        finish_reason=completion.finish_reason,
+        request_id=completion.request_id,
+    )
+
+
+def chunk_message(chunk: Chunk) -> pb.CompleteChunk:
+    message = pb.CompleteChunk(
+        delta=chunk.delta,
+        fallback=chunk.fallback,
+        fallback_reason=chunk.fallback_reason,
+        finish_reason=chunk.finish_reason,
+        model=chunk.model,
+        cost_usd=chunk.cost_usd,
+        request_id=chunk.request_id,
+    )
+    if chunk.decision is not None:
+        message.decision.CopyFrom(decision_message(chunk.decision))
+    if chunk.usage is not None:
+        message.usage.CopyFrom(usage_message(chunk.usage))
+    return message

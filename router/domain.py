@@ -1,0 +1,117 @@
+"""The service's value types: requests, decisions and completions, independent of gRPC and LiteLLM."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Tier = Literal["small", "large"]
+TIERS: tuple[Tier, ...] = ("small", "large")
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn; role is one of ROLES (checked by the pipeline, not here)."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling parameters; None (or an empty stop) leaves the backend's default."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Request:
+    """A Route or Complete call. `force_tier` is "" (let the policy decide), "small" or "large"."""
+
+    messages: tuple[Message, ...]
+    request_id: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    params: GenerationParams = GenerationParams()
+    force_tier: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Which tier answers and why.
+
+    `score` in [0, 1] (P(small model not good enough)); large when score >= threshold unless a rule
+    forces a tier. `rule` is a short label for metrics ("global", "forced", "override[0]"); `reason`
+    is the human-readable sentence.
+    """
+
+    tier: Tier
+    model: str
+    score: float
+    threshold: float
+    rule: str
+    reason: str
+    classifier_version: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts reported by the backend."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One backend answer (unary), before the pipeline adds the decision."""
+
+    text: str
+    model: str
+    usage: Usage
+    cost_usd: float
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class GenerationDelta:
+    """One piece of a streamed backend answer; finish_reason, usage and cost arrive on the last piece."""
+
+    text: str
+    finish_reason: str = ""
+    usage: Usage | None = None
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The answer to a Complete call. `model` is the model that answered (differs after a fallback)."""
+
+    request_id: str
+    decision: Decision
+    text: str
+    model: str
+    usage: Usage
+    cost_usd: float
+    finish_reason: str
+    fallback: bool = False
+    fallback_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One CompleteStream message: decision etc. on the first, usage/cost/finish_reason on the last."""
+
+    delta: str
+    decision: Decision | None = None
+    model: str = ""
+    request_id: str = ""
+    fallback: bool = False
+    fallback_reason: str = ""
+    usage: Usage | None = None
+    cost_usd: float = 0.0
+    finish_reason: str = ""

@@ -1,0 +1,75 @@
+"""The routing policy: score + request + config -> Decision. Pure: no I/O, no clock, no randomness.
+
+Rules, first match wins:
+1. `force_tier` on the request ("forced by request");
+2. `routing.overrides[i]` whose metadata all match: its tier, or its threshold;
+3. the global `routing.threshold`.
+With a threshold, the large tier is chosen when score >= threshold.
+"""
+
+from __future__ import annotations
+
+from router.config import Override, RouterConfig
+from router.domain import TIERS, Decision, Request, Tier
+
+
+def decide(score: float, request: Request, config: RouterConfig, *, classifier_version: str = "") -> Decision:
+    """Pick the tier for `request` given its classifier score in [0, 1].
+
+    `request.force_tier` must already be "" or a valid tier (the pipeline validates requests).
+    `Decision.threshold` is the threshold that applies to this request even when a rule forced the tier,
+    so that logs show what the score alone would have chosen.
+    """
+    index, override = _first_override(config.routing.overrides, request)
+    threshold = override.threshold if override is not None and override.threshold is not None else None
+    if threshold is None:
+        threshold = config.routing.threshold
+
+    tier: Tier
+    if request.force_tier:
+        tier = _as_tier(request.force_tier)
+        rule, reason = "forced", "forced by request"
+    elif override is not None:
+        rule = f"override[{index}]"
+        matched = " ".join(f"{key}={value}" for key, value in override.metadata.items())
+        if override.tier is not None:
+            tier = override.tier
+            reason = f"{rule} {matched} tier={tier}"
+        else:
+            tier = _by_threshold(score, threshold)
+            reason = f"{rule} {matched} threshold={_number(threshold)}"
+    else:
+        tier = _by_threshold(score, threshold)
+        rule, reason = "global", f"global threshold {_number(threshold)}"
+
+    return Decision(
+        tier=tier,
+        model=config.tiers.get(tier).model,
+        score=score,
+        threshold=threshold,
+        rule=rule,
+        reason=reason,
+        classifier_version=classifier_version,
+    )
+
+
+def _first_override(overrides: tuple[Override, ...], request: Request) -> tuple[int, Override | None]:
+    for index, override in enumerate(overrides):
+        if override.matches(request.metadata):
+            return index, override
+    return -1, None
+
+
+def _by_threshold(score: float, threshold: float) -> Tier:
+    return "large" if score >= threshold else "small"
+
+
+def _as_tier(name: str) -> Tier:
+    for tier in TIERS:
+        if tier == name:
+            return tier
+    raise ValueError(f"unknown tier {name!r}")
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"

@@ -1,0 +1,107 @@
+"""The log's schema as numbered migrations, written once and run the same way on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Column types that differ between the two engines; every other type is spelled the same in both.
+SQLITE_TYPES: Mapping[str, str] = {"ts": "TEXT", "float": "REAL", "int": "INTEGER"}
+POSTGRES_TYPES: Mapping[str, str] = {"ts": "TIMESTAMPTZ", "float": "DOUBLE PRECISION", "int": "BIGINT"}
+
+MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step; `statements` use `{ts}`, `{float}` and `{int}` for engine-specific types."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+    def render(self, types: Mapping[str, str]) -> list[str]:
+        return [statement.format(**types) for statement in self.statements]
+
+
+# Append only: a released migration is never edited, a change is a new version.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "requests and labels",
+        (
+            # One row per request, written once by the writer (idempotently: request_id is the key).
+            """
+            CREATE TABLE requests (
+                request_id TEXT PRIMARY KEY,
+                ts {ts} NOT NULL,
+                rpc TEXT NOT NULL,
+                metadata TEXT NOT NULL,
+                prompt TEXT,
+                prompt_sha256 TEXT NOT NULL,
+                score {float},
+                threshold {float},
+                rule TEXT,
+                tier TEXT,
+                model TEXT,
+                classifier_version TEXT,
+                fallback SMALLINT NOT NULL,
+                fallback_reason TEXT,
+                classify_ms {float},
+                total_ms {float},
+                prompt_tokens {int},
+                completion_tokens {int},
+                cost_usd {float},
+                error TEXT,
+                response TEXT,
+                exemplar_ids TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX requests_ts ON requests (ts, request_id)",
+            # The current label of a request (feedback or judge verdict); a new label replaces the row.
+            """
+            CREATE TABLE labels (
+                request_id TEXT PRIMARY KEY REFERENCES requests (request_id) ON DELETE CASCADE,
+                small_ok SMALLINT,
+                source TEXT NOT NULL,
+                rating TEXT,
+                score {float},
+                comment TEXT,
+                judge_model TEXT,
+                judge_cost_usd {float},
+                updated_at {ts} NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
+        2,
+        "shadow answers",
+        (
+            # The other tier's answer to a shadow-sampled request, for the teacher to compare.
+            """
+            CREATE TABLE shadow_answers (
+                request_id TEXT NOT NULL REFERENCES requests (request_id) ON DELETE CASCADE,
+                tier TEXT NOT NULL,
+                model TEXT NOT NULL,
+                response TEXT,
+                prompt_tokens {int},
+                completion_tokens {int},
+                cost_usd {float},
+                total_ms {float},
+                error TEXT,
+                ts {ts} NOT NULL,
+                PRIMARY KEY (request_id, tier)
+            )
+            """,
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,86 @@
+"""Scoring off the event loop: one worker thread, and requests that arrive while it is busy coalesce.
+
+A lone request is submitted at once (it never waits out a batching window); requests arriving while a
+batch runs are scored together in the next onnxruntime run, up to `max_batch` texts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+import numpy as np
+
+
+class TextScorer(Protocol):
+    """The classifier seam: texts -> float scores in [0, 1] (classifier.scoring.Scorer satisfies it)."""
+
+    @property
+    def version(self) -> str: ...
+
+    def score(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+BatchObserver = Callable[[int, float], None]  # (batch size, seconds) after each onnxruntime run
+
+
+class ScoringQueue:
+    """Scores texts in a dedicated single-thread executor, so gRPC handling never waits behind a batch.
+
+    One worker: the ONNX sessions already use the machine's cores (intra-op threads); a second
+    concurrent run would only contend with the first. Must be used from one event loop.
+    """
+
+    def __init__(self, scorer: TextScorer, *, max_batch: int = 32, observe: BatchObserver | None = None):
+        self.scorer = scorer
+        self.max_batch = max_batch
+        self._observe = observe
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rightsize-score")
+        self._pending: list[tuple[str, asyncio.Future[float]]] = []
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def score(self, text: str) -> float:
+        """The classifier score of one text, in [0, 1]."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[float] = loop.create_future()
+        self._pending.append((text, future))
+        if self._drain_task is None:
+            self._drain_task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                batch = [(text, future) for text, future in batch if not future.cancelled()]
+                if not batch:
+                    continue
+                try:
+                    texts = [text for text, _ in batch]
+                    scores = await loop.run_in_executor(self._executor, self._run, texts)
+                except Exception as exc:  # handed to every waiting caller; their RPC boundary reports it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), score in zip(batch, scores, strict=True):
+                    if not future.done():
+                        future.set_result(float(score))
+        finally:
+            self._drain_task = None
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        started = time.perf_counter()
+        scores = self.scorer.score(texts)
+        if self._observe is not None:
+            self._observe(len(texts), time.perf_counter() - started)
+        return scores
+
+    def close(self) -> None:
+        """Stop the worker thread once the running batch (if any) finishes."""
+        self._executor.shutdown(wait=False, cancel_futures=True)

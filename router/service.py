@@ -1,0 +1,120 @@
+"""The gRPC servicer: proto -> domain, call the pipeline, domain -> proto, errors -> status via one table."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from classifier.errors import ClassifierError
+from router import convert
+from router._proto import router_pb2 as pb
+from router._proto import router_pb2_grpc as pb_grpc
+from router.errors import (
+    AllTiersFailedError,
+    BackendError,
+    DeadlineExceededError,
+    InvalidRequestError,
+    NotReadyError,
+)
+from router.metrics import RouterMetrics
+from router.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The one place errors become status codes; first matching type wins, anything else is INTERNAL.
+STATUS_BY_ERROR: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (AllTiersFailedError, grpc.StatusCode.UNAVAILABLE),
+    (BackendError, grpc.StatusCode.UNAVAILABLE),
+    (NotReadyError, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status code and details a client receives for `exc`."""
+    for exc_type, code in STATUS_BY_ERROR:
+        if isinstance(exc, exc_type):
+            return code, str(exc)
+    if isinstance(exc, ClassifierError):
+        return grpc.StatusCode.INTERNAL, f"classifier error: {exc}"
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
+
+
+class RouterService(pb_grpc.RouterServicer):
+    """rightsize.v1.Router over a Pipeline."""
+
+    def __init__(self, pipeline: Pipeline, metrics: RouterMetrics):
+        self.pipeline = pipeline
+        self.metrics = metrics
+
+    async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
+        async def route() -> pb.RouteResponse:
+            domain = convert.route_request(request)
+            return convert.route_response(domain, await self.pipeline.route(domain))
+
+        return await self._unary("Route", context, route)
+
+    async def Complete(
+        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompleteResponse:
+        async def complete() -> pb.CompleteResponse:
+            completion = await self.pipeline.complete(convert.complete_request(request), _deadline(context))
+            return convert.complete_response(completion)
+
+        return await self._unary("Complete", context, complete)
+
+    async def CompleteStream(
+        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.CompleteChunk]:
+        try:
+            chunks = self.pipeline.stream(convert.complete_request(request), _deadline(context))
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    yield convert.chunk_message(chunk)
+        except Exception as exc:  # the RPC boundary
+            await self._fail("CompleteStream", context, exc)
+        self._count("CompleteStream", grpc.StatusCode.OK)
+
+    async def Feedback(
+        self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FeedbackResponse:
+        self._count("Feedback", grpc.StatusCode.UNIMPLEMENTED)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Feedback is not implemented yet")
+        raise AssertionError("unreachable: abort raises")
+
+    async def _unary(
+        self, method: str, context: grpc.aio.ServicerContext, handler: Callable[[], Awaitable[T]]
+    ) -> T:
+        try:
+            response = await handler()
+        except Exception as exc:  # the RPC boundary
+            await self._fail(method, context, exc)
+        self._count(method, grpc.StatusCode.OK)
+        return response
+
+    async def _fail(self, method: str, context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
+        """Report `exc` to the client as a status with details (context.abort raises)."""
+        code, details = status_for(exc)
+        self._count(method, code)
+        if code == grpc.StatusCode.INTERNAL:
+            log.error("%s failed", method, exc_info=exc)
+        elif code != grpc.StatusCode.INVALID_ARGUMENT:
+            log.warning("%s: %s: %s", method, code.name, details)
+        await context.abort(code, details)
+        raise AssertionError("unreachable: abort raises")
+
+    def _count(self, method: str, code: grpc.StatusCode) -> None:
+        self.metrics.requests.labels(method, code.name).inc()
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The client's deadline as a time.monotonic() instant (None when it set none)."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining

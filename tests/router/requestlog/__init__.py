@@ -1,0 +1,1 @@
+"""Tests of router.requestlog and the `rightsize logs` commands."""

@@ -1,0 +1,194 @@
+"""Stand-in model servers for tests: real HTTP on 127.0.0.1, speaking Ollama's and OpenAI's chat protocols.
+
+`StandIn("ollama")` serves POST /api/chat (JSON, or NDJSON when streaming); `StandIn("openai")` serves
+POST /v1/chat/completions (JSON, or SSE when streaming). Knobs: `status` (answer with that HTTP error),
+`delay_s` (wait before answering), `chunk_delay_s` (wait between stream chunks), `kill()` (close the
+listening socket and every open connection: later calls get "connection refused").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+Kind = Literal["ollama", "openai"]
+PATHS = {"ollama": "/api/chat", "openai": "/v1/chat/completions"}
+
+
+class StandIn:
+    """One stand-in backend in a background thread. Token counts: words in, words out."""
+
+    def __init__(self, kind: Kind, reply: str = "hello from the stand-in", model: str = "stand-in"):
+        self.kind = kind
+        self.reply = reply
+        self.model = model
+        self.status: int | None = None
+        self.delay_s = 0.0
+        self.chunk_delay_s = 0.0
+        self.requests: list[dict[str, Any]] = []
+        self.stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.standin = self
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The api_base LiteLLM needs: http://127.0.0.1:PORT (Ollama) or .../v1 (OpenAI)."""
+        base = f"http://127.0.0.1:{self.port}"
+        return base if self.kind == "ollama" else base + "/v1"
+
+    def kill(self) -> None:
+        """Stop listening and cut open connections, like a crashed server."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            for connection in list(self._connections):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+    def tokens(self, body: dict[str, Any]) -> tuple[int, int]:
+        prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        return prompt, len(self.reply.split())
+
+    def pieces(self) -> list[str]:
+        words = self.reply.split(" ")
+        return [word if i == 0 else " " + word for i, word in enumerate(words)]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    standin: StandIn
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hung up mid-answer is expected (deadlines, kills)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # otherwise headers and body in two writes cost a 40 ms delayed ACK
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.standin._lock:
+            self.server.standin._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.standin._lock:
+            self.server.standin._connections.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        standin = self.server.standin
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        with standin._lock:
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            standin.requests.append({"path": self.path, "body": body, "headers": headers})
+        if self.path != PATHS[standin.kind]:
+            return self._json(404, {"error": f"no route {self.path}"})
+        if standin.delay_s and standin.stopping.wait(standin.delay_s):
+            return
+        if standin.status is not None:
+            return self._json(standin.status, {"error": {"message": f"stand-in error {standin.status}",
+                                                         "type": "server_error"}})
+        streaming = bool(body.get("stream"))
+        if standin.kind == "ollama" and streaming:
+            return self._ollama_stream(body)
+        if standin.kind == "ollama":
+            return self._json(200, self._ollama_final(body, standin.reply))
+        return self._openai_stream(body) if streaming else self._json(200, self._openai_unary(body))
+
+    # --- Ollama /api/chat ---
+    def _ollama_final(self, body: dict[str, Any], content: str) -> dict[str, Any]:
+        prompt_tokens, completion_tokens = self.server.standin.tokens(body)
+        return {
+            "model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
+            "message": {"role": "assistant", "content": content},
+            "done": True, "done_reason": "stop",
+            "prompt_eval_count": prompt_tokens, "eval_count": completion_tokens,
+        }
+
+    def _ollama_stream(self, body: dict[str, Any]) -> None:
+        self._start_chunked("application/x-ndjson")
+        for piece in self.server.standin.pieces():
+            message = {"role": "assistant", "content": piece}
+            line = {"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
+                    "message": message, "done": False}
+            self._send_chunk(json.dumps(line) + "\n")
+        self._send_chunk(json.dumps(self._ollama_final(body, "")) + "\n")
+        self._end_chunked()
+
+    # --- OpenAI /v1/chat/completions ---
+    def _openai_unary(self, body: dict[str, Any]) -> dict[str, Any]:
+        standin = self.server.standin
+        prompt_tokens, completion_tokens = standin.tokens(body)
+        return {
+            "id": "chatcmpl-standin", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": standin.reply},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
+    def _openai_stream(self, body: dict[str, Any]) -> None:
+        standin = self.server.standin
+        self._start_chunked("text/event-stream")
+        base = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": body.get("model")}
+        for piece in standin.pieces():
+            delta = {"role": "assistant", "content": piece}
+            self._send_event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        self._send_event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            prompt_tokens, completion_tokens = standin.tokens(body)
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                     "total_tokens": prompt_tokens + completion_tokens}
+            self._send_event({**base, "choices": [], "usage": usage})
+        self._send_chunk("data: [DONE]\n\n")
+        self._end_chunked()
+
+    # --- HTTP plumbing ---
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _start_chunked(self, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def _send_event(self, payload: dict[str, Any]) -> None:
+        self._send_chunk(f"data: {json.dumps(payload)}\n\n")
+
+    def _send_chunk(self, text: str) -> None:
+        standin = self.server.standin
+        if standin.chunk_delay_s and standin.stopping.wait(standin.chunk_delay_s):
+            raise ConnectionAbortedError("stand-in killed mid-stream")
+        data = text.encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _end_chunked(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()

@@ -1,0 +1,78 @@
+"""The routing policy as a table of cases, plus the threshold's defining property."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from router.config import RouterConfig
+from router.domain import Message, Request
+from router.policy import decide
+
+TIERS = {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "openai/gpt-4o"}}
+OVERRIDES = [
+    {"metadata": {"tenant": "acme"}, "threshold": 0.8},
+    {"metadata": {"task": "extraction"}, "tier": "small"},
+    {"metadata": {"tenant": "vip", "task": "chat"}, "tier": "large"},
+]
+
+
+def config(**routing: Any) -> RouterConfig:
+    return RouterConfig.model_validate({"tiers": TIERS, "routing": routing})
+
+
+def request(force_tier: str = "", **metadata: str) -> Request:
+    messages = (Message("user", "hi"),)
+    return Request(messages=messages, request_id="r1", metadata=metadata, force_tier=force_tier)
+
+
+CASES = [
+    # score, request, routing, tier, threshold, rule, reason
+    (0.49, request(), {"threshold": 0.5}, "small", 0.5, "global", "global threshold 0.5"),
+    (0.5, request(), {"threshold": 0.5}, "large", 0.5, "global", "global threshold 0.5"),
+    (0.0, request(), {"threshold": 0.0}, "large", 0.0, "global", "global threshold 0"),
+    (1.0, request(), {"threshold": 1.0}, "large", 1.0, "global", "global threshold 1"),
+    (0.99, request(), {"threshold": 1.0}, "small", 1.0, "global", "global threshold 1"),
+    (0.9, request(force_tier="small"), {"threshold": 0.5}, "small", 0.5, "forced", "forced by request"),
+    (0.1, request(force_tier="large"), {"threshold": 0.5}, "large", 0.5, "forced", "forced by request"),
+    (0.7, request(tenant="acme"), {"overrides": OVERRIDES}, "small", 0.8, "override[0]",
+     "override[0] tenant=acme threshold=0.8"),
+    (0.85, request(tenant="acme"), {"overrides": OVERRIDES}, "large", 0.8, "override[0]",
+     "override[0] tenant=acme threshold=0.8"),
+    (0.7, request(tenant="other"), {"overrides": OVERRIDES}, "large", 0.5, "global", "global threshold 0.5"),
+    (0.99, request(task="extraction"), {"overrides": OVERRIDES}, "small", 0.5, "override[1]",
+     "override[1] task=extraction tier=small"),
+    # first match wins: acme's threshold rule comes before the extraction tier rule
+    (0.7, request(tenant="acme", task="extraction"), {"overrides": OVERRIDES}, "small", 0.8, "override[0]",
+     "override[0] tenant=acme threshold=0.8"),
+    (0.9, request(tenant="acme", task="extraction"), {"overrides": OVERRIDES}, "large", 0.8, "override[0]",
+     "override[0] tenant=acme threshold=0.8"),
+    # every pair of a rule must match
+    (0.1, request(tenant="vip"), {"overrides": OVERRIDES}, "small", 0.5, "global", "global threshold 0.5"),
+    (0.1, request(tenant="vip", task="chat"), {"overrides": OVERRIDES}, "large", 0.5, "override[2]",
+     "override[2] tenant=vip task=chat tier=large"),
+    # the request's force beats every override; the reported threshold is still the override's
+    (0.1, request(force_tier="large", tenant="acme"), {"overrides": OVERRIDES}, "large", 0.8, "forced",
+     "forced by request"),
+]
+
+
+@pytest.mark.parametrize(("score", "req", "routing", "tier", "threshold", "rule", "reason"), CASES)
+def test_decide_table(
+    score: float, req: Request, routing: dict[str, Any], tier: str, threshold: float, rule: str, reason: str
+) -> None:
+    decision = decide(score, req, config(**routing), classifier_version="v7")
+    assert (decision.tier, decision.threshold) == (tier, threshold)
+    assert (decision.rule, decision.reason) == (rule, reason)
+    assert decision.model == TIERS[tier]["model"]
+    assert decision.score == score
+    assert decision.classifier_version == "v7"
+
+
+@given(score=st.floats(0, 1), threshold=st.floats(0, 1))
+def test_large_exactly_when_score_reaches_threshold(score: float, threshold: float) -> None:
+    decision = decide(score, request(), config(threshold=threshold))
+    assert (decision.tier == "large") == (score >= threshold)

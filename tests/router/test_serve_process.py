@@ -1,0 +1,123 @@
+"""`rightsize serve` as a real process: start-up, health, and a graceful drain on SIGTERM that exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from router._proto import router_pb2 as pb
+from router._proto import router_pb2_grpc as pb_grpc
+from router.server import COMPLETION_HEALTH_SERVICE
+from tests.router.support import SMALL_REPLY, Backends, config_dict, user
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ServeProcess:
+    """`python -m router serve --config FILE` with its stderr collected line by line."""
+
+    def __init__(self, config_path: Path):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "router", "serve", "--config", str(config_path)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def close(self) -> None:
+        self._reader.join(10)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+
+    def wait_for_line(self, pattern: str, timeout_s: float = 30) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if match := re.search(pattern, line):
+                    return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no line matching {pattern!r}; stderr:\n" + "\n".join(self.lines))
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path, backends: Backends) -> Iterator[ServeProcess]:
+    config = config_dict(backends, threshold=1.0)  # every prompt goes to the (Ollama) small tier
+    config["server"]["grace_period_s"] = 10
+    path = tmp_path / "router.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    serve = ServeProcess(path)
+    yield serve
+    if serve.process.poll() is None:
+        serve.process.kill()
+    serve.process.wait(10)
+    serve.close()
+
+
+def wait_serving(channel: grpc.Channel, service: str, timeout_s: float = 30) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+        if status == health_pb2.HealthCheckResponse.SERVING:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{service!r} never became SERVING")
+
+
+def test_serves_route_at_once_and_drains_on_sigterm_with_exit_0(
+    serve_process: ServeProcess, backends: Backends
+) -> None:
+    started = time.monotonic()
+    address = serve_process.wait_for_line(r"serving rightsize\.v1\.Router on (\S+:\d+)").group(1)
+    with grpc.insecure_channel(address) as channel:
+        wait_serving(channel, "")
+        cold_start_s = time.monotonic() - started
+        stub = pb_grpc.RouterStub(channel)
+        # Route answers while LiteLLM (~3 s to import) is still loading; a Complete waits for it.
+        assert stub.Route(pb.RouteRequest(messages=user("hi")), timeout=5).decision.tier == "small"
+        health = health_pb2_grpc.HealthStub(channel)
+        completion = health.Check(health_pb2.HealthCheckRequest(service=COMPLETION_HEALTH_SERVICE), timeout=2)
+        assert completion.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert stub.Complete(pb.CompleteRequest(messages=user("hi")), timeout=30).text == SMALL_REPLY
+        wait_serving(channel, COMPLETION_HEALTH_SERVICE)
+
+        backends.small.chunk_delay_s = 0.3  # 3 words + the final chunk: about 1.2 s in flight
+        seen = len(backends.small.requests)
+        chunks: list[pb.CompleteChunk] = []
+        stream = threading.Thread(target=lambda: chunks.extend(
+            stub.CompleteStream(pb.CompleteRequest(messages=user("tell me")), timeout=20)))
+        stream.start()
+        while len(backends.small.requests) == seen:  # the stream reached the backend: it is in flight
+            time.sleep(0.01)
+        serve_process.process.send_signal(signal.SIGTERM)
+        stream.join(20)
+
+        assert "".join(chunk.delta for chunk in chunks) == SMALL_REPLY  # the in-flight call finished
+        assert chunks[-1].finish_reason == "stop"
+        assert serve_process.process.wait(20) == 0
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Route(pb.RouteRequest(messages=user("hi")), timeout=2)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert any("draining in-flight calls" in line for line in serve_process.lines)
+    assert cold_start_s < 10, f"cold start to SERVING took {cold_start_s:.1f} s"
