@@ -20,11 +20,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classifier.artifacts import DEFAULT_MODEL_DIR  # noqa: E402
+from classifier.paths import DEFAULT_MODEL_DIR  # noqa: E402
 from classifier.scoring import Scorer  # noqa: E402
 
 SHORT = "Turn this sentence into JSON: 'John is 35 and lives in Paris with his two cats.'"  # 22 tokens
-LONG = ("Design a fault-tolerant, multi-region payment ledger; explain consistency, idempotency and audit. " * 110)
+LONG = (
+    "Design a fault-tolerant, multi-region payment ledger; explain consistency, idempotency and audit. " * 110
+)
 
 
 def batch_prompts(count: int) -> list[str]:
@@ -129,11 +131,15 @@ def print_table(results: dict) -> None:  # type: ignore[type-arg]
         theirs = results.get(f"torch_{key}")
         ours_v = ours[stat] if stat else ours
         theirs_v = (theirs[stat] if stat else theirs) if theirs is not None else None
-        ratio = "" if theirs_v is None else f"{(ours_v / theirs_v if higher_better else theirs_v / ours_v):.1f}x"
+        ratio = (
+            "" if theirs_v is None else f"{(ours_v / theirs_v if higher_better else theirs_v / ours_v):.1f}x"
+        )
         theirs_s = "n/a" if theirs_v is None else f"{theirs_v:.1f}"
         print(f"{label:<44}{ours_v:>18.1f}{theirs_s:>24}{ratio:>8}")
-    print("ratio = how many times faster rightsize is. On the long prompt sentence-transformers truncates to 256"
-          " tokens, while rightsize embeds two 256-token windows (head + tail), i.e. twice the work.")
+    print(
+        "ratio = how many times faster rightsize is. On the long prompt sentence-transformers truncates to"
+        " 256 tokens, while rightsize embeds two 256-token windows (head + tail), i.e. twice the work."
+    )
 
 
 if __name__ == "__main__":

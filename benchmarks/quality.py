@@ -5,6 +5,8 @@ For each source group of ../shared/data/routing/train.jsonl (GSM8K's two sources
 - `unseen`: our recipe trained on every *other* group (the held-out group is data it never saw);
 - `retrained`: our recipe trained on `--labels` in-distribution prompts of the group (what `rightsize
   retrain` does with a team's own labels), evaluated on the group's other prompts;
+- `mixed`: the `unseen` training rows plus those in-distribution labels, weighted to half the total
+  (`rightsize retrain --base-data ... --base-weight`);
 - `unseen@test` / `keyword@test`: the same two routers on exactly the retrained router's test prompts.
 APGR 0.5 = random. Also AUC on MATH-500 difficulty (levels 4-5 = hard), a set nothing here trains on.
 
@@ -18,6 +20,7 @@ import json
 import os
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +62,16 @@ class Trained:
         training = build_training_set(rows, recipe.balance, recipe.label)
         self.vectors, self.row_of = vectors, row_of
         inputs = head_inputs(vectors[[row_of[t] for t in training.texts]], training.texts)
-        self.trainer = HeadTrainer(recipe).fit(inputs, training.need_large, training.weights, training.fell_short)
+        self.trainer = HeadTrainer(recipe).fit(
+            inputs, training.need_large, training.weights, training.fell_short
+        )
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         inputs = head_inputs(self.vectors[[self.row_of[t] for t in texts]], texts)
         return self.trainer.predict_proba(inputs)[:, 1]
+
+
+WIDTHS = (9, 9, 14, 13, 11, 8)
 
 
 def split_by_prompt(rows: list[Example], labels: int, seed: int) -> tuple[list[Example], list[Example]]:
@@ -91,13 +99,17 @@ def main() -> int:
     keyword = keyword_scorer()
     recipe = Recipe()
     results = {}
-    header = f"{'held-out group':<16}{'keyword':>9}{'unseen':>9}{'keyword@test':>14}{'unseen@test':>13}{'retrained':>11}"
+    columns = ("keyword", "unseen", "keyword@test", "unseen@test", "retrained", "mixed")
+    header = f"{'held-out group':<16}" + "".join(f"{c:>{w}}" for c, w in zip(columns, WIDTHS, strict=True))
     print(f"APGR (0.5 = random); retrained on {args.labels} in-distribution prompts\n{header}")
     for group in sorted({group_of(e.source) for e in examples}):
         held = [e for e in examples if group_of(e.source) == group]
         unseen = Trained([e for e in examples if group_of(e.source) != group], vectors, row_of, recipe)
         train, test = split_by_prompt(held, args.labels, args.seed)
         retrained = Trained(train, vectors, row_of, recipe)
+        base = [e for e in examples if group_of(e.source) != group]
+        local_weight = len(base) / max(len(train), 1)
+        mixed = Trained(base + [replace(e, weight=local_weight) for e in train], vectors, row_of, recipe)
 
         def apgr(scorer, rows):  # type: ignore[no-untyped-def]
             return evaluate(scorer([e.text for e in rows]), rows).apgr
@@ -108,19 +120,39 @@ def main() -> int:
             "keyword@test": apgr(keyword, test),
             "unseen@test": apgr(unseen, test),
             "retrained": apgr(retrained, test),
+            "mixed": apgr(mixed, test),
         }
         results[group] = row
-        print(f"{group:<16}" + "".join(f"{row[k]:>{w}.3f}" for k, w in zip(row, (9, 9, 14, 13, 11), strict=True)),
-              flush=True)
+        print(
+            f"{group:<16}" + "".join(f"{row[k]:>{w}.3f}" for k, w in zip(row, WIDTHS, strict=True)),
+            flush=True,
+        )
     means = {k: float(np.mean([r[k] for r in results.values()])) for k in next(iter(results.values()))}
-    print(f"{'mean':<16}" + "".join(f"{means[k]:>{w}.3f}" for k, w in zip(means, (9, 9, 14, 13, 11), strict=True)))
+    print(f"{'mean':<16}" + "".join(f"{means[k]:>{w}.3f}" for k, w in zip(means, WIDTHS, strict=True)))
     hard = np.array([0 if r["level"] >= 4 else 1 for r in math_rows])
     full = Trained(examples, vectors, row_of, recipe)
-    math_auc = {"keyword": auc_need_large(keyword(math_texts), hard), "rightsize": auc_need_large(full(math_texts), hard)}
-    print(f"MATH-500 AUC (levels 4-5 vs 1-3): keyword {math_auc['keyword']:.3f}  rightsize {math_auc['rightsize']:.3f}")
+    math_auc = {
+        "keyword": auc_need_large(keyword(math_texts), hard),
+        "rightsize": auc_need_large(full(math_texts), hard),
+    }
+    print(
+        f"MATH-500 AUC (levels 4-5 vs 1-3): keyword {math_auc['keyword']:.3f}  "
+        f"rightsize {math_auc['rightsize']:.3f}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"apgr": results, "mean": means, "math500_auc": math_auc,
-                                         "labels": args.labels, "seed": args.seed}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "apgr": results,
+                    "mean": means,
+                    "math500_auc": math_auc,
+                    "labels": args.labels,
+                    "seed": args.seed,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -10,14 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from classifier.embedding import read_embedder_info
 from classifier.errors import ModelLoadError
 from classifier.export import sha256_file
+from classifier.paths import SHIPPED_EMBEDDERS
 
 MANIFEST = "manifest.json"
 HEAD_FILE = "head.onnx"
-SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
-# The embedder that ships with the package, used when a model directory only references it.
-SHIPPED_EMBEDDERS = SHIPPED_MODELS / "embedder"
-SHIPPED_EMBEDDER = SHIPPED_EMBEDDERS / "all-MiniLM-L6-v2"
-DEFAULT_MODEL_DIR = SHIPPED_MODELS / "default"
 
 
 class EmbedderRef(BaseModel):

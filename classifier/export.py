@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from classifier.artifacts import SHIPPED_EMBEDDER
+    from classifier.paths import SHIPPED_EMBEDDER
 
     parser = argparse.ArgumentParser(prog="python -m classifier.export", description=main.__doc__)
     parser.add_argument("out_dir", nargs="?", type=Path, default=SHIPPED_EMBEDDER)

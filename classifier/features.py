@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 FEATURE_NAMES: tuple[str, ...] = (
     "log_chars",
     "log_words",
@@ -21,6 +21,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "choice_options",
     "non_ascii_share",
     "task_verbs",
+    "reasoning_markers",
+    "technical_terms",
+    "simple_markers",
 )
 
 _CODE = re.compile(
@@ -34,6 +37,24 @@ _CHOICE = re.compile(r"^\s*\(?[A-Ea-e][.)]\s+\S", re.M)
 _TASK = re.compile(
     r"\b(design|implement|architect|optimi[sz]e|analy[sz]e|prove|derive|explain why|compare|trade-?offs?|"
     r"step[- ]by[- ]step|debug|refactor|algorithm|complexity|strategy|evaluate|critique|plan)\b",
+    re.I,
+)
+
+_REASONING = re.compile(
+    r"\b(step[- ]by[- ]step|show your work|justify|reasoning|why\b|deduce|infer|conclude|logical(ly)?|"
+    r"pros and cons|weigh|think (through|carefully)|break (it )?down|walk me through|in detail)",
+    re.I,
+)
+_TECHNICAL = re.compile(
+    r"\b(architecture|distributed|scalab\w*|concurren\w*|latency|throughput|protocol|encrypt\w*|theorem|"
+    r"integral|derivative|probabilit\w*|matri(x|ces)|eigen\w*|quantum|molecul\w*|enzyme|neural|compiler|"
+    r"kernel|database|asymptotic|recursion|polynomial|statistic\w*|hypothes[ie]s|thermodynamic\w*)",
+    re.I,
+)
+_SIMPLE = re.compile(
+    r"\b(what is|what's|who is|who was|define|when (did|was)|where is|how many|translate|summari[sz]e|"
+    r"rewrite|rephrase|fix the (spelling|grammar)|classify|extract|hello|hi|thanks|thank you|yes or no|"
+    r"true or false|one word|briefly)\b",
     re.I,
 )
 
@@ -64,4 +85,7 @@ def _features(text: str) -> list[float]:
         math.log1p(len(_CHOICE.findall(text))),
         sum(ord(c) > 127 for c in text) * per_char,
         math.log1p(len(_TASK.findall(text))),
+        math.log1p(len(_REASONING.findall(text))),
+        math.log1p(len(_TECHNICAL.findall(text))),
+        math.log1p(len(_SIMPLE.findall(text))),
     ]

@@ -1,4 +1,4 @@
-"""`rightsize score | train | eval | calibrate`: the classifier's commands (no server needed)."""
+"""`rightsize score | train | eval`: the classifier's commands (no server needed)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from router.cli import CliError
 
 
 def register(subparsers: Any) -> None:
-    from classifier.artifacts import DEFAULT_MODEL_DIR
+    from classifier.paths import DEFAULT_MODEL_DIR
 
     score = subparsers.add_parser(
         "score", help="score prompts from a JSONL file", description=score_command.__doc__
@@ -57,14 +57,6 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
     evaluate.set_defaults(handler=eval_command)
 
-    calibrate = subparsers.add_parser(
-        "calibrate", help="threshold for a target large-model share", description=calibrate_command.__doc__
-    )
-    calibrate.add_argument("--input", type=Path, required=True, help="JSONL prompts typical of your traffic")
-    calibrate.add_argument("--target-large-fraction", type=_unit_float, required=True, help="share in [0, 1]")
-    calibrate.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
-    calibrate.set_defaults(handler=calibrate_command)
-
 
 def _unit_float(value: str) -> float:
     try:
@@ -104,10 +96,10 @@ def train_command(args: argparse.Namespace) -> int:
     """Train an embedding + features logistic head, calibrate it, and write a model directory."""
     from dataclasses import replace
 
-    from classifier.artifacts import SHIPPED_EMBEDDER
     from classifier.cache import embed_cached
     from classifier.data import read_examples, read_prompts
     from classifier.embedding import Embedder
+    from classifier.paths import SHIPPED_EMBEDDER
     from classifier.training import Recipe, train_model
 
     if args.out.exists() and any(args.out.iterdir()) and not (args.out / "manifest.json").is_file():
@@ -178,25 +170,6 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.plot is not None:
         plot_curve(report, args.plot)
         print(f"curve written to {args.plot}", file=sys.stderr)
-    return 0
-
-
-def calibrate_command(args: argparse.Namespace) -> int:
-    """Print the threshold that sends the target share of these prompts to the large model."""
-    from classifier.calibration import threshold_for_share
-    from classifier.data import read_prompts
-    from classifier.scoring import Scorer
-
-    prompts = read_prompts(args.input)
-    scores = Scorer.from_path(args.model).score([p.text for p in prompts])
-    threshold = threshold_for_share(scores, args.target_large_fraction)
-    share = float((scores >= threshold).mean())
-    print(f"{threshold:.6f}")
-    print(
-        f"threshold {threshold:.6f} sends {share:.1%} of {len(prompts)} prompts to the large tier "
-        f"(target {args.target_large_fraction:.1%})",
-        file=sys.stderr,
-    )
     return 0
 
 

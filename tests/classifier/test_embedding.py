@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.artifacts import SHIPPED_EMBEDDER
 from classifier.embedding import Embedder
+from classifier.paths import SHIPPED_EMBEDDER
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = [

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.artifacts import SHIPPED_EMBEDDER, read_manifest
+from classifier.artifacts import read_manifest
 from classifier.data import Example, read_examples
 from classifier.embedding import Embedder
 from classifier.evaluation import evaluate
+from classifier.paths import SHIPPED_EMBEDDER
 from classifier.scoring import Scorer
 from classifier.training import HeadTrainer, Recipe, build_training_set, train_model
 from tests.classifier import synthetic
