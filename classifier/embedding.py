@@ -29,8 +29,12 @@ class EmbedderInfo:
 
 def session_options(threads: int | None = None) -> Any:
     """onnxruntime options tuned for small CPU batches: all graph optimisations, sequential execution."""
+    # onnxruntime on Linux may send usage telemetry; the service runs offline and must not phone home.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import onnxruntime as ort
 
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -28,8 +28,14 @@ class Scorer:
         self.model_dir = model_dir
 
     @classmethod
-    def from_path(cls, model_dir: Path, *, threads: int | None = None) -> Scorer:
-        """Load and verify a model directory (manifest, head sha256, embedder sha256 and id)."""
+    def from_path(
+        cls, model_dir: Path, *, threads: int | None = None, embedder_file: str | None = None
+    ) -> Scorer:
+        """Load and verify a model directory (manifest, head sha256, embedder sha256 and id).
+
+        `embedder_file` picks another file of the same embedder (e.g. `model.int8.onnx`, listed with its
+        sha256 in `embedder.json`) instead of the one the head was trained with.
+        """
         import onnxruntime as ort
 
         model_dir = Path(model_dir)
@@ -47,9 +53,8 @@ class Scorer:
             )
         embedder_dir = resolve_embedder(model_dir, manifest.embedder)
         long_text: LongText = "truncate" if manifest.long_text == "truncate" else "head_tail"
-        embedder = Embedder.from_path(
-            embedder_dir, variant=manifest.embedder.file, threads=threads, long_text=long_text
-        )
+        variant = embedder_file or manifest.embedder.file
+        embedder = Embedder.from_path(embedder_dir, variant=variant, threads=threads, long_text=long_text)
         head_path = verify_head(model_dir, manifest)
         try:
             session = ort.InferenceSession(

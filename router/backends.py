@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from router.config import TierSettings
 from router.domain import Generation, GenerationDelta, GenerationParams, Message, Tier, Usage
 from router.errors import BackendError, NotReadyError
+from router.redact import scrub
 
 log = logging.getLogger(__name__)
 # The backend call ends this long before the client's deadline, so our own status (not the transport's
@@ -137,6 +138,8 @@ class LiteLLMBackend:
             raise translate_error(call, exc, timeout) from exc
         choice = response.choices[0]
         usage = _usage(getattr(response, "usage", None)) or Usage()
+        if not choice.message.content and choice.finish_reason != "length":
+            raise BackendError(call.tier, call.settings.model, "empty", "the model returned no text")
         return Generation(
             text=choice.message.content or "",
             model=call.settings.model,
@@ -150,7 +153,8 @@ class LiteLLMBackend:
         litellm = await self._module(call.deadline)
         timeout = call.timeout_s()
         hard_deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        finish_reason, usage = "", None
+        finish_reason, usage, any_text = "", None, False
+        idle_s = call.settings.idle_timeout
         try:
             async with asyncio.timeout_at(hard_deadline):
                 response = await litellm.acompletion(
@@ -159,7 +163,7 @@ class LiteLLMBackend:
             chunks = aiter(response)
             while True:
                 # The timeout must not span the `yield`: the consumer's own awaits are not ours to cancel.
-                async with asyncio.timeout_at(hard_deadline):
+                async with asyncio.timeout_at(_sooner(hard_deadline, idle_s)):
                     chunk = await anext(chunks, None)
                 if chunk is None:
                     break
@@ -169,9 +173,12 @@ class LiteLLMBackend:
                 choice = chunk.choices[0]
                 finish_reason = choice.finish_reason or finish_reason
                 if choice.delta.content:
+                    any_text = True
                     yield GenerationDelta(text=choice.delta.content)
         except Exception as exc:  # LiteLLM's adapters raise many types; any of them fails this tier
             raise translate_error(call, exc, timeout) from exc
+        if not any_text and finish_reason != "length":
+            raise BackendError(call.tier, call.settings.model, "empty", "the model streamed no text")
         usage = usage or Usage()
         yield GenerationDelta(
             text="", finish_reason=finish_reason, usage=usage, cost_usd=self.cost_usd(call.settings, usage)
@@ -210,10 +217,36 @@ def translate_error(call: BackendCall, exc: BaseException, timeout_s: float | No
     """Map a LiteLLM/openai/httpx/asyncio failure to BackendError with a low-cardinality kind."""
     if isinstance(exc, BackendError):
         return exc
-    detail = " ".join(str(exc).split())[:300]
+    # A provider may echo the key it was sent; it must not reach logs, metrics or the client.
+    secret = call.settings.api_key.get_secret_value() if call.settings.api_key is not None else ""
+    detail = scrub(" ".join(str(exc).split()), (secret,))[:300]
     if isinstance(exc, TimeoutError) and not detail:
         detail = f"no answer within {timeout_s:.2f} s" if timeout_s is not None else "timed out"
-    return BackendError(call.tier, call.settings.model, _error_kind(exc), detail or type(exc).__name__)
+    error = BackendError(call.tier, call.settings.model, _error_kind(exc), detail or type(exc).__name__)
+    error.retry_after_s = _retry_after_s(exc)
+    return error
+
+
+def _retry_after_s(exc: BaseException) -> float | None:
+    """A Retry-After (seconds) or retry-after-ms header on the provider's error response, if any."""
+    headers = (getattr(exc, "litellm_response_headers", None)
+               or getattr(getattr(exc, "response", None), "headers", None) or {})
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        if headers.get("retry-after"):
+            return float(headers["retry-after"])
+    except (TypeError, ValueError):  # an HTTP date, or garbage: no hint
+        return None
+    return None
+
+
+def _sooner(deadline: float | None, idle_s: float | None) -> float | None:
+    """The earlier of a loop-time deadline and `idle_s` from now."""
+    if idle_s is None:
+        return deadline
+    idle_deadline = asyncio.get_running_loop().time() + idle_s
+    return idle_deadline if deadline is None else min(deadline, idle_deadline)
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -243,6 +276,9 @@ def _kwargs(call: BackendCall, timeout: float | None) -> dict[str, Any]:
     kwargs = call.settings.litellm_kwargs()
     kwargs["messages"] = [{"role": message.role, "content": message.content} for message in call.messages]
     kwargs.setdefault("drop_params", True)  # a sampling knob a provider lacks is dropped, not an error
+    # No hidden SDK retries (the OpenAI client's default is 2, sleeping out each Retry-After): the
+    # fallback tier and the breaker handle a failure within the caller's deadline. A tier may set it.
+    kwargs.setdefault("max_retries", 0)
     if timeout is not None:
         kwargs["timeout"] = timeout
     params = call.params

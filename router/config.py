@@ -5,6 +5,7 @@ Precedence, highest first:
 2. the YAML file given with `--config`, else the shipped `router/default_config.yaml`;
 3. the defaults declared below.
 A tier's secret comes from its `api_key`, else from the environment variable named by `api_key_env`.
+Client API key hashes come from `server.auth.api_keys` plus the JSON list in `server.auth.api_keys_env`.
 `load_config()` is the only place that reads the environment.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,6 +28,10 @@ from pydantic import (
 
 from router.domain import Tier
 from router.errors import ConfigError
+from router.fewshot.settings import FewShotSettings
+from router.guard_settings import AuthSettings, BreakerSettings, LimitsSettings, TlsSettings, keys_from_env
+from router.local_model import CATALOG, EmbeddedOptions, embedded_alias, gguf_path, missing_requirement
+from router.requestlog.settings import LogSettings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG_PATH = PACKAGE_DIR / "default_config.yaml"
@@ -48,6 +53,9 @@ class ServerSettings(_Strict):
     metrics_port: int | None = Field(default=9464, ge=0, le=65535)
     metrics_address: str | None = None  # None: the host part of `address`
     grace_period_s: float = Field(default=10.0, ge=0)
+    auth: AuthSettings = AuthSettings()  # API keys (router.auth); none configured: no authentication
+    tls: TlsSettings | None = None  # None: plaintext
+    limits: LimitsSettings = LimitsSettings()  # bounds per call and in total (router.limits)
 
     @field_validator("address")
     @classmethod
@@ -68,12 +76,35 @@ class TierSettings(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     model: str = Field(min_length=1)
+    # A catalog name (smollm2-135m) or a .gguf path: the router runs the model in a llama.cpp child process
+    # and `model` becomes hosted_vllm/<alias> (see router.local_model).
+    embedded: str | None = Field(default=None, min_length=1)
+    embedded_options: EmbeddedOptions = EmbeddedOptions()
+    # The tier used instead when `embedded` cannot run here (the [local] extra is not installed).
+    if_not_installed: TierSettings | None = None
     api_base: str | None = None
     api_key_env: str | None = None
     api_key: SecretStr | None = None
     timeout: float | None = Field(default=None, gt=0)  # seconds; the client's deadline may shorten it
+    idle_timeout: float | None = Field(default=None, gt=0)  # seconds a stream may go without a chunk
     input_cost_per_token: float | None = Field(default=None, ge=0)  # USD
     output_cost_per_token: float | None = Field(default=None, ge=0)  # USD
+    # Small tier only: worked examples injected per request (router.fewshot); never sent to LiteLLM.
+    few_shot: FewShotSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_model(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if not data.get("embedded"):
+            if data.get("if_not_installed") is not None:
+                raise ValueError("`if_not_installed` applies only to a tier with `embedded`")
+            return data
+        clashes = sorted({"model", "api_base"} & set(data))
+        if clashes:
+            raise ValueError(f"set `embedded` or `{clashes[0]}`, not both (the router serves `embedded`)")
+        return {**data, "model": f"hosted_vllm/{embedded_alias(str(data['embedded']))}"}
 
     @model_validator(mode="after")
     def _no_reserved_keys(self) -> TierSettings:
@@ -86,6 +117,11 @@ class TierSettings(BaseModel):
     def is_local(self) -> bool:
         """A local model (Ollama, vLLM) costs nothing unless a price is configured."""
         return self.model.startswith(LOCAL_PROVIDERS)
+
+    @property
+    def missing_key_env(self) -> str | None:
+        """The environment variable to set when the tier names one (`api_key_env`) but has no key."""
+        return self.api_key_env if self.api_key is None and self.api_key_env else None
 
     @property
     def has_price(self) -> bool:
@@ -108,6 +144,13 @@ class Tiers(_Strict):
     small: TierSettings
     large: TierSettings
 
+    @model_validator(mode="after")
+    def _few_shot_small_only(self) -> Tiers:
+        fallback = self.large.if_not_installed
+        if self.large.few_shot is not None or (fallback is not None and fallback.few_shot is not None):
+            raise ValueError("few_shot applies only to tiers.small (exemplars teach the small model)")
+        return self
+
     def get(self, tier: Tier) -> TierSettings:
         return self.small if tier == "small" else self.large
 
@@ -129,11 +172,26 @@ class Override(_Strict):
         return all(metadata.get(key) == value for key, value in self.metadata.items())
 
 
+class TargetWindow(_Strict):
+    """`routing.target_window`: the logged requests a `target_large_fraction` is resolved on."""
+
+    hours: float = Field(default=24.0, gt=0)  # requests logged in the last `hours`
+    max_requests: int = Field(default=10_000, ge=1)  # at most this many, the most recent
+    # Fewer scored requests than this: the model manifest's suggested thresholds are used instead.
+    min_requests: int = Field(default=100, ge=1)
+
+
 class RoutingSettings(_Strict):
     """`routing:` the policy's knobs. Large is chosen when score >= threshold."""
 
     threshold: float = Field(default=0.5, ge=0, le=1)
+    # When set, replaces `threshold`: the threshold that sent this share of recent logged traffic to large
+    # (see router.target_share), recomputed every `recalibrate_every_s` seconds in the background.
+    target_large_fraction: float | None = Field(default=None, ge=0, le=1)
+    target_window: TargetWindow = TargetWindow()
+    recalibrate_every_s: float = Field(default=300.0, ge=1)
     fallback: bool = True  # retry a failed small-tier call once on the large tier
+    breaker: BreakerSettings = BreakerSettings()  # per-tier circuit breaker (router.breaker)
     overrides: tuple[Override, ...] = ()
     max_prompt_chars: int = Field(default=200_000, gt=0)  # all message contents together
     context_turns: int = Field(default=0, ge=0)  # earlier turns scored with the last user message
@@ -147,18 +205,43 @@ class ScoringSettings(_Strict):
     # (measured on 2 cores: Route p50 4.8 ms with 1 thread, 15 ms with 2).
     threads: int = Field(default=1, ge=1)
     max_batch: int = Field(default=32, ge=1)
+    # fp32 is the embedder the head was trained with (cosine >= 0.999 vs sentence-transformers). int8 is
+    # ~1.6x faster and 57 MB smaller with the same routing metrics, but drifts to cosine ~0.976 on 1-3
+    # token strings, so it is opt-in (README, "int8").
+    embedder: Literal["fp32", "int8"] = "fp32"
 
 
 class ModelsSettings(_Strict):
-    """`models:` the classifier served is `dir/active` (dir relative to the config file's directory)."""
+    """`models:` the classifier served is `dir/active` (dir relative to the config file's directory).
+
+    Once `rightsize retrain --promote` has written the pointer `dir/current`, the server serves what it
+    points at instead, and notices a change within `poll_interval_s` (see router.model_registry).
+    """
 
     dir: Path | None = None  # None: the models/ directory next to the package
     active: str = Field(default="default", min_length=1)
+    keep: int = Field(default=5, ge=1)  # promoted versions kept for `rightsize models rollback`
+    poll_interval_s: float = Field(default=1.0, gt=0)  # how often the server checks `dir/current`
+
+    @property
+    def root(self) -> Path:
+        """The models directory."""
+        return self.dir or DEFAULT_MODELS_DIR
 
     @property
     def path(self) -> Path:
         """The model directory the scorer loads."""
         return (self.dir or DEFAULT_MODELS_DIR) / self.active
+
+
+class LearningSettings(_Strict):
+    """`learning:` shadow sampling and the teacher that labels logged requests (`rightsize label`)."""
+
+    # Share in [0, 1] of small-tier Complete answers also sent to the large tier, after the client has its
+    # answer, so `rightsize label` can compare both answers.
+    shadow_rate: float = Field(default=0.0, ge=0, le=1)
+    shadow_max_inflight: int = Field(default=4, ge=1)  # shadow calls at once; a sample beyond is skipped
+    judge: TierSettings | None = None  # the judge's model; None: the large tier
 
 
 class RouterConfig(_Strict):
@@ -169,6 +252,8 @@ class RouterConfig(_Strict):
     routing: RoutingSettings = RoutingSettings()
     scoring: ScoringSettings = ScoringSettings()
     models: ModelsSettings = ModelsSettings()
+    log: LogSettings = LogSettings()
+    learning: LearningSettings = LearningSettings()
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> RouterConfig:
@@ -183,7 +268,23 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         config = RouterConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_error(exc)}") from exc
-    return _resolve(config, path.parent, environ)
+    config = _resolve(config, path.parent, environ)
+    # Relative log paths follow the config file; the shipped default config's follow the working directory.
+    log_base = Path.cwd() if path == DEFAULT_CONFIG_PATH else path.parent
+    return config.model_copy(update={"log": resolve_log_paths(config.log, log_base)})
+
+
+def resolve_log_paths(log: LogSettings, base: Path) -> LogSettings:
+    """`log` with a relative SQLite path and spill_dir made absolute against `base`."""
+    from router.requestlog.store import parse_url
+
+    changes: dict[str, Any] = {}
+    url = parse_url(log.url)
+    if url.engine == "sqlite" and not url.path.is_absolute():
+        changes["url"] = f"sqlite:///{(base / url.path).resolve()}"
+    if not log.spill_dir.is_absolute():
+        changes["spill_dir"] = (base / log.spill_dir).resolve()
+    return log.model_copy(update=changes) if changes else log
 
 
 def with_server(config: RouterConfig, **changes: Any) -> RouterConfig:
@@ -225,11 +326,43 @@ def _first_error(exc: ValidationError, prefix: str = "") -> str:
 def _resolve(config: RouterConfig, base: Path, environ: Mapping[str, str]) -> RouterConfig:
     tiers = {}
     for name in ("small", "large"):
-        tier: TierSettings = getattr(config.tiers, name)
+        declared: TierSettings = getattr(config.tiers, name)
+        tier: TierSettings = _resolve_embedded(declared, f"tiers.{name}", base)
+        few_shot = declared.few_shot or tier.few_shot  # kept when `if_not_installed` stands in
+        if few_shot is not None:
+            tier = tier.model_copy(update={"few_shot": few_shot.resolved(base)})
         if tier.api_key is None and tier.api_key_env and environ.get(tier.api_key_env):
             tier = tier.model_copy(update={"api_key": SecretStr(environ[tier.api_key_env])})
         tiers[name] = tier
     models = config.models
     if models.dir is not None and not models.dir.is_absolute():
         models = models.model_copy(update={"dir": (base / models.dir).resolve()})
-    return config.model_copy(update={"tiers": Tiers(**tiers), "models": models})
+    try:
+        auth = keys_from_env(config.server.auth, environ)
+    except ValueError as exc:
+        raise ConfigError(f"server.auth.api_keys_env: {exc}") from exc
+    server = config.server.model_copy(update={"auth": auth})
+    return config.model_copy(update={"tiers": Tiers(**tiers), "models": models, "server": server})
+
+
+def _resolve_embedded(tier: TierSettings, key: str, base: Path) -> TierSettings:
+    """An embedded tier with an absolute .gguf path, or its `if_not_installed` tier when it cannot run."""
+    if tier.embedded is None:
+        return tier
+    missing = missing_requirement(tier.embedded)
+    if missing is not None:
+        if tier.if_not_installed is None:
+            raise ConfigError(f"{key}.embedded: {missing}")
+        return _resolve_embedded(tier.if_not_installed, f"{key}.if_not_installed", base)
+    embedded = tier.embedded
+    if embedded not in CATALOG:
+        if not embedded.endswith(".gguf"):
+            raise ConfigError(f"{key}.embedded: expected {' or '.join(CATALOG)} or a path to a .gguf file, "
+                              f"got {embedded!r}")
+        path = Path(embedded).expanduser()
+        embedded = str(path if path.is_absolute() else (base / path).resolve())
+    try:
+        gguf_path(embedded)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{key}.embedded: {exc}") from exc
+    return tier.model_copy(update={"embedded": embedded}) if embedded != tier.embedded else tier

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Literal
 
 from router._proto import router_pb2 as pb
-from router.domain import Chunk, Completion, Decision, GenerationParams, Message, Request, Usage
+from router.domain import Chunk, Completion, Decision, Feedback, GenerationParams, Message, Request, Usage
+from router.errors import InvalidRequestError
 
 
 def new_request_id() -> str:
@@ -72,6 +74,7 @@ def complete_response(completion: Completion) -> pb.CompleteResponse:
         fallback_reason=completion.fallback_reason,
         finish_reason=completion.finish_reason,
         request_id=completion.request_id,
+        exemplar_ids=list(completion.exemplar_ids),
     )
 
 
@@ -84,9 +87,30 @@ def chunk_message(chunk: Chunk) -> pb.CompleteChunk:
         model=chunk.model,
         cost_usd=chunk.cost_usd,
         request_id=chunk.request_id,
+        exemplar_ids=list(chunk.exemplar_ids),
     )
     if chunk.decision is not None:
         message.decision.CopyFrom(decision_message(chunk.decision))
     if chunk.usage is not None:
         message.usage.CopyFrom(usage_message(chunk.usage))
     return message
+
+
+def feedback_request(message: pb.FeedbackRequest) -> Feedback:
+    """Validate and convert a FeedbackRequest; InvalidRequestError says what is wrong."""
+    if not message.request_id:
+        raise InvalidRequestError("request_id is empty: send the request_id of the answer being rated")
+    if message.rating == pb.GOOD:
+        rating: Literal["GOOD", "BAD"] = "GOOD"
+    elif message.rating == pb.BAD:
+        rating = "BAD"
+    else:
+        raise InvalidRequestError("rating must be GOOD or BAD")
+    if not 0.0 <= message.score <= 1.0:
+        raise InvalidRequestError(f"score is {message.score:g}; expected a value in [0, 1] (0: none)")
+    return Feedback(
+        request_id=message.request_id,
+        rating=rating,
+        score=message.score or None,  # proto3 has no presence: 0 means "not given"
+        comment=message.comment,
+    )

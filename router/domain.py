@@ -56,6 +56,7 @@ class Decision:
     rule: str
     reason: str
     classifier_version: str
+    classify_ms: float | None = None  # the classifier's latency for this request, set by the pipeline
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class Completion:
     finish_reason: str
     fallback: bool = False
     fallback_reason: str = ""
+    exemplar_ids: tuple[str, ...] = ()  # few-shot exemplars injected into the small tier's prompt
 
 
 @dataclass(frozen=True)
@@ -115,3 +117,17 @@ class Chunk:
     usage: Usage | None = None
     cost_usd: float = 0.0
     finish_reason: str = ""
+    exemplar_ids: tuple[str, ...] = ()  # on the first chunk
+
+
+Rating = Literal["GOOD", "BAD"]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A client's rating of an earlier answer. `score` is an optional graded rating in [0, 1]."""
+
+    request_id: str
+    rating: Rating
+    score: float | None = None
+    comment: str = ""

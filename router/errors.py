@@ -29,8 +29,12 @@ class BackendError(RouterError):
     """One tier's model call failed.
 
     `kind` is a short, low-cardinality label for metrics: timeout, connection, auth, rate_limit,
-    bad_request, server or protocol.
+    bad_request, server or protocol; also unconfigured (the tier has no API key, so it was not called)
+    and not_ready (the tier's embedded model is not answering).
     """
+
+    # Seconds the provider asked us to wait (a 429's Retry-After); the tier's breaker honours it.
+    retry_after_s: float | None = None
 
     def __init__(self, tier: str, model: str, kind: str, detail: str):
         super().__init__(f"{tier} tier ({model}) {kind}: {detail}")
@@ -46,3 +50,7 @@ class AllTiersFailedError(RouterError):
     def __init__(self, failures: Sequence[BackendError]):
         super().__init__("all tiers failed: " + "; ".join(str(failure) for failure in failures))
         self.failures = tuple(failures)
+
+
+class NotFoundError(RouterError):
+    """The request names something that does not exist, e.g. Feedback for an unknown request_id."""

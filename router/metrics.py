@@ -38,6 +38,12 @@ class RouterMetrics:
         self.cost = Counter("rightsize_cost_usd", "Cost of completions in USD by tier", ["tier"], registry=r)
         self.ready = Gauge("rightsize_ready", "1 when the component (classifier, completion) is ready",
                            ["component"], registry=r)
+        self.local_model_up = Gauge("rightsize_local_model_up",
+                                    "1 while the tier's embedded llama.cpp child answers", ["tier"],
+                                    registry=r)
+        self.local_model_restarts = Counter("rightsize_local_model_restarts",
+                                            "Restarts of the tier's embedded llama.cpp child", ["tier"],
+                                            registry=r)
         self._http: Any = None
         self._http_thread: threading.Thread | None = None
 

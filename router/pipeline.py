@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
 
 from classifier.text import TextOptions, scoring_text
 from router.backends import DEADLINE_MARGIN_S, Backend, BackendCall
@@ -22,12 +26,24 @@ from router.domain import (
     Tier,
 )
 from router.errors import AllTiersFailedError, BackendError, DeadlineExceededError, InvalidRequestError
+from router.fewshot.exemplars import Selection, inject
 from router.metrics import RouterMetrics
 from router.policy import decide
 from router.scoring import ScoringQueue
+from router.target_share import ResolvedThreshold
+
+if TYPE_CHECKING:
+    from router.fewshot.runtime import FewShot
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Shots = Callable[[], Selection]  # the request's few-shot exemplars, selected on first use
+
+
+def _no_shots() -> Selection:
+    return Selection()
+
+
 # A fallback is not attempted with less time than this left before the client's deadline.
 MIN_FALLBACK_S = 0.05
 # A backend failure this close to the deadline is the deadline's doing (backend calls end
@@ -40,32 +56,58 @@ class Pipeline:
 
     def __init__(self, config: RouterConfig, scoring: ScoringQueue, backend: Backend, metrics: RouterMetrics):
         self.config = config
+        # The resolution of config.routing.target_large_fraction; replaced together with `config`.
+        self.target: ResolvedThreshold | None = None
         self.scoring = scoring
         self.backend = backend
         self.metrics = metrics
+        self.fewshot: FewShot | None = None  # exemplars for small-tier calls; set by the server
 
     async def route(self, request: Request) -> Decision:
         """Validate, score and decide; raises InvalidRequestError for bad input."""
-        config = self.config  # one snapshot per request, so a reload never mixes two configs
+        return (await self._route(request))[0]
+
+    async def _route_with_shots(self, request: Request) -> tuple[Decision, Shots, RouterConfig]:
+        decision, text, embedding, config = await self._route(request)
+        fewshot = self.fewshot
+        if fewshot is None:
+            return decision, _no_shots, config
+        if decision.tier == "small" and fewshot.slow:
+            selection = await fewshot.aselect(request, embedding, text)  # a large store: off the loop
+            return decision, lambda: selection, config
+        # Lazy: selected only when the small tier is called (decided, or as a fallback), at most once.
+        return decision, functools.cache(lambda: fewshot.select(request, embedding, text)), config
+
+    async def _route(self, request: Request) -> tuple[Decision, str, np.ndarray | None, RouterConfig]:
+        """(decision, scored text, its embedding when the classifier exposes it, the config it used)."""
+        # One snapshot per request, so a reload never mixes two configs (both are swapped on the loop).
+        config, target = self.config, self.target
         text = validated_scoring_text(request, config)
         started = time.perf_counter()
-        score = await self.scoring.score(text)
-        self.metrics.classify_seconds.observe(time.perf_counter() - started)
-        decision = decide(score, request, config, classifier_version=self.scoring.scorer.version)
+        score, version, embedding = await self.scoring.score_with_embedding(text)
+        classify_s = time.perf_counter() - started
+        self.metrics.classify_seconds.observe(classify_s)
+        decision = decide(score, request, config, classifier_version=version, target=target)
+        decision = dataclasses.replace(decision, classify_ms=classify_s * 1000)
         self.metrics.decisions.labels(decision.tier, decision.rule).inc()
         log.debug("request %s: %s score=%.3f (%s)", request.request_id, decision.tier, score, decision.reason)
-        return decision
+        return decision, text, embedding, config
 
     async def complete(self, request: Request, deadline: float | None = None) -> Completion:
         """Route, then generate with the chosen tier (falling back to large when small fails)."""
-        decision = await self.route(request)
+        decision, shots, config = await self._route_with_shots(request)
         started = time.perf_counter()
         generation, answered_by, fallback_reason = await self._with_fallback(
-            request, decision, deadline, self.backend.complete
+            config, request, decision, deadline, self.backend.complete, shots
         )
         usage = generation.usage
-        self._count_generation(answered_by, usage.prompt_tokens, usage.completion_tokens,
-                               generation.cost_usd, time.perf_counter() - started)
+        self._count_generation(
+            answered_by,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            generation.cost_usd,
+            time.perf_counter() - started,
+        )
         return Completion(
             request_id=request.request_id,
             decision=decision,
@@ -76,6 +118,7 @@ class Pipeline:
             finish_reason=generation.finish_reason,
             fallback=bool(fallback_reason),
             fallback_reason=fallback_reason,
+            exemplar_ids=shots().ids if answered_by == "small" else (),
         )
 
     async def stream(self, request: Request, deadline: float | None = None) -> AsyncGenerator[Chunk, None]:
@@ -84,23 +127,29 @@ class Pipeline:
         Fallback happens only before the first chunk is sent; a failure mid-stream ends the stream
         with the error.
         """
-        decision = await self.route(request)
+        decision, shots, config = await self._route_with_shots(request)
         started = time.perf_counter()
         (first, deltas), answered_by, fallback_reason = await self._with_fallback(
-            request, decision, deadline, self._open_stream
+            config, request, decision, deadline, self._open_stream, shots
         )
-        model = self.config.tiers.get(answered_by).model
+        exemplar_ids = shots().ids if answered_by == "small" else ()
+        model = config.tiers.get(answered_by).model
         async with contextlib.aclosing(deltas):
             delta: GenerationDelta | None = first
             head = True
             while delta is not None:
                 try:
-                    yield _chunk(delta, decision, model, request.request_id, fallback_reason, head=head)
+                    chunk = _chunk(delta, decision, model, request.request_id, fallback_reason, head=head)
+                    yield dataclasses.replace(chunk, exemplar_ids=exemplar_ids) if head else chunk
                     head = False
                     if delta.usage is not None:
-                        self._count_generation(answered_by, delta.usage.prompt_tokens,
-                                               delta.usage.completion_tokens, delta.cost_usd,
-                                               time.perf_counter() - started)
+                        self._count_generation(
+                            answered_by,
+                            delta.usage.prompt_tokens,
+                            delta.usage.completion_tokens,
+                            delta.cost_usd,
+                            time.perf_counter() - started,
+                        )
                     delta = await anext(deltas, None)
                 except BackendError as error:
                     self.metrics.backend_errors.labels(error.tier, error.kind).inc()
@@ -118,38 +167,71 @@ class Pipeline:
 
     async def _with_fallback(
         self,
+        config: RouterConfig,
         request: Request,
         decision: Decision,
         deadline: float | None,
         attempt: Callable[[BackendCall], Awaitable[T]],
+        shots: Shots = _no_shots,
     ) -> tuple[T, Tier, str]:
-        """Run `attempt` on the decided tier, then once on large if allowed: (result, tier, reason)."""
+        """Run `attempt` on the decided tier, then once on the other if allowed: (result, tier, reason).
+
+        `config` is the snapshot the decision was made with, so a reload never mixes two configs.
+        """
         try:
-            return await attempt(self._call(decision.tier, request, deadline)), decision.tier, ""
+            return (
+                await attempt(self._call(config, decision.tier, request, deadline, shots)),
+                decision.tier,
+                "",
+            )
         except BackendError as error:
             self.metrics.backend_errors.labels(error.tier, error.kind).inc()
-            if not self._may_fall_back(decision, deadline):
+            if not self._may_fall_back(config, decision, deadline, error):
                 raise _final_error(error, deadline) from error
             first_error = error
-        reason = f"small tier failed ({first_error.kind}): {first_error.detail}"
-        log.warning("request %s: falling back to the large tier: %s", request.request_id, first_error)
+        other: Tier = "small" if decision.tier == "large" else "large"
+        reason = _fallback_reason(first_error)
+        # A tier without its key is announced once at start; every request using it is not worth a warning.
+        # An open circuit was announced once when it opened (router.breaker).
+        level = logging.DEBUG if first_error.kind in ("unconfigured", "circuit_open") else logging.WARNING
+        log.log(level, "request %s: falling back to the %s tier: %s", request.request_id, other, first_error)
         self.metrics.fallbacks.labels(first_error.kind).inc()
         try:
-            return await attempt(self._call("large", request, deadline)), "large", reason
+            return await attempt(self._call(config, other, request, deadline, shots)), other, reason
         except BackendError as error:
             self.metrics.backend_errors.labels(error.tier, error.kind).inc()
             if _expired(deadline):
                 raise _final_error(error, deadline) from error
             raise AllTiersFailedError([first_error, error]) from error
 
-    def _may_fall_back(self, decision: Decision, deadline: float | None) -> bool:
+    def _may_fall_back(
+        self, config: RouterConfig, decision: Decision, deadline: float | None, error: BackendError
+    ) -> bool:
         # A forced tier is what the client asked for: answering with another would break that contract.
-        if decision.tier != "small" or decision.rule == "forced" or not self.config.routing.fallback:
+        if decision.rule == "forced" or not config.routing.fallback:
+            return False
+        # Large gives way to small only when it cannot be called at all (no key): an answer from the small
+        # tier, flagged as a fallback, beats none; a large call that failed is not retried on a weaker model.
+        if decision.tier == "large" and error.kind != "unconfigured":
             return False
         return deadline is None or deadline - time.monotonic() > MIN_FALLBACK_S
 
-    def _call(self, tier: Tier, request: Request, deadline: float | None) -> BackendCall:
-        return BackendCall(tier, self.config.tiers.get(tier), request.messages, request.params, deadline)
+    def _call(
+        self,
+        config: RouterConfig,
+        tier: Tier,
+        request: Request,
+        deadline: float | None,
+        shots: Shots = _no_shots,
+    ) -> BackendCall:
+        settings = config.tiers.get(tier)
+        if settings.missing_key_env:
+            # Known without a network round trip: the call could only fail authentication.
+            raise BackendError(
+                tier, settings.model, "unconfigured", f"has no API key: set {settings.missing_key_env}"
+            )
+        messages = inject(request.messages, shots()) if tier == "small" else request.messages
+        return BackendCall(tier, settings, messages, request.params, deadline)
 
     def _count_generation(
         self, tier: Tier, prompt_tokens: int, completion_tokens: int, cost_usd: float, seconds: float
@@ -205,6 +287,12 @@ def _chunk(
         cost_usd=delta.cost_usd,
         finish_reason=delta.finish_reason,
     )
+
+
+def _fallback_reason(error: BackendError) -> str:
+    if error.kind == "unconfigured":
+        return f"{error.tier} tier {error.model} {error.detail}"
+    return f"{error.tier} tier failed ({error.kind}): {error.detail}"
 
 
 def _expired(deadline: float | None) -> bool:

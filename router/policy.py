@@ -3,18 +3,33 @@
 Rules, first match wins:
 1. `force_tier` on the request ("forced by request");
 2. `routing.overrides[i]` whose metadata all match: its tier, or its threshold;
-3. the global `routing.threshold`.
+3. the global threshold: `routing.threshold`, or the threshold resolved for `routing.target_large_fraction`
+   (passed in as `target`, see router.target_share).
 With a threshold, the large tier is chosen when score >= threshold.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from router.config import Override, RouterConfig
 from router.domain import TIERS, Decision, Request, Tier
 
+if TYPE_CHECKING:
+    from router.target_share import ResolvedThreshold
 
-def decide(score: float, request: Request, config: RouterConfig, *, classifier_version: str = "") -> Decision:
+
+def decide(
+    score: float,
+    request: Request,
+    config: RouterConfig,
+    *,
+    classifier_version: str = "",
+    target: ResolvedThreshold | None = None,
+) -> Decision:
     """Pick the tier for `request` given its classifier score in [0, 1].
+
+    `target` is the resolution of `config.routing.target_large_fraction` (ignored when that is unset).
 
     `request.force_tier` must already be "" or a valid tier (the pipeline validates requests).
     `Decision.threshold` is the threshold that applies to this request even when a rule forced the tier,
@@ -22,8 +37,9 @@ def decide(score: float, request: Request, config: RouterConfig, *, classifier_v
     """
     index, override = _first_override(config.routing.overrides, request)
     threshold = override.threshold if override is not None and override.threshold is not None else None
+    global_rule, global_threshold, global_reason = _global_threshold(config, target)
     if threshold is None:
-        threshold = config.routing.threshold
+        threshold = global_threshold
 
     tier: Tier
     if request.force_tier:
@@ -40,7 +56,7 @@ def decide(score: float, request: Request, config: RouterConfig, *, classifier_v
             reason = f"{rule} {matched} threshold={_number(threshold)}"
     else:
         tier = _by_threshold(score, threshold)
-        rule, reason = "global", f"global threshold {_number(threshold)}"
+        rule, reason = global_rule, global_reason
 
     return Decision(
         tier=tier,
@@ -51,6 +67,17 @@ def decide(score: float, request: Request, config: RouterConfig, *, classifier_v
         reason=reason,
         classifier_version=classifier_version,
     )
+
+
+def _global_threshold(config: RouterConfig, target: ResolvedThreshold | None) -> tuple[str, float, str]:
+    """(rule, threshold, reason) when no override decides."""
+    routing = config.routing
+    if routing.target_large_fraction is None:
+        return "global", routing.threshold, f"global threshold {_number(routing.threshold)}"
+    if target is not None and target.fraction == routing.target_large_fraction:
+        return "target", target.threshold, target.reason
+    unresolved = f"target large fraction {_number(routing.target_large_fraction)} not resolved"
+    return "global", routing.threshold, f"global threshold {_number(routing.threshold)} ({unresolved})"
 
 
 def _first_override(overrides: tuple[Override, ...], request: Request) -> tuple[int, Override | None]:

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -24,6 +24,27 @@ class TextScorer(Protocol):
     def score(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+class TextEmbedder(Protocol):
+    """Texts -> unit float32 vectors [n, dim]."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class EmbeddingScorer(Protocol):
+    """A scorer whose embedding step is exposed, so the routing embedding can be reused (few-shot)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def embedder(self) -> TextEmbedder: ...
+
+    def score_embedded(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray: ...
+
+
+# (score in [0, 1], classifier version, the text's unit embedding or None when the scorer exposes none)
+Scored = tuple[float, str, np.ndarray | None]
 BatchObserver = Callable[[int, float], None]  # (batch size, seconds) after each onnxruntime run
 
 
@@ -39,13 +60,26 @@ class ScoringQueue:
         self.max_batch = max_batch
         self._observe = observe
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rightsize-score")
-        self._pending: list[tuple[str, asyncio.Future[float]]] = []
+        self._pending: list[tuple[str, asyncio.Future[Scored]]] = []
         self._drain_task: asyncio.Task[None] | None = None
+
+    def swap(self, scorer: TextScorer) -> None:
+        """Serve `scorer` from the next batch on (a batch already running finishes with the old one)."""
+        self.scorer = scorer
 
     async def score(self, text: str) -> float:
         """The classifier score of one text, in [0, 1]."""
+        return (await self.score_versioned(text))[0]
+
+    async def score_versioned(self, text: str) -> tuple[float, str]:
+        """(score in [0, 1], version of the classifier that computed it): exact across a `swap()`."""
+        score, version, _ = await self.score_with_embedding(text)
+        return score, version
+
+    async def score_with_embedding(self, text: str) -> Scored:
+        """As score_versioned(), plus the embedding the score was computed from (no second pass)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[float] = loop.create_future()
+        future: asyncio.Future[Scored] = loop.create_future()
         self._pending.append((text, future))
         if self._drain_task is None:
             self._drain_task = loop.create_task(self._drain())
@@ -62,24 +96,32 @@ class ScoringQueue:
                     continue
                 try:
                     texts = [text for text, _ in batch]
-                    scores = await loop.run_in_executor(self._executor, self._run, texts)
+                    scores, version, embeddings = await loop.run_in_executor(self._executor, self._run, texts)
                 except Exception as exc:  # handed to every waiting caller; their RPC boundary reports it
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), score in zip(batch, scores, strict=True):
+                for row, ((_, future), score) in enumerate(zip(batch, scores, strict=True)):
                     if not future.done():
-                        future.set_result(float(score))
+                        embedding = None if embeddings is None else embeddings[row]
+                        future.set_result((float(score), version, embedding))
         finally:
             self._drain_task = None
 
-    def _run(self, texts: list[str]) -> np.ndarray:
+    def _run(self, texts: list[str]) -> tuple[np.ndarray, str, np.ndarray | None]:
+        scorer = self.scorer  # one reference for the whole batch: a swap() meanwhile takes the next one
         started = time.perf_counter()
-        scores = self.scorer.score(texts)
+        embeddings = None
+        if isinstance(scorer, EmbeddingScorer):
+            # The same work as scorer.score(), split so the embedding is kept for few-shot selection.
+            embeddings = scorer.embedder.embed(texts)
+            scores = scorer.score_embedded(embeddings, texts)
+        else:
+            scores = scorer.score(texts)
         if self._observe is not None:
             self._observe(len(texts), time.perf_counter() - started)
-        return scores
+        return scores, scorer.version, embeddings
 
     def close(self) -> None:
         """Stop the worker thread once the running batch (if any) finishes."""

@@ -3,8 +3,11 @@
 Health is reported per service:
 - "" and "rightsize.v1.Router": SERVING from start, since the classifier is loaded before the port opens
   (Route is ready; a Complete that arrives while LiteLLM still loads waits for it within its deadline);
-- "rightsize.v1.Router/Complete": SERVING once LiteLLM is imported (about 3 s after start), NOT_SERVING
-  before that or if the import failed.
+- "rightsize.v1.Router/Complete": SERVING once LiteLLM is imported (about 3 s after start) and every
+  embedded tier's llama.cpp child answers; NOT_SERVING before that, if the import failed, or while a child
+  is down (it is restarted with backoff; see router.local_model);
+- "rightsize.v1.Router/Complete/small" and ".../large": the same for one tier; a tier whose API key is
+  missing is NOT_SERVING (its prompts are answered by the other tier, flagged as a fallback).
 All turn NOT_SERVING when the drain starts.
 """
 
@@ -15,6 +18,7 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -24,18 +28,32 @@ from grpc_reflection.v1alpha import reflection
 
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
+from router.auth import AuthInterceptor
 from router.backends import LiteLLMBackend
+from router.breaker import BreakerBackend, State
 from router.config import RouterConfig
+from router.domain import TIERS, Tier
 from router.errors import RouterError
+from router.fewshot.runtime import FewShot, FewShotMetrics, embedder_of
+from router.limits import LimitsInterceptor, grpc_options
+from router.local_tiers import LocalTiers, tier_status_lines
 from router.metrics import RouterMetrics
+from router.model_registry import ModelRegistry, ModelWatcher
 from router.pipeline import Pipeline
+from router.recording import RequestLog
+from router.redact import install_secret_filter
+from router.reload import ConfigReloader, ConfigSource
 from router.scoring import ScoringQueue, TextScorer
 from router.service import RouterService
+from router.target_share import TargetShare
 
 log = logging.getLogger(__name__)
 
 ROUTER_SERVICE = pb.DESCRIPTOR.services_by_name["Router"].full_name
 COMPLETION_HEALTH_SERVICE = f"{ROUTER_SERVICE}/Complete"
+TIER_HEALTH_SERVICES = {tier: f"{COMPLETION_HEALTH_SERVICE}/{tier}" for tier in TIERS}
+# NOT_SERVING while the tier's circuit breaker is open (router.breaker).
+BREAKER_HEALTH_SERVICES = {tier: f"{ROUTER_SERVICE}/breaker/{tier}" for tier in TIERS}
 
 
 class RouterServer:
@@ -57,7 +75,12 @@ class RouterServer:
         self.health = health
         self.metrics = metrics
         self.metrics_port: int | None = None
-        self._health_update: asyncio.Task[None] | None = None
+        self._health_updates: set[asyncio.Task[None]] = set()
+        self.local = LocalTiers({})  # the embedded tiers' children; set by create_server()
+        self.target_share = TargetShare(pipeline, metrics.registry)
+        self.reloader: ConfigReloader | None = None  # set by create_server() when given the config file
+        self.request_log: RequestLog | None = None  # set by create_server()
+        self.model_watcher: ModelWatcher | None = None  # set by create_server()
 
     async def start(self) -> None:
         """Start serving: health SERVING for Route at once, for Complete once LiteLLM is loaded."""
@@ -68,12 +91,25 @@ class RouterServer:
                 self.metrics_port = self.metrics.serve_http(server.metrics_port, address)
             except OSError as exc:
                 raise RouterError(f"cannot serve metrics on {address}:{server.metrics_port}: {exc}") from exc
+        # First: loading a model takes a second or more, and overlaps the rest of the start.
+        self.local.start(on_change=self._refresh_completion_health)
+        await self.target_share.start()  # before the port opens: the first decision already uses it
+        if self.request_log is not None:
+            self.request_log.start()
+        if self.model_watcher is not None:
+            self.model_watcher.start()
+        if self.pipeline.fewshot is not None:
+            self.pipeline.fewshot.start()  # builds the exemplar store in the background
+        if self.reloader is not None:
+            self.reloader.start()
         await self.grpc_server.start()
-        for service in ("", ROUTER_SERVICE):
+        for service in ("", ROUTER_SERVICE, *BREAKER_HEALTH_SERVICES.values()):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(COMPLETION_HEALTH_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        for service in (COMPLETION_HEALTH_SERVICE, *TIER_HEALTH_SERVICES.values()):
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.metrics.ready.labels("classifier").set(1)
-        _warn_missing_keys(self.config)
+        for live, line in tier_status_lines(self.config, self.local):
+            log.log(logging.INFO if live else logging.WARNING, "%s", line)
         self.backend.start_loading()
         # A daemon thread, not the loop's executor: shutting down must not wait for LiteLLM's import.
         loop = asyncio.get_running_loop()
@@ -86,15 +122,38 @@ class RouterServer:
 
     def _backend_loaded(self, ok: bool) -> None:
         self.metrics.ready.labels("completion").set(1 if ok else 0)
-        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
-        self._health_update = asyncio.get_running_loop().create_task(
-            self.health.set(COMPLETION_HEALTH_SERVICE, status)
-        )
+        self._refresh_completion_health()
+
+    def _refresh_completion_health(self) -> None:
+        """Set the Complete health services from LiteLLM's state and the embedded children's."""
+        loaded = self.backend.ready
+        wanted = {COMPLETION_HEALTH_SERVICE: loaded and self.local.all_up()}
+        for tier, service in TIER_HEALTH_SERVICES.items():
+            wanted[service] = (loaded and self.local.is_up(tier)
+                               and not self.pipeline.config.tiers.get(tier).missing_key_env)
+        loop = asyncio.get_running_loop()
+        statuses = health_pb2.HealthCheckResponse
+        for service, serving in wanted.items():
+            status = statuses.SERVING if serving else statuses.NOT_SERVING
+            task = loop.create_task(self.health.set(service, status))
+            self._health_updates.add(task)
+            task.add_done_callback(self._health_updates.discard)
 
     async def stop(self, grace_s: float | None) -> None:
         """Health NOT_SERVING, refuse new calls, let in-flight ones run `grace_s` seconds more, close."""
+        if self.reloader is not None:
+            await self.reloader.stop()
+        await self.target_share.stop()
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace_s)
+        await self.local.stop()  # after the drain: in-flight calls to an embedded tier have finished
+        if self.model_watcher is not None:
+            self.model_watcher.stop()
+        if self.pipeline.fewshot is not None:
+            await self.pipeline.fewshot.stop()
+        if self.request_log is not None:
+            # Every answered call's record is queued by now; writing them all is what makes SIGTERM lossless.
+            await self.request_log.aclose(self.config.log.timeout_ms / 1000 * 2)
         await self.backend.aclose()
         self.pipeline.scoring.close()
         self.metrics.close()
@@ -106,8 +165,11 @@ def create_server(
     scorer: TextScorer | None = None,
     backend: LiteLLMBackend | None = None,
     metrics: RouterMetrics | None = None,
+    source: ConfigSource | None = None,
 ) -> tuple[RouterServer, int]:
     """Build the server and bind `config.server.address`; returns it (not started) and the bound port.
+
+    With `source` (the file `config` was loaded from), the server reloads it live (see router.reload).
 
     `scorer` defaults to the model directory `config.models.path`, loaded and verified here (slow: ~0.3 s);
     pass one to share it between servers. Raises RouterError / ClassifierError when it cannot start.
@@ -120,49 +182,109 @@ def create_server(
         max_batch=config.scoring.max_batch,
         observe=lambda size, _seconds: metrics.batch_size.observe(size),
     )
-    pipeline = Pipeline(config, scoring, backend, metrics)
+    local = LocalTiers.from_config(config, metrics)
+    breakers = BreakerBackend(local.gate(backend), config.routing.breaker, metrics.registry)
+    pipeline = Pipeline(config, scoring, breakers, metrics)
+    # Reads the live config and the scorer in use (both swapped on reload / promotion).
+    pipeline.fewshot = FewShot(
+        lambda: pipeline.config.tiers.small.few_shot,
+        lambda: embedder_of(scoring.scorer),
+        config.log,
+        FewShotMetrics(metrics.registry),
+    )
     # SO_REUSEPORT off: a second server on a busy port must fail, not silently share it.
-    grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    pb_grpc.add_RouterServicer_to_server(RouterService(pipeline, metrics), grpc_server)
+    grpc_server = grpc.aio.server(interceptors=_interceptors(config, metrics),
+                                  options=[("grpc.so_reuseport", 0), *grpc_options(config.server.limits)])
+    request_log = RequestLog(config, pipeline, backend, metrics.registry)
+    pb_grpc.add_RouterServicer_to_server(RouterService(request_log.pipeline, metrics), grpc_server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
+    breakers.on_change = _breaker_health(health)
     reflection.enable_server_reflection(
         (ROUTER_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         grpc_server,
     )
     try:
-        port = grpc_server.add_insecure_port(config.server.address)
+        if config.server.tls is None:
+            port = grpc_server.add_insecure_port(config.server.address)
+        else:
+            from router.tls import server_credentials
+
+            port = grpc_server.add_secure_port(config.server.address, server_credentials(config.server.tls))
     except RuntimeError as exc:
         raise RouterError(f"cannot listen on {config.server.address}: {exc}") from exc
     if port == 0:
         raise RouterError(f"cannot listen on {config.server.address} (address in use?)")
-    return RouterServer(config, grpc_server, pipeline, backend, health, metrics), port
+    server = RouterServer(config, grpc_server, pipeline, backend, health, metrics)
+    server.request_log = request_log
+    server.local = local
+    server.model_watcher = ModelWatcher(
+        model_registry(config),
+        lambda path: load_scorer(config, path),
+        scoring.swap,
+        interval_s=config.models.poll_interval_s,
+    )
+    if source is not None:
+        server.reloader = ConfigReloader(source, server.target_share, metrics.registry)
+    return server, port
 
 
-def _warn_missing_keys(config: RouterConfig) -> None:
-    for name, tier in (("small", config.tiers.small), ("large", config.tiers.large)):
-        if tier.api_key_env and tier.api_key is None:
-            log.warning("tiers.%s: %s is not set; calls to %s will fail", name, tier.api_key_env, tier.model)
+def _breaker_health(health: health_aio.HealthServicer) -> Callable[[Tier, State], None]:
+    """A breaker callback turning `<Router>/breaker/<tier>` NOT_SERVING while that circuit is open."""
+    updates: set[asyncio.Task[None]] = set()
+
+    def report(tier: Tier, state: State) -> None:
+        status = health_pb2.HealthCheckResponse.NOT_SERVING if state == "open" else \
+            health_pb2.HealthCheckResponse.SERVING
+        task = asyncio.get_running_loop().create_task(health.set(BREAKER_HEALTH_SERVICES[tier], status))
+        updates.add(task)
+        task.add_done_callback(updates.discard)
+
+    return report
 
 
-def load_scorer(config: RouterConfig) -> TextScorer:
-    """The classifier named by `models.dir`/`models.active`, verified against its manifest."""
+def _interceptors(config: RouterConfig, metrics: RouterMetrics) -> list[grpc.aio.ServerInterceptor]:
+    """Authentication (when keys are configured), then the bounds; both guard the Router service only."""
+    prefix = f"/{ROUTER_SERVICE}/"
+    auth = [AuthInterceptor(config.server.auth, prefix)] if config.server.auth.enabled else []
+    return [*auth, LimitsInterceptor(config.server.limits, prefix, metrics.registry)]
+
+
+def model_registry(config: RouterConfig) -> ModelRegistry:
+    """The models directory of `config` (`models.dir`), with its promotion pointer."""
+    return ModelRegistry(config.models.root, config.models.active, config.models.keep)
+
+
+def load_scorer(config: RouterConfig, path: Path | None = None) -> TextScorer:
+    """The classifier at `path`, else the promoted one (`models.dir/current`), else `models.dir/active`,
+    verified against its manifest."""
     from classifier.scoring import Scorer
 
-    path: Path = config.models.path
-    return Scorer.from_path(path, threads=config.scoring.threads)
+    path = path if path is not None else model_registry(config).current_path()
+    from classifier.export import INT8_FILE
+
+    variant = INT8_FILE if config.scoring.embedder == "int8" else None
+    return Scorer.from_path(path, threads=config.scoring.threads, embedder_file=variant)
 
 
-async def serve(config: RouterConfig) -> int:
-    """Run until SIGTERM/SIGINT, then drain for `server.grace_period_s`; returns the exit status (0)."""
+async def serve(config: RouterConfig, source: ConfigSource | None = None) -> int:
+    """Run until SIGTERM/SIGINT, then drain for `server.grace_period_s`; returns the exit status (0).
+
+    With `source`, the config file is watched and SIGHUP reloads it.
+    """
     # LiteLLM's import starts in start(), after the classifier loaded: overlapping them only slows both
     # (measured: exec to SERVING 0.9 s instead of 1.1 s).
-    server, port = create_server(config)
+    server, port = create_server(config, source=source)
+    install_secret_filter(tier.api_key.get_secret_value() for tier in (config.tiers.small, config.tiers.large)
+                          if tier.api_key is not None)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    signals = (signal.SIGTERM, signal.SIGINT)
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
     for signum in signals:
         loop.add_signal_handler(signum, _on_signal, server, stopping, signum)
+    # SIGHUP's default action ends the process: without a file to reload it is only logged.
+    loop.add_signal_handler(signal.SIGHUP, server.reloader.request_reload if server.reloader else _no_reload)
+    signals = (*signals, signal.SIGHUP)
     try:
         await server.start()
         host = config.server.host
@@ -176,6 +298,10 @@ async def serve(config: RouterConfig) -> int:
             loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0
+
+
+def _no_reload() -> None:
+    log.warning("SIGHUP received: serving without --config, so there is no file to reload")
 
 
 def _on_signal(server: RouterServer, stopping: asyncio.Event, signum: int) -> None:

@@ -19,10 +19,12 @@ from router.errors import (
     BackendError,
     DeadlineExceededError,
     InvalidRequestError,
+    NotFoundError,
     NotReadyError,
 )
 from router.metrics import RouterMetrics
-from router.pipeline import Pipeline
+from router.recording import RecordingPipeline
+from router.requestlog import RequestLogError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,10 +32,12 @@ T = TypeVar("T")
 # The one place errors become status codes; first matching type wins, anything else is INTERNAL.
 STATUS_BY_ERROR: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (AllTiersFailedError, grpc.StatusCode.UNAVAILABLE),
     (BackendError, grpc.StatusCode.UNAVAILABLE),
     (NotReadyError, grpc.StatusCode.UNAVAILABLE),
+    (RequestLogError, grpc.StatusCode.UNAVAILABLE),  # log.sync: strict, and neither store nor spill took it
 )
 
 
@@ -50,7 +54,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
 class RouterService(pb_grpc.RouterServicer):
     """rightsize.v1.Router over a Pipeline."""
 
-    def __init__(self, pipeline: Pipeline, metrics: RouterMetrics):
+    def __init__(self, pipeline: RecordingPipeline, metrics: RouterMetrics):
         self.pipeline = pipeline
         self.metrics = metrics
 
@@ -85,9 +89,11 @@ class RouterService(pb_grpc.RouterServicer):
     async def Feedback(
         self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> pb.FeedbackResponse:
-        self._count("Feedback", grpc.StatusCode.UNIMPLEMENTED)
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Feedback is not implemented yet")
-        raise AssertionError("unreachable: abort raises")
+        async def feedback() -> pb.FeedbackResponse:
+            await self.pipeline.feedback(convert.feedback_request(request))
+            return pb.FeedbackResponse()
+
+        return await self._unary("Feedback", context, feedback)
 
     async def _unary(
         self, method: str, context: grpc.aio.ServicerContext, handler: Callable[[], Awaitable[T]]

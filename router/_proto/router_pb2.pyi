@@ -107,7 +107,7 @@ class Usage(_message.Message):
     def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
-    __slots__ = ("text", "decision", "model", "usage", "cost_usd", "fallback", "fallback_reason", "finish_reason", "request_id")
+    __slots__ = ("text", "decision", "model", "usage", "cost_usd", "fallback", "fallback_reason", "finish_reason", "request_id", "exemplar_ids")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class CompleteResponse(_message.Message):
     FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXEMPLAR_IDS_FIELD_NUMBER: _ClassVar[int]
     text: str
     decision: Decision
     model: str
@@ -126,10 +127,11 @@ class CompleteResponse(_message.Message):
     fallback_reason: str
     finish_reason: str
     request_id: str
-    def __init__(self, text: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., fallback: _Optional[bool] = ..., fallback_reason: _Optional[str] = ..., finish_reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    exemplar_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, text: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., fallback: _Optional[bool] = ..., fallback_reason: _Optional[str] = ..., finish_reason: _Optional[str] = ..., request_id: _Optional[str] = ..., exemplar_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CompleteChunk(_message.Message):
-    __slots__ = ("delta", "decision", "usage", "fallback", "finish_reason", "fallback_reason", "model", "cost_usd", "request_id")
+    __slots__ = ("delta", "decision", "usage", "fallback", "finish_reason", "fallback_reason", "model", "cost_usd", "request_id", "exemplar_ids")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +141,7 @@ class CompleteChunk(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXEMPLAR_IDS_FIELD_NUMBER: _ClassVar[int]
     delta: str
     decision: Decision
     usage: Usage
@@ -148,7 +151,8 @@ class CompleteChunk(_message.Message):
     model: str
     cost_usd: float
     request_id: str
-    def __init__(self, delta: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., fallback: _Optional[bool] = ..., finish_reason: _Optional[str] = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., cost_usd: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
+    exemplar_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, delta: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., fallback: _Optional[bool] = ..., finish_reason: _Optional[str] = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., cost_usd: _Optional[float] = ..., request_id: _Optional[str] = ..., exemplar_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
     __slots__ = ("request_id", "rating", "score", "comment")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -12,6 +13,12 @@ COMMAND_MODULES = (
     "router.cli.classifier_commands",
     "router.cli.service_commands",
     "router.cli.log_commands",
+    "router.cli.learning_commands",
+    "router.cli.calibrate_commands",
+    "router.cli.config_commands",
+    "router.cli.local_commands",
+    "router.cli.finetune_commands",
+    "router.cli.keys_commands",
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -34,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; expected failures print `rightsize: error: ...` and return non-zero."""
+    # onnxruntime >= 1.29 uploads telemetry on Linux too unless this is set before it initialises: the
+    # router must start offline and not phone home (the user's own setting wins).
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler

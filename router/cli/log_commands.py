@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from router.cli import CliError
 
 if TYPE_CHECKING:
+    from router.config import RouterConfig
     from router.requestlog import LogSettings, LogStats, RequestLogStore
 
 _T = TypeVar("_T")
@@ -29,7 +30,7 @@ def register(subparsers: Any) -> None:
     commands.required = True
 
     export = commands.add_parser("export", help="write logged requests as JSON Lines or CSV")
-    _add_common(export)
+    add_log_arguments(export)
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="default: jsonl")
     export.add_argument(
         "--output", "-o", type=Path, metavar="FILE", help="file to write (default: standard output)"
@@ -37,7 +38,7 @@ def register(subparsers: Any) -> None:
     export.set_defaults(handler=export_command)
 
     stats = commands.add_parser("stats", help="counts, labels, fallbacks and cost, per tier")
-    _add_common(stats)
+    add_log_arguments(stats)
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=stats_command)
 
@@ -47,8 +48,8 @@ def export_command(args: argparse.Namespace) -> int:
 
     since = parse_since(args.since)
     write = write_csv if args.format == "csv" else write_jsonl
-    with _open_store(args.config) as store, _output(args.output) as out:
-        count = _translate(lambda: write(store.iter_records(since=since), out))
+    with open_log_store(args.config) as store, _output(args.output) as out:
+        count = translate_log_errors(lambda: write(store.iter_records(since=since), out))
     if args.output is not None:
         print(f"exported {count} records to {args.output}", file=sys.stderr)
     return 0
@@ -56,8 +57,8 @@ def export_command(args: argparse.Namespace) -> int:
 
 def stats_command(args: argparse.Namespace) -> int:
     since = parse_since(args.since)
-    with _open_store(args.config) as store:
-        stats = _translate(lambda: store.stats(since=since))
+    with open_log_store(args.config) as store:
+        stats = translate_log_errors(lambda: store.stats(since=since))
     print(json.dumps(stats_to_json(stats), indent=2) if args.json else format_stats(stats))
     return 0
 
@@ -78,30 +79,20 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def load_server_config(config: Path) -> RouterConfig:
+    """The whole server config file, validated exactly as `rightsize serve --config` does."""
+    from router.config import load_config
+    from router.errors import ConfigError
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def load_log_settings(config: Path) -> LogSettings:
-    """The `log:` section of the YAML config file (defaults when it has none)."""
-    # Stand-in until router/config.py loads the whole file: then this becomes `load_settings(config).log`.
-    from pydantic import ValidationError
-    from ruamel.yaml import YAML, YAMLError
-
-    from router.requestlog import LogSettings
-
-    try:
-        document = YAML(typ="safe").load(config.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CliError(f"cannot read config {config}: {exc.strerror or exc}") from exc
-    except YAMLError as exc:
-        raise CliError(f"config {config} is not valid YAML: {exc}") from exc
-    document = {} if document is None else document
-    section = document.get("log") if isinstance(document, dict) else None
-    section = {} if section is None else section
-    if not isinstance(document, dict) or not isinstance(section, dict):
-        raise CliError(f"config {config}: the file and its `log` section must be mappings")
-    try:
-        return LogSettings.model_validate(section)
-    except ValidationError as exc:
-        problems = "; ".join(f"log.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise CliError(f"config {config}: {problems}") from exc
+    """The `log:` section of the server's config file (defaults when it has none)."""
+    return load_server_config(config).log
 
 
 def format_stats(stats: LogStats) -> str:
@@ -143,7 +134,7 @@ def stats_to_json(stats: LogStats) -> dict[str, Any]:
     return payload
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def add_log_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, metavar="FILE", help="the server's config file")
     parser.add_argument(
         "--since", metavar="WHEN", help="only requests since an ISO date/time or an age (24h, 7d)"
@@ -151,10 +142,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def _open_store(config: Path) -> Iterator[RequestLogStore]:
+def open_log_store(config: Path, settings: LogSettings | None = None) -> Iterator[RequestLogStore]:
+    """The request log the server configured by `config` writes (`settings`: its already-loaded `log:`)."""
     from router.requestlog import open_store, parse_url
 
-    settings = load_log_settings(config)
+    settings = settings if settings is not None else load_log_settings(config)
     url = parse_url(settings.url)
     if url.engine == "sqlite" and not url.path.is_file():
         # Reading commands must not create an empty log where the server never wrote one.
@@ -175,7 +167,7 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         yield out
 
 
-def _translate(action: Callable[[], _T]) -> _T:
+def translate_log_errors(action: Callable[[], _T]) -> _T:
     from router.requestlog import RequestLogError
 
     try:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from router.cli import CliError
+from router.cli import CliError, client_channel
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"  # server.address of router/default_config.yaml (a test checks it)
 
@@ -46,6 +46,7 @@ def _client_arguments(parser: argparse.ArgumentParser, *, timeout: float) -> Non
                         help="request metadata (repeatable), e.g. tenant=acme")
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help="router HOST:PORT (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=timeout, help="deadline, s (default: %(default)s)")
+    client_channel.add_arguments(parser)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -54,11 +55,16 @@ def serve_command(args: argparse.Namespace) -> int:
     import logging
 
     from router.config import load_config, with_server
+    from router.reload import ConfigSource
     from router.server import serve
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = with_server(load_config(args.config), address=args.address, metrics_port=args.metrics_port)
-    return asyncio.run(serve(config))
+    if args.config is None:
+        config = with_server(load_config(None), address=args.address, metrics_port=args.metrics_port)
+        return asyncio.run(serve(config))
+    # With --config the file is watched, and reloaded with the same flags on top (see router.reload).
+    source = ConfigSource(args.config, {"address": args.address, "metrics_port": args.metrics_port})
+    return asyncio.run(serve(source.load(), source))
 
 
 def route_command(args: argparse.Namespace) -> int:
@@ -151,9 +157,10 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
 
     from router._proto import router_pb2_grpc as pb_grpc
 
-    with grpc.insecure_channel(args.address) as channel:
+    with client_channel.open_channel(args) as channel:
         try:
-            return getattr(pb_grpc.RouterStub(channel), method)(request, timeout=args.timeout)
+            return getattr(pb_grpc.RouterStub(channel), method)(
+                request, timeout=args.timeout, metadata=client_channel.call_metadata(args))
         except grpc.RpcError as exc:
             raise CliError(_rpc_error_message(exc, args.address)) from exc
 
@@ -164,9 +171,10 @@ def _stream(args: argparse.Namespace, request: Any) -> Iterator[Any]:
 
     from router._proto import router_pb2_grpc as pb_grpc
 
-    with grpc.insecure_channel(args.address) as channel:
+    with client_channel.open_channel(args) as channel:
         try:
-            yield from pb_grpc.RouterStub(channel).CompleteStream(request, timeout=args.timeout)
+            yield from pb_grpc.RouterStub(channel).CompleteStream(
+                request, timeout=args.timeout, metadata=client_channel.call_metadata(args))
         except grpc.RpcError as exc:
             raise CliError(_rpc_error_message(exc, args.address)) from exc
 

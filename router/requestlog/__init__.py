@@ -17,7 +17,7 @@ See `router.requestlog.writer` for exactly what a kill -9 can lose.
 from router.requestlog.errors import InvalidURLError, RequestLogError, SchemaError, StoreUnavailableError
 from router.requestlog.export import read_csv, read_jsonl, write_csv, write_jsonl
 from router.requestlog.metrics import PrometheusLogMetrics
-from router.requestlog.records import Label, LogRecord, LogStats, TierStats, prompt_digest
+from router.requestlog.records import Label, LogRecord, LogStats, ShadowAnswer, TierStats, prompt_digest
 from router.requestlog.settings import LogSettings
 from router.requestlog.spill import SpillFile
 from router.requestlog.store import RecordSink, RequestLogStore, open_store, parse_url, redact_url
@@ -35,6 +35,7 @@ __all__ = [
     "RequestLogStore",
     "RequestLogWriter",
     "SchemaError",
+    "ShadowAnswer",
     "SpillFile",
     "StoreUnavailableError",
     "TierStats",

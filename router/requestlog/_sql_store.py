@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from router.requestlog.errors import SchemaError, StoreUnavailableError
-from router.requestlog.records import Label, LogRecord, LogStats, TierStats, format_ts
+from router.requestlog.records import Label, LogRecord, LogStats, ShadowAnswer, TierStats, format_ts
 from router.requestlog.schema import LATEST_VERSION, MIGRATIONS, MIGRATIONS_TABLE
 
 REQUEST_COLUMNS: tuple[str, ...] = (
@@ -29,6 +29,7 @@ LABEL_COLUMNS: Mapping[str, str] = {
     "comment": "feedback_comment",
     "judge_model": "judge_model",
     "judge_cost_usd": "judge_cost_usd",
+    "judge_reason": "judge_reason",
     "updated_at": "labelled_at",
 }
 _SELECT = (
@@ -46,6 +47,16 @@ _UPSERT_LABEL = (
     f"INSERT INTO labels (request_id, {', '.join(LABEL_COLUMNS)})"
     f" VALUES (?, {', '.join('?' for _ in LABEL_COLUMNS)})"
     " ON CONFLICT (request_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in LABEL_COLUMNS)
+)
+ANSWER_COLUMNS: tuple[str, ...] = (
+    "request_id", "tier", "model", "ts", "response", "prompt_tokens", "completion_tokens", "cost_usd",
+    "total_ms", "error",
+)  # fmt: skip
+_UPSERT_ANSWER = (
+    f"INSERT INTO shadow_answers ({', '.join(ANSWER_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in ANSWER_COLUMNS)})"
+    " ON CONFLICT (request_id, tier) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ANSWER_COLUMNS[2:])
 )
 _PAGE_SIZE = 500
 
@@ -103,7 +114,7 @@ class SqlStore(ABC):
     def set_label(self, request_id: str, label: Label) -> bool:
         values = (
             request_id, label.small_ok, label.source, label.rating, label.score, label.comment,
-            label.judge_model, label.judge_cost_usd, self._encode_ts(datetime.now(UTC)),
+            label.judge_model, label.judge_cost_usd, label.judge_reason, self._encode_ts(datetime.now(UTC)),
         )  # fmt: skip
         with self._transaction(write=True) as cursor:
             cursor.execute(self._sql("SELECT 1 FROM requests WHERE request_id = ?"), (request_id,))
@@ -111,6 +122,28 @@ class SqlStore(ABC):
                 return False
             cursor.execute(self._sql(_UPSERT_LABEL), values)
         return True
+
+    def add_answer(self, answer: ShadowAnswer) -> bool:
+        values = [getattr(answer, name) for name in ANSWER_COLUMNS]
+        values[ANSWER_COLUMNS.index("ts")] = self._encode_ts(answer.ts)
+        with self._transaction(write=True) as cursor:
+            cursor.execute(self._sql("SELECT 1 FROM requests WHERE request_id = ?"), (answer.request_id,))
+            if cursor.fetchone() is None:
+                return False
+            cursor.execute(self._sql(_UPSERT_ANSWER), values)
+        return True
+
+    def answers(self, request_id: str) -> list[ShadowAnswer]:
+        sql = f"SELECT {', '.join(ANSWER_COLUMNS)} FROM shadow_answers WHERE request_id = ? ORDER BY tier"
+        with self._transaction(write=False) as cursor:
+            cursor.execute(self._sql(sql), (request_id,))
+            rows = cursor.fetchall()
+        found = []
+        for row in rows:
+            values = dict(zip(ANSWER_COLUMNS, row, strict=True))
+            values["ts"] = self._decode_ts(values["ts"]).astimezone(UTC)
+            found.append(ShadowAnswer(**values))
+        return found
 
     def get(self, request_id: str) -> LogRecord | None:
         with self._transaction(write=False) as cursor:

@@ -22,6 +22,7 @@ LABEL_FIELDS: tuple[str, ...] = (
     "feedback_comment",
     "judge_model",
     "judge_cost_usd",
+    "judge_reason",
     "labelled_at",
 )
 
@@ -46,6 +47,7 @@ class Label:
     comment: str | None = None
     judge_model: str | None = None
     judge_cost_usd: float | None = None
+    judge_reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.small_ok not in (None, 0, 1):
@@ -93,6 +95,7 @@ class LogRecord:
     feedback_comment: str | None = None
     judge_model: str | None = None
     judge_cost_usd: float | None = None
+    judge_reason: str | None = None
     labelled_at: datetime | None = None
 
     def __post_init__(self) -> None:
@@ -115,6 +118,30 @@ class LogRecord:
         """This record with every label field cleared: what the writer stores."""
         cleared: dict[str, Any] = dict.fromkeys(LABEL_FIELDS)
         return dataclasses.replace(self, **cleared)
+
+
+@dataclass(frozen=True)
+class ShadowAnswer:
+    """One tier's answer to a logged request, kept for the teacher: from shadow sampling or `rightsize label`.
+
+    Latency in ms, cost in USD. `response` is None when the call failed (then `error` says why).
+    """
+
+    request_id: str
+    tier: str
+    model: str
+    ts: datetime
+    response: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    total_ms: float | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ts.tzinfo is None:
+            raise ValueError("ShadowAnswer.ts must be timezone-aware (UTC)")
+        object.__setattr__(self, "ts", self.ts.astimezone(UTC))
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(LogRecord))

@@ -102,6 +102,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "judge reasons",
+        # The judge's one-sentence reason for its verdict (`rightsize label`).
+        ("ALTER TABLE labels ADD COLUMN judge_reason TEXT",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -7,14 +7,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from router.redact import RedactSettings
+
 DEFAULT_URL = "sqlite:///var/rightsize/requests.db"
 
 
 class LogSettings(BaseModel):
     """How and where requests are logged.
 
-    Relative paths (in a `sqlite:///` URL and in `spill_dir`) are relative to the process's working
-    directory; use `sqlite:////abs/path.db` (four slashes) for an absolute one.
+    Relative paths (in a `sqlite:///` URL and in `spill_dir`) are made absolute by `router.config.load_config`
+    against the config file's directory (the working directory for the shipped default config); use
+    `sqlite:////abs/path.db` (four slashes) for an absolute one.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,6 +39,9 @@ class LogSettings(BaseModel):
     )
     timeout_ms: int = Field(
         default=5_000, ge=100, description="connect and statement timeout of the store, in ms"
+    )
+    redact: RedactSettings = Field(
+        default=RedactSettings(), description="patterns masked in prompts and responses before storing"
     )
 
     @field_validator("url")

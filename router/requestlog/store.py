@@ -10,7 +10,7 @@ from typing import Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from router.requestlog.errors import InvalidURLError
-from router.requestlog.records import Label, LogRecord, LogStats
+from router.requestlog.records import Label, LogRecord, LogStats, ShadowAnswer
 
 
 class RecordSink(Protocol):
@@ -43,6 +43,15 @@ class RequestLogStore(RecordSink, Protocol):
 
     def set_label(self, request_id: str, label: Label) -> bool:
         """Replace the request's label (the last one wins); False when the request_id is unknown."""
+        ...
+
+    def add_answer(self, answer: ShadowAnswer) -> bool:
+        """Store one tier's answer to a logged request (replacing that tier's earlier one); False when the
+        request_id is unknown."""
+        ...
+
+    def answers(self, request_id: str) -> list[ShadowAnswer]:
+        """The stored tier answers of a request, ordered by tier ("large" before "small")."""
         ...
 
     def stats(self, since: datetime | None = None) -> LogStats:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, Self
 
+from router.redact import Redactor, RedactSettings, redacted
 from router.requestlog.errors import RequestLogError
 from router.requestlog.records import LogRecord
 from router.requestlog.settings import LogSettings
@@ -88,8 +89,10 @@ class RequestLogWriter:
         retry_interval_s: float = 1.0,
         max_retry_interval_s: float = 30.0,
         metrics: WriterMetrics | None = None,
+        redact: RedactSettings | None = None,
     ) -> None:
         self.sink = sink
+        self.redactor = Redactor(redact) if redact is not None and redact.enabled else None
         self.spill = spill
         self.queue_size = queue_size
         self.batch_size = batch_size
@@ -132,6 +135,7 @@ class RequestLogWriter:
             store_responses=settings.store_responses,
             strict_timeout_s=2 * settings.timeout_ms / 1000 + 1.0,
             metrics=metrics,
+            redact=settings.redact,
         )
 
     @property
@@ -372,6 +376,8 @@ class RequestLogWriter:
             record = dataclasses.replace(record, prompt=None)
         if not self.store_responses and record.response is not None:
             record = dataclasses.replace(record, response=None)
+        if self.redactor is not None:
+            record = redacted(record, self.redactor)
         return record
 
 

@@ -15,7 +15,7 @@ from router._proto import router_pb2_grpc as pb_grpc
 from router.config import RouterConfig
 from router.server import RouterServer, create_server
 from tests.router.standins import StandIn
-from tests.router.support import LARGE_REPLY, MODEL_DIR, SMALL_REPLY, Backends, config_dict
+from tests.router.support import LARGE_REPLY, MODEL_DIR, SMALL_REPLY, Backends, config_dict, log_section
 
 HERE = Path(__file__).resolve().parent
 # LiteLLM 1.82.6 reads pydantic's model_computed_fields off instances, which pydantic >= 2.11 deprecates;
@@ -38,9 +38,9 @@ def backends() -> Iterator[Backends]:
 
 
 @pytest.fixture
-def make_config(backends: Backends) -> Callable[..., RouterConfig]:
+def make_config(backends: Backends, tmp_path: Path) -> Callable[..., RouterConfig]:
     def make(**routing: Any) -> RouterConfig:
-        return RouterConfig.model_validate(config_dict(backends, **routing))
+        return RouterConfig.model_validate({**config_dict(backends, **routing), **log_section(tmp_path)})
 
     return make
 

@@ -2,8 +2,11 @@
 
 `StandIn("ollama")` serves POST /api/chat (JSON, or NDJSON when streaming); `StandIn("openai")` serves
 POST /v1/chat/completions (JSON, or SSE when streaming). Knobs: `status` (answer with that HTTP error),
-`delay_s` (wait before answering), `chunk_delay_s` (wait between stream chunks), `kill()` (close the
-listening socket and every open connection: later calls get "connection refused").
+`delay_s` (wait before answering), `chunk_delay_s` (wait between stream chunks), `script` (replies to
+give, in order, before falling back to `reply`; e.g. a judge's verdicts), `kill()` (close the listening
+socket and every open connection: later calls get "connection refused"), `restart()` (listen again).
+Faults: `retry_after_s` and `echo_key` (with `status`), `raw_body` (200 with a body as given, e.g. broken
+JSON), `stall_after` (a stream stops after that many chunks for `stall_s`, then the connection is cut).
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ class StandIn:
         self.status: int | None = None
         self.delay_s = 0.0
         self.chunk_delay_s = 0.0
+        self.script: list[str] = []
+        # Fault knobs (tests/router/guards): see `faults` in the module docstring.
+        self.retry_after_s: float | None = None  # with `status`: a Retry-After header
+        self.echo_key = False  # with `status`: the error message quotes the request's Authorization header
+        self.raw_body: str | None = None  # answer 200 with this body as it is (e.g. malformed JSON)
+        self.stall_after: int | None = None  # streams: after this many chunks, stall for `stall_s`, then cut
+        self.stall_s = 30.0
         self.requests: list[dict[str, Any]] = []
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -46,6 +56,16 @@ class StandIn:
         base = f"http://127.0.0.1:{self.port}"
         return base if self.kind == "ollama" else base + "/v1"
 
+    def restart(self) -> None:
+        """Listen again on the same port after `kill()`, like a restarted server."""
+        if not self.stopping.is_set():
+            return
+        self._server = _Server(("127.0.0.1", self.port), _Handler)
+        self._server.standin = self
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
     def kill(self) -> None:
         """Stop listening and cut open connections, like a crashed server."""
         if self.stopping.is_set():
@@ -58,9 +78,14 @@ class StandIn:
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
 
-    def tokens(self, body: dict[str, Any]) -> tuple[int, int]:
+    def tokens(self, body: dict[str, Any], reply: str | None = None) -> tuple[int, int]:
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-        return prompt, len(self.reply.split())
+        return prompt, len((self.reply if reply is None else reply).split())
+
+    def next_reply(self) -> str:
+        """The next scripted reply, else `reply`."""
+        with self._lock:
+            return self.script.pop(0) if self.script else self.reply
 
     def pieces(self) -> list[str]:
         words = self.reply.split(" ")
@@ -104,18 +129,26 @@ class _Handler(BaseHTTPRequestHandler):
         if standin.delay_s and standin.stopping.wait(standin.delay_s):
             return
         if standin.status is not None:
-            return self._json(standin.status, {"error": {"message": f"stand-in error {standin.status}",
-                                                         "type": "server_error"}})
+            message = f"stand-in error {standin.status}"
+            if standin.echo_key:
+                message += f" for key {headers.get('authorization', '')}"
+            extra = {"Retry-After": f"{standin.retry_after_s:g}"} if standin.retry_after_s is not None else {}
+            return self._json(standin.status, {"error": {"message": message, "type": "server_error"}}, extra)
+        if standin.raw_body is not None:
+            return self._raw(200, standin.raw_body)
         streaming = bool(body.get("stream"))
         if standin.kind == "ollama" and streaming:
             return self._ollama_stream(body)
         if standin.kind == "ollama":
-            return self._json(200, self._ollama_final(body, standin.reply))
+            reply = standin.next_reply()
+            return self._json(200, self._ollama_final(body, reply, self.server.standin.tokens(body, reply)))
         return self._openai_stream(body) if streaming else self._json(200, self._openai_unary(body))
 
     # --- Ollama /api/chat ---
-    def _ollama_final(self, body: dict[str, Any], content: str) -> dict[str, Any]:
-        prompt_tokens, completion_tokens = self.server.standin.tokens(body)
+    def _ollama_final(
+        self, body: dict[str, Any], content: str, tokens: tuple[int, int] | None = None
+    ) -> dict[str, Any]:
+        prompt_tokens, completion_tokens = tokens or self.server.standin.tokens(body)
         return {
             "model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
             "message": {"role": "assistant", "content": content},
@@ -136,11 +169,12 @@ class _Handler(BaseHTTPRequestHandler):
     # --- OpenAI /v1/chat/completions ---
     def _openai_unary(self, body: dict[str, Any]) -> dict[str, Any]:
         standin = self.server.standin
-        prompt_tokens, completion_tokens = standin.tokens(body)
+        reply = standin.next_reply()
+        prompt_tokens, completion_tokens = standin.tokens(body, reply)
         return {
             "id": "chatcmpl-standin", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": standin.reply},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
@@ -164,15 +198,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._end_chunked()
 
     # --- HTTP plumbing ---
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+    def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._raw(status, json.dumps(payload), headers)
+
+    def _raw(self, status: int, body: str, headers: dict[str, str] | None = None) -> None:
+        data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
     def _start_chunked(self, content_type: str) -> None:
+        self.chunks_sent = 0
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
@@ -185,6 +225,10 @@ class _Handler(BaseHTTPRequestHandler):
         standin = self.server.standin
         if standin.chunk_delay_s and standin.stopping.wait(standin.chunk_delay_s):
             raise ConnectionAbortedError("stand-in killed mid-stream")
+        self.chunks_sent += 1
+        if standin.stall_after is not None and self.chunks_sent > standin.stall_after:
+            standin.stopping.wait(standin.stall_s)
+            raise ConnectionAbortedError("stand-in stalled mid-stream")
         data = text.encode()
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()

@@ -62,6 +62,12 @@ def config_dict(backends: Backends, **routing: Any) -> dict[str, Any]:
     }
 
 
+def log_section(directory: Path) -> dict[str, Any]:
+    """A `log:` config section keeping the request log and its spill files under `directory`."""
+    return {"log": {"url": f"sqlite:///{directory / 'requestlog' / 'requests.db'}",
+                    "spill_dir": str(directory / "requestlog" / "spill"), "flush_interval_ms": 50}}
+
+
 def user(text: str) -> list[pb.Message]:
     """One user message, as proto."""
     return [pb.Message(role="user", content=text)]

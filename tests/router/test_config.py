@@ -26,8 +26,8 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_shipped_default_config_loads_with_the_documented_tiers() -> None:
     config = load_config(environ={})
-    assert config.tiers.small.model == "ollama_chat/llama3:8b"
-    assert config.tiers.small.api_base == "http://127.0.0.1:11434"
+    # Embedded SmolLM2 with the [local] extra, else Ollama: both cases in tests/router/test_local_model.py.
+    assert config.tiers.small.model in ("hosted_vllm/smollm2-135m", "ollama_chat/llama3:8b")
     assert config.tiers.large.model == "openai/gpt-4o"
     assert config.tiers.large.api_key is None
     assert config.routing.threshold == 0.5 and config.routing.max_prompt_chars == 200_000

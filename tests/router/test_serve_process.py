@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
+from router.requestlog import open_store
 from router.server import COMPLETION_HEALTH_SERVICE
 from tests.router.support import SMALL_REPLY, Backends, config_dict, user
 
@@ -86,7 +87,7 @@ def wait_serving(channel: grpc.Channel, service: str, timeout_s: float = 30) -> 
 
 
 def test_serves_route_at_once_and_drains_on_sigterm_with_exit_0(
-    serve_process: ServeProcess, backends: Backends
+    serve_process: ServeProcess, backends: Backends, tmp_path: Path
 ) -> None:
     started = time.monotonic()
     address = serve_process.wait_for_line(r"serving rightsize\.v1\.Router on (\S+:\d+)").group(1)
@@ -121,3 +122,11 @@ def test_serves_route_at_once_and_drains_on_sigterm_with_exit_0(
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert any("draining in-flight calls" in line for line in serve_process.lines)
     assert cold_start_s < 10, f"cold start to SERVING took {cold_start_s:.1f} s"
+    # SIGTERM wrote every answered call, the drained stream too, to the request log (whose default
+    # relative log.url lies next to the config file).
+    store = open_store(f"sqlite:///{tmp_path / 'var' / 'rightsize' / 'requests.db'}")
+    try:
+        rpcs = sorted(record.rpc for record in store.iter_records())
+        assert rpcs == ["Complete", "CompleteStream", "Route"]
+    finally:
+        store.close()

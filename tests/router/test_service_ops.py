@@ -124,13 +124,13 @@ async def test_each_server_has_its_own_registry(start_server: StartServer, make_
     assert second.server.metrics.registry.get_sample_value("rightsize_decisions_total", labels) is None
 
 
-async def test_feedback_is_declared_but_not_implemented_yet(
+async def test_feedback_for_an_unknown_request_is_not_found(
     start_server: StartServer, make_config: MakeConfig
 ) -> None:
     server = await start_server(make_config(), with_scorer=KeyedScorer(), wait_completion=False)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await server.stub.Feedback(pb.FeedbackRequest(request_id="r", rating=pb.GOOD))
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_a_busy_port_is_a_clear_start_up_error(

@@ -14,13 +14,14 @@ from router.cli.log_commands import load_log_settings, parse_since
 from router.requestlog import Label, LogSettings, RequestLogStore, read_csv, read_jsonl
 from tests.router.requestlog.support import T0, MakeRecord
 
+# The smallest server config: commands that read the log take the server's own config file.
+TIERS = "tiers:\n  small: {model: ollama_chat/x}\n  large: {model: openai/y}\n"
+
 
 @pytest.fixture
 def config(tmp_path: Path, store_url: str) -> Path:
     path = tmp_path / "rightsize.yaml"
-    path.write_text(
-        f"server:\n  port: 0\nlog:\n  url: {store_url}\n  store_responses: true\n", encoding="utf-8"
-    )
+    path.write_text(f"{TIERS}log:\n  url: {store_url}\n  store_responses: true\n", encoding="utf-8")
     return path
 
 
@@ -77,7 +78,7 @@ def test_stats_figures(config: Path, logged: list, capsys: pytest.CaptureFixture
 
 def test_a_missing_sqlite_log_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "rightsize.yaml"
-    config.write_text(f"log:\n  url: sqlite:///{tmp_path / 'nothing.db'}\n", encoding="utf-8")
+    config.write_text(f"{TIERS}log:\n  url: sqlite:///{tmp_path / 'nothing.db'}\n", encoding="utf-8")
     assert main(["logs", "stats", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("rightsize: error: no request log at") and err.count("\n") == 1
@@ -89,7 +90,7 @@ def test_an_unreachable_postgres_is_one_line_error(
 ) -> None:
     config = tmp_path / "rightsize.yaml"
     config.write_text(
-        "log:\n  url: postgresql://app:hunter2@127.0.0.1:1/log\n  timeout_ms: 500\n", encoding="utf-8"
+        f"{TIERS}log:\n  url: postgresql://app:hunter2@127.0.0.1:1/log\n  timeout_ms: 500\n", encoding="utf-8"
     )
     assert main(["logs", "export", "--config", str(config)]) == 1
     err = capsys.readouterr().err
@@ -100,7 +101,7 @@ def test_an_unreachable_postgres_is_one_line_error(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("log: [1, 2]\n", "must be mappings"),
+        ("log: [1, 2]\n", "log: Input should be a valid dictionary"),
         ("log:\n  queue_size: 0\n", "log.queue_size"),
         ("log:\n  url: mysql://x\n", "log.url"),
         ("log:\n  colour: red\n", "log.colour"),
@@ -109,22 +110,20 @@ def test_an_unreachable_postgres_is_one_line_error(
 )
 def test_bad_log_config_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "rightsize.yaml"
-    config.write_text(text, encoding="utf-8")
+    config.write_text(TIERS + text, encoding="utf-8")
     with pytest.raises(CliError, match=message):
         load_log_settings(config)
 
 
 def test_log_settings_defaults(tmp_path: Path) -> None:
     config = tmp_path / "rightsize.yaml"
-    config.write_text("server: {}\n", encoding="utf-8")
+    config.write_text(f"server: {{}}\n{TIERS}", encoding="utf-8")
     settings = load_log_settings(config)
-    assert settings == LogSettings()
-    assert (settings.url, settings.store_prompts, settings.store_responses, settings.sync) == (
-        "sqlite:///var/rightsize/requests.db",
-        True,
-        False,
-        "batch",
+    # Relative paths follow the config file, as models.dir does.
+    assert settings == LogSettings(
+        url=f"sqlite:///{tmp_path / 'var/rightsize/requests.db'}", spill_dir=tmp_path / "var/rightsize/spill"
     )
+    assert (settings.store_prompts, settings.store_responses, settings.sync) == (True, False, "batch")
 
 
 def test_parse_since() -> None:

@@ -14,6 +14,7 @@ from router.requestlog import (
     Label,
     RequestLogStore,
     SchemaError,
+    ShadowAnswer,
     StoreUnavailableError,
     open_store,
     parse_url,
@@ -210,3 +211,21 @@ def test_parse_url_rejects(url: str) -> None:
 def test_redact_url() -> None:
     assert redact_url("postgresql://app:pw@db:5432/log") == "postgresql://app:***@db:5432/log"
     assert redact_url("postgresql://app@db/log") == "postgresql://app@db/log"
+
+
+def test_tier_answers_and_judge_reasons_round_trip(store: RequestLogStore, make_record: MakeRecord) -> None:
+    store.write_batch([make_record(1)])
+    large = ShadowAnswer("req-000001", "large", "openai/gpt-4o", T0, response="big", prompt_tokens=3,
+                         completion_tokens=4, cost_usd=0.5, total_ms=12.5)
+    assert store.add_answer(large)
+    assert store.add_answer(ShadowAnswer("req-000001", "small", "ollama/x", T0, error="down"))
+    assert store.add_answer(ShadowAnswer("req-000001", "small", "ollama/x", T0, response="again"))  # replaces
+    assert not store.add_answer(ShadowAnswer("req-999999", "large", "m", T0))
+    assert store.answers("req-000001") == [
+        large, ShadowAnswer("req-000001", "small", "ollama/x", T0, response="again")
+    ]
+    assert store.answers("req-999999") == []
+
+    store.set_label("req-000001", Label(small_ok=1, source="judge", judge_model="j", judge_reason="same"))
+    labelled = store.get("req-000001")
+    assert labelled is not None and labelled.judge_reason == "same"

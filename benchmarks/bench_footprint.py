@@ -1,0 +1,150 @@
+"""Cold start (exec -> SERVING on the standard health service) and resident memory over 10,000 Route calls.
+
+python benchmarks/bench_footprint.py [--smoke] [--requests 10000] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import grpc  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
+from router._proto import router_pb2 as pb  # noqa: E402
+from router._proto import router_pb2_grpc as pb_grpc  # noqa: E402
+
+PROMPTS = [
+    "Turn this sentence into JSON: 'John is 35'",
+    "Design a globally distributed key-value store with strong consistency and explain the trade-offs.",
+    "Classify the sentiment: the delivery was late and the box was crushed.",
+    "Write a Python function that returns the n-th prime, with tests.",
+]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def start(workdir: Path) -> tuple[subprocess.Popen[bytes], str, float]:
+    """Start `rightsize serve`; return the process, its address, and seconds from exec to SERVING."""
+    address = f"127.0.0.1:{free_port()}"
+    config = workdir / "config.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "server": {"address": address, "metrics_port": None},
+                "tiers": {
+                    "small": {"model": "ollama_chat/llama3:8b", "api_base": "http://127.0.0.1:9"},
+                    "large": {"model": "openai/gpt-4o", "api_key_env": "OPENAI_API_KEY"},
+                },
+            }
+        )
+    )  # the request log, if configured by default, goes to workdir (the server's working directory)
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "router", "serve", "--config", str(config)],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=0.2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return process, address, time.perf_counter() - started
+            except grpc.RpcError:
+                pass
+            if process.poll() is not None:
+                raise SystemExit(f"the server exited with {process.returncode}")
+            if time.perf_counter() - started > 60:
+                raise SystemExit("no SERVING within 60 s")
+            time.sleep(0.005)
+
+
+async def load(address: str, pid: int, total: int, concurrency: int) -> list[tuple[int, float]]:
+    """Send `total` Route calls from `concurrency` streams; sample RSS at every tenth of the way."""
+    samples = [(0, rss_mb(pid))]
+    step = max(1, total // 10)
+    done = 0
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.RouterStub(channel)
+        counter = iter(range(total))
+
+        async def worker() -> None:
+            nonlocal done
+            for i in counter:
+                text = f"{PROMPTS[i % len(PROMPTS)]} (request {i})"
+                await stub.Route(pb.RouteRequest(messages=[pb.Message(role="user", content=text)]))
+                done += 1
+                if done % step == 0:
+                    samples.append((done, rss_mb(pid)))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    total = 200 if args.smoke else args.requests
+    with tempfile.TemporaryDirectory() as tmp:
+        starts = []
+        for _ in range(1 if args.smoke else 3):
+            process, address, seconds = start(Path(tmp))
+            starts.append(seconds)
+            if len(starts) < (1 if args.smoke else 3):
+                process.terminate()
+                process.wait(30)
+        try:
+            samples = asyncio.run(load(address, process.pid, total, 32))
+        finally:
+            process.terminate()
+            process.wait(30)
+    growth = samples[-1][1] - samples[len(samples) // 2][1]
+    results = {
+        "cold_start_s": sorted(starts)[len(starts) // 2],
+        "cold_starts_s": starts,
+        "rss_mb": samples,
+        "rss_final_mb": samples[-1][1],
+        "rss_growth_second_half_mb": growth,
+    }
+    print(f"cold start to SERVING: median {results['cold_start_s']:.2f} s of {[round(s, 2) for s in starts]}")
+    print("RSS (MB) by requests served: " + ", ".join(f"{n}: {mb:.0f}" for n, mb in samples))
+    print(
+        f"RSS after {total} requests: {samples[-1][1]:.0f} MB; growth over the second half {growth:+.1f} MB"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    raise SystemExit(main())

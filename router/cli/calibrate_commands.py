@@ -1,0 +1,123 @@
+"""`rightsize calibrate`: the threshold that sends a target share of traffic to the large tier, optionally
+written into the config file (in place, atomically) for a running server to pick up."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from router.cli import CliError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def register(subparsers: Any) -> None:
+    """Add the calibrate command to the `rightsize` parser."""
+    from router.cli.traffic import add_source_arguments
+
+    calibrate = subparsers.add_parser(
+        "calibrate", help="threshold for a target large-model share", description=calibrate_command.__doc__
+    )
+    calibrate.add_argument("--target-large-fraction", type=_unit_float, required=True, help="share in [0, 1]")
+    add_source_arguments(calibrate, input_help="JSONL prompts typical of your traffic")
+    calibrate.add_argument("--tenant", metavar="T",
+                           help="calibrate tenant T's traffic (metadata tenant=T) and write its override")
+    calibrate.add_argument("--write", type=Path, metavar="CONFIG",
+                           help="set the threshold in this config file, in place (comments and layout kept)")
+    calibrate.set_defaults(handler=calibrate_command)
+
+
+def calibrate_command(args: argparse.Namespace) -> int:
+    """Print the threshold that sends the target share of these prompts (or logged requests) to large.
+
+    With --write, routing.threshold (or, with --tenant, the override for metadata tenant=T) is updated in
+    the file; a server watching it applies the change within 2 s.
+    """
+    if args.since and not args.from_logs:
+        raise CliError("--since goes with --from-logs")
+    config_path: Path | None = args.config or args.write
+    scores, what = _scores(args, config_path)
+    fraction = args.target_large_fraction
+    threshold = stable_threshold(scores, fraction)
+    share = float((scores >= threshold).mean())
+    print(f"{threshold:.6f}")
+    print(f"threshold {threshold:.6f} sends {share:.1%} of {len(scores)} {what} to the large tier "
+          f"(target {fraction:.1%})", file=sys.stderr)
+    if args.write is not None:
+        _write(args.write, threshold, args.tenant)
+    return 0
+
+
+def stable_threshold(scores: np.ndarray, fraction: float) -> float:
+    """`threshold_for_share`, rounded to 6 decimals in the direction that keeps the same share."""
+    from classifier.calibration import threshold_for_share
+
+    exact = threshold_for_share(scores, fraction)
+    share = int((scores >= exact).sum())
+    for candidate in (round(exact, 6), math.floor(exact * 1e6) / 1e6, math.ceil(exact * 1e6) / 1e6):
+        if 0.0 <= candidate <= 1.0 and int((scores >= candidate).sum()) == share:
+            return candidate
+    return exact
+
+
+def _scores(args: argparse.Namespace, config_path: Path | None) -> tuple[np.ndarray, str]:
+    import numpy as np
+
+    from router.cli.traffic import input_model_dir, scored_records
+    from router.config import load_config
+
+    metadata = {"tenant": args.tenant} if args.tenant else {}
+    if args.from_logs:
+        if config_path is None:
+            raise CliError("--from-logs needs --config FILE (or --write FILE): the config names the log")
+        config = load_config(config_path)
+        records = scored_records(config, config_path, args.since, metadata)
+        scores = np.array([record.score for record in records], dtype=np.float64)
+        return scores, "logged requests" + (f" of tenant {args.tenant}" if args.tenant else "")
+    from classifier.data import read_prompts
+    from classifier.scoring import Scorer
+
+    model = input_model_dir(args.model, config_path)
+    prompts = read_prompts(args.input)
+    scores = Scorer.from_path(model).score([prompt.text for prompt in prompts]).astype(np.float64)
+    return scores, "prompts"
+
+
+def _write(path: Path, threshold: float, tenant: str | None) -> None:
+    from router.config import load_config
+    from router.config_edit import set_threshold, write_atomically
+    from router.errors import ConfigError
+
+    try:
+        original = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        edit = set_threshold(original, threshold, tenant=tenant)
+    except ConfigError as exc:
+        raise CliError(f"{path}: {exc}") from exc
+    # Validate the result exactly as the server will, before it replaces the file.
+    check = path.with_name(f".{path.name}.check")
+    try:
+        check.write_text(edit.text, encoding="utf-8")
+        load_config(check)
+    except ConfigError as exc:
+        raise CliError(f"not writing {path}: the edited file would be invalid: {exc}") from exc
+    finally:
+        check.unlink(missing_ok=True)
+    write_atomically(path, edit.text)
+    print(f"wrote {path}: {edit.change}", file=sys.stderr)
+
+
+def _unit_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
+    return number

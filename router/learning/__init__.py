@@ -1,0 +1,1 @@
+"""The learning loop: feedback and judge labels, shadow sampling, retraining, and the savings report."""

@@ -1,0 +1,213 @@
+"""The savings report ("token ROI"): tier mix, actual cost vs everything-on-large, latency and fallbacks.
+
+The counterfactual prices each completed call's *logged* usage (prompt and completion tokens) at the
+large tier's rate: `tiers.large.input_cost_per_token` / `output_cost_per_token` from the config when set,
+else LiteLLM's bundled price map for `tiers.large.model`. It assumes the large model would have used as
+many tokens as the model that answered, which is the usual approximation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router.config import TierSettings
+from router.errors import ConfigError
+from router.learning.feedback import answered_tier
+from router.requestlog import LogRecord
+
+COMPLETION_RPCS = ("Complete", "CompleteStream")
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per prompt token and per completion token, and where the figures come from."""
+
+    input_per_token: float
+    output_per_token: float
+    source: str
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return prompt_tokens * self.input_per_token + completion_tokens * self.output_per_token
+
+
+@dataclass(frozen=True)
+class TierFigures:
+    """Completed calls answered by one tier; latency (total, ms) percentiles by linear interpolation."""
+
+    tier: str
+    requests: int
+    share: float
+    cost_usd: float
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class Point:
+    """One completed call on the timeline."""
+
+    ts: datetime
+    tier: str
+    saving_usd: float
+
+
+@dataclass(frozen=True)
+class SavingsReport:
+    """Figures over the completed (error-free Complete/CompleteStream) calls of a log span; USD."""
+
+    completed: int
+    routes: int
+    errors: int
+    fallbacks: int
+    tiers: tuple[TierFigures, ...]
+    actual_usd: float
+    all_large_usd: float
+    price: Price
+    timeline: tuple[Point, ...]
+
+    @property
+    def saving_usd(self) -> float:
+        return self.all_large_usd - self.actual_usd
+
+    @property
+    def saving_pct(self) -> float | None:
+        """Saving as a percentage of the all-large cost (None when that is 0)."""
+        return 100 * self.saving_usd / self.all_large_usd if self.all_large_usd > 0 else None
+
+
+def large_price(large: TierSettings) -> Price:
+    """The large tier's price: configured, else LiteLLM's price map; ConfigError when neither has one."""
+    if large.has_price:
+        return Price(large.input_cost_per_token or 0.0, large.output_cost_per_token or 0.0,
+                     "config (tiers.large.input_cost_per_token / output_cost_per_token)")  # fmt: skip
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the bundled map, no network
+    import litellm
+
+    try:
+        input_cost, _ = litellm.cost_per_token(model=large.model, prompt_tokens=1, completion_tokens=0)
+        _, output_cost = litellm.cost_per_token(model=large.model, prompt_tokens=0, completion_tokens=1)
+    except Exception as exc:  # LiteLLM raises a bare Exception for a model missing from its map
+        raise ConfigError(
+            f"no price for the large tier {large.model}: set tiers.large.input_cost_per_token and"
+            " output_cost_per_token in the config"
+        ) from exc
+    return Price(float(input_cost), float(output_cost), f"LiteLLM's bundled price map ({large.model})")
+
+
+def build_report(records: Iterable[LogRecord], price: Price) -> SavingsReport:
+    """Compute the report from log records (any order)."""
+    completed: list[LogRecord] = []
+    routes = errors = 0
+    for record in records:
+        if record.error is not None:
+            errors += 1
+        elif record.rpc == "Route":
+            routes += 1
+        elif record.rpc in COMPLETION_RPCS:
+            completed.append(record)
+    completed.sort(key=lambda r: r.ts)
+    timeline = tuple(
+        Point(r.ts, answered_tier(r) or "-", price.cost(r.prompt_tokens or 0, r.completion_tokens or 0)
+              - (r.cost_usd or 0.0))
+        for r in completed
+    )  # fmt: skip
+    by_tier: dict[str, list[LogRecord]] = {}
+    for record in completed:
+        by_tier.setdefault(answered_tier(record) or "-", []).append(record)
+    tiers = tuple(_tier_figures(tier, rows, len(completed)) for tier, rows in sorted(by_tier.items()))
+    actual = sum(r.cost_usd or 0.0 for r in completed)
+    return SavingsReport(
+        completed=len(completed),
+        routes=routes,
+        errors=errors,
+        fallbacks=sum(1 for r in completed if r.fallback),
+        tiers=tiers,
+        actual_usd=actual,
+        all_large_usd=actual + sum(p.saving_usd for p in timeline),
+        price=price,
+        timeline=timeline,
+    )
+
+
+def _tier_figures(tier: str, rows: Sequence[LogRecord], total: int) -> TierFigures:
+    latencies = np.array([r.total_ms for r in rows if r.total_ms is not None], dtype=np.float64)
+    p50, p95 = (float(v) for v in np.percentile(latencies, [50, 95])) if len(latencies) else (None, None)
+    return TierFigures(tier, len(rows), len(rows) / total, sum(r.cost_usd or 0.0 for r in rows), p50, p95)
+
+
+def format_report(report: SavingsReport) -> str:
+    """The report as plain text."""
+    pct = "-" if report.saving_pct is None else f"{report.saving_pct:.1f}%"
+    lines = [
+        f"completed calls  {report.completed}   (also {report.routes} Route calls, {report.errors} errors)",
+        f"fallbacks        {report.fallbacks}",
+        f"actual cost      ${report.actual_usd:.6f}",
+        f"all-large cost   ${report.all_large_usd:.6f}   (logged usage at the large tier's price)",
+        f"saving           ${report.saving_usd:.6f}   ({pct})",
+        f"large price      ${report.price.input_per_token:g}/prompt token, "
+        f"${report.price.output_per_token:g}/completion token, from {report.price.source}",
+        "",
+        f"{'tier':<8}{'requests':>10}{'share':>8}{'cost_usd':>14}{'p50_ms':>10}{'p95_ms':>10}",
+    ]
+    for tier in report.tiers:
+        p50 = "-" if tier.p50_ms is None else f"{tier.p50_ms:.1f}"
+        p95 = "-" if tier.p95_ms is None else f"{tier.p95_ms:.1f}"
+        lines.append(
+            f"{tier.tier:<8}{tier.requests:>10}{tier.share:>8.1%}{tier.cost_usd:>14.6f}{p50:>10}{p95:>10}"
+        )
+    return "\n".join(lines)
+
+
+def report_to_json(report: SavingsReport) -> dict[str, Any]:
+    """The figures as JSON-ready values (no timeline)."""
+    return {
+        "completed": report.completed, "routes": report.routes, "errors": report.errors,
+        "fallbacks": report.fallbacks, "actual_usd": report.actual_usd, "all_large_usd": report.all_large_usd,
+        "saving_usd": report.saving_usd, "saving_pct": report.saving_pct,
+        "large_price": {"input_per_token": report.price.input_per_token,
+                        "output_per_token": report.price.output_per_token, "source": report.price.source},
+        "tiers": [t.__dict__ for t in report.tiers],
+    }  # fmt: skip
+
+
+def plot_report(report: SavingsReport, path: Path, buckets: int = 24) -> None:
+    """PNG: the tier mix over time (stacked bars) and cumulative savings over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (mix, savings) = plt.subplots(2, 1, figsize=(7, 6), dpi=110, sharex=True)
+    points = report.timeline
+    if points:
+        times = np.array([p.ts.timestamp() for p in points])
+        start, span = times[0], max(times[-1] - times[0], 1.0)
+        edges = np.linspace(start, start + span, buckets + 1)
+        index = np.minimum(((times - start) / span * buckets).astype(int), buckets - 1)
+        centres = [datetime.fromtimestamp(t, tz=points[0].ts.tzinfo) for t in (edges[:-1] + edges[1:]) / 2]
+        width = span / buckets / 86400 * 0.9  # matplotlib date units are days
+        bottom = np.zeros(buckets)
+        for tier, colour in (("small", "#2ca02c"), ("large", "#d62728"), ("-", "grey")):
+            counts = np.bincount(index[[p.tier == tier for p in points]], minlength=buckets).astype(float)
+            if counts.any():
+                mix.bar(centres, counts, width=width, bottom=bottom, color=colour, label=tier)
+                bottom += counts
+        stamps = [p.ts for p in points]
+        savings.plot(stamps, np.cumsum([p.saving_usd for p in points]), color="#1f77b4")
+    mix.set_ylabel("completed calls")
+    mix.set_title("Tier mix over time")
+    mix.legend(loc="upper left", fontsize=8)
+    savings.set_ylabel("USD")
+    savings.set_title("Cumulative saving vs everything on the large tier")
+    savings.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

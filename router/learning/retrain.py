@@ -1,0 +1,200 @@
+"""Retraining from the request log: labelled requests -> training set, challenger vs champion on a held-out
+slice of the log, and the markdown + PNG report that decides promotion."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from router.errors import RouterError
+from router.requestlog import LogRecord
+
+if TYPE_CHECKING:
+    from classifier.data import Example
+    from classifier.evaluation import Report
+
+LOG_SOURCE = "logs"
+REPORT_MD = "retrain_report.md"
+REPORT_PNG = "retrain_report.png"
+
+
+class RetrainError(RouterError):
+    """Retraining cannot run (too few labels, a class missing, an unusable output directory)."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Champion and challenger on the same held-out slice; `champion` is None when it could not be loaded."""
+
+    challenger_version: str
+    challenger: Report
+    champion_version: str
+    champion: Report | None
+    train_rows: int
+    holdout_rows: int
+    base_rows: int
+
+    @property
+    def not_worse(self) -> bool:
+        """True when the challenger's AUC and APGR are both at least the champion's (NaN never passes)."""
+        if self.champion is None:
+            return False
+        pairs = ((self.challenger.auc, self.champion.auc), (self.challenger.apgr, self.champion.apgr))
+        return all(not math.isnan(new) and (math.isnan(old) or new >= old - 1e-9) for new, old in pairs)
+
+
+def labelled_examples(records: Iterable[LogRecord]) -> list[Example]:
+    """One Example per distinct logged prompt with a `small_ok` label (the latest record's label wins)."""
+    from classifier.data import Example
+
+    latest: dict[str, int] = {}
+    for record in records:
+        if record.small_ok is not None and record.prompt:
+            latest[record.prompt] = record.small_ok
+    return [Example(text=text, small_ok=small_ok, source=LOG_SOURCE) for text, small_ok in latest.items()]
+
+
+def in_holdout(text: str, fraction: float) -> bool:
+    """Stable split by the prompt's hash, so a prompt held out once is held out by every later run."""
+    bucket = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2**64
+    return bucket < fraction
+
+
+def split(examples: Sequence[Example], fraction: float) -> tuple[list[Example], list[Example]]:
+    """(train, holdout); RetrainError unless each side holds both classes."""
+    train = [e for e in examples if not in_holdout(e.text, fraction)]
+    holdout = [e for e in examples if in_holdout(e.text, fraction)]
+    for name, part, need in (("training", train, 2), ("held-out", holdout, 1)):
+        ok = sum(e.small_ok for e in part)
+        if min(ok, len(part) - ok) < need:
+            raise RetrainError(
+                f"the {name} slice has {ok} small_ok=1 and {len(part) - ok} small_ok=0 labels; need at least"
+                f" {need} of each (collect more feedback or run `rightsize label`)"
+            )
+    return train, holdout
+
+
+def train_candidate(
+    train: Sequence[Example],
+    base: Sequence[Example],
+    out: Path,
+    cache: Path | None,
+    say: Callable[[str], None],
+) -> Path:
+    """Train on log + base examples into `out` (a fresh directory); returns it."""
+    from classifier.cache import embed_cached
+    from classifier.embedding import Embedder
+    from classifier.paths import SHIPPED_EMBEDDER
+    from classifier.training import Recipe, train_model
+
+    examples = [*train, *base]
+    texts = sorted({e.text for e in examples})
+    say(f"embedding {len(texts)} prompts ({len(train)} from the log, {len(base)} base rows) ...")
+    embeddings = embed_cached(Embedder.from_path(SHIPPED_EMBEDDER), texts, cache)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    train_model(examples, embeddings, texts, tmp, SHIPPED_EMBEDDER, recipe=Recipe())
+    os.replace(tmp, out)  # the candidate appears whole or not at all
+    return out
+
+
+def read_base(path: Path, weight: float) -> list[Example]:
+    """The base data file's examples, each weighted `weight` (log examples weigh 1)."""
+    from classifier.data import read_examples
+
+    return [replace(example, weight=weight) for example in read_examples([path])]
+
+
+def compare(
+    champion_dir: Path, challenger_dir: Path, holdout: Sequence[Example], train_rows: int, base_rows: int
+) -> Comparison:
+    """Score the held-out slice with both models."""
+    from classifier.errors import ClassifierError
+    from classifier.evaluation import evaluate
+    from classifier.scoring import Scorer
+
+    texts = [e.text for e in holdout]
+    challenger = Scorer.from_path(challenger_dir)
+    champion_report, champion_version = None, f"unloadable ({champion_dir})"
+    try:
+        champion = Scorer.from_path(champion_dir)
+    except ClassifierError as exc:
+        champion_version = f"unloadable: {exc}"
+    else:
+        champion_version = champion.version
+        champion_report = evaluate(champion.score(texts), holdout)
+    return Comparison(
+        challenger_version=challenger.version,
+        challenger=evaluate(challenger.score(texts), holdout),
+        champion_version=champion_version,
+        champion=champion_report,
+        train_rows=train_rows,
+        holdout_rows=len(holdout),
+        base_rows=base_rows,
+    )
+
+
+def write_report(comparison: Comparison, directory: Path) -> tuple[Path, Path]:
+    """Write the markdown report and the PNG of both quality-vs-large-share curves into `directory`."""
+    markdown, png = directory / REPORT_MD, directory / REPORT_PNG
+    markdown.write_text(format_comparison(comparison) + f"\n![curves]({REPORT_PNG})\n", encoding="utf-8")
+    _plot(comparison, png)
+    return markdown, png
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """The markdown table of champion vs challenger on the held-out slice."""
+    rows = [("challenger", comparison.challenger_version, comparison.challenger)]
+    if comparison.champion is not None:
+        rows.insert(0, ("champion", comparison.champion_version, comparison.champion))
+    lines = [
+        "# Retrain report",
+        "",
+        f"Trained on {comparison.train_rows} labelled logged prompts (+ {comparison.base_rows} base rows);"
+        f" compared on {comparison.holdout_rows} held-out logged prompts that neither model was trained on."
+        " Quality basis: small_ok (the large tier is assumed good enough).",
+        "",
+        "| model | version | AUC | APGR | CPT(50%) | CPT(80%) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, version, report in rows:
+        lines.append(
+            f"| {name} | {version} | {report.auc:.4f} | {report.apgr:.4f} | {report.cpt50:.4f} |"
+            f" {report.cpt80:.4f} |"
+        )
+    if comparison.champion is None:
+        lines += ["", f"The champion could not be scored: {comparison.champion_version}."]
+    verdict = "not worse" if comparison.not_worse else "worse (or not comparable)"
+    lines += ["", f"**Challenger vs champion: {verdict}** on AUC and APGR."]
+    return "\n".join(lines)
+
+
+def _plot(comparison: Comparison, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4.2), dpi=110)
+    series = [("challenger", comparison.challenger, "#1f77b4")]
+    if comparison.champion is not None:
+        series.insert(0, ("champion", comparison.champion, "#ff7f0e"))
+    for name, report, colour in series:
+        curve = report.curve
+        axes.plot(curve.large_share, curve.quality, color=colour, label=f"{name} (APGR {report.apgr:.3f})")
+    report = comparison.challenger
+    axes.plot([0, 1], [report.quality_small, report.quality_large], "--", color="grey", label="random")
+    axes.set_xlabel("share of calls sent to the large model")
+    axes.set_ylabel("mean quality (small_ok)")
+    axes.set_title(f"Held-out logged prompts (n={comparison.holdout_rows})")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

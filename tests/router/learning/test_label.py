@@ -1,0 +1,124 @@
+"""`rightsize label` against a stand-in judge: verdicts stored, malformed replies retried once, budget cap."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from router.cli import main
+from router.learning.judge import MalformedVerdictError, Verdict, parse_verdict
+from router.requestlog import Label, LogRecord, RequestLogStore, ShadowAnswer, open_store, prompt_digest
+from tests.router.learning.support import T0, write_config
+from tests.router.support import LARGE_REPLY, SMALL_REPLY, Backends
+
+OK = '{"small_ok": true, "reason": "same facts"}'
+NOT_OK = '{"small_ok": false, "reason": "misses the second part"}'
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RequestLogStore]:
+    opened = open_store(f"sqlite:///{tmp_path / 'requests.db'}")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def config(tmp_path: Path, backends: Backends) -> Path:
+    log = {"url": f"sqlite:///{tmp_path / 'requests.db'}"}
+    return write_config(tmp_path / "rightsize.yaml", backends, log=log)
+
+
+def log_requests(store: RequestLogStore, count: int, **fields: object) -> list[str]:
+    records = [
+        LogRecord(request_id=f"r{i}", ts=T0 + timedelta(seconds=i), rpc="Complete", prompt=f"question {i}",
+                  prompt_sha256=prompt_digest(f"question {i}"), tier="small", model="ollama_chat/llama3:8b",
+                  **fields)  # type: ignore[arg-type]
+        for i in range(count)
+    ]  # fmt: skip
+    store.write_batch(records)
+    return [r.request_id for r in records]
+
+
+def judge_calls(backends: Backends) -> list[dict[str, object]]:
+    return [r["body"] for r in backends.large.requests if "Answer A" in json.dumps(r["body"])]
+
+
+def test_label_judges_both_answers_and_stores_verdict_model_and_cost(
+    store: RequestLogStore, config: Path, backends: Backends, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = log_requests(store, 3)
+    store.set_label("r2", Label(small_ok=None, source="feedback", rating="GOOD", comment="nice"))
+    store.add_answer(ShadowAnswer("r1", "large", "openai/gpt-4o", T0, response="shadow answer"))
+    # r0: a reference answer, then a malformed verdict and its retry; r1: the shadow answer is reused.
+    backends.large.script = [LARGE_REPLY, "Sure! small_ok: yes", OK, NOT_OK, LARGE_REPLY, OK]
+
+    assert main(["label", "--from-logs", "--config", str(config)]) == 0
+
+    labels: dict[str, Any] = {i: store.get(i) for i in ids}
+    assert [(labels[i].small_ok, labels[i].label_source) for i in ids] == [(1, "judge"), (0, "judge"),
+                                                                          (1, "judge")]
+    assert labels["r0"].judge_model == "openai/gpt-4o" and labels["r0"].judge_reason == "same facts"
+    # r0's verdict took two judge calls
+    assert labels["r0"].judge_cost_usd and labels["r0"].judge_cost_usd > labels["r1"].judge_cost_usd
+    assert (labels["r2"].feedback_rating, labels["r2"].feedback_comment) == ("GOOD", "nice")  # kept
+    # Each small answer was generated once by the small tier and kept for the next run.
+    assert len([r for r in backends.small.requests if r["path"] == "/api/chat"]) == 3
+    assert [a.tier for a in store.answers("r1")] == ["large", "small"]
+    judged = judge_calls(backends)
+    assert len(judged) == 4
+    assert SMALL_REPLY in json.dumps(judged[0]) and LARGE_REPLY in json.dumps(judged[0])
+    assert "shadow answer" in json.dumps(judged[2])
+    assert "labelled 3 of 3" in capsys.readouterr().out
+
+
+def test_a_verdict_malformed_twice_leaves_the_request_unlabelled(
+    store: RequestLogStore, config: Path, backends: Backends, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_requests(store, 1)
+    backends.large.script = [LARGE_REPLY, "yes", '{"small_ok": "yes", "reason": "x"}']
+    assert main(["label", "--from-logs", "--config", str(config)]) == 0
+    record = store.get("r0")
+    assert record is not None and record.small_ok is None
+    assert "malformed verdicts 1" in capsys.readouterr().out
+
+
+def test_the_budget_stops_the_run_cleanly(
+    store: RequestLogStore, config: Path, backends: Backends, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_requests(store, 5)
+    backends.large.reply = OK  # reference answers and verdicts alike; every request costs the same
+    assert main(["label", "--from-logs", "--config", str(config), "--sample", "5"]) == 0
+    first = store.get("r0")
+    assert first is not None and first.small_ok == 1
+    cost_per_request = capsys.readouterr().out
+    # A fresh log, and a budget for two and a half requests: exactly two are labelled.
+    for request_id in (f"r{i}" for i in range(5)):
+        store.set_label(request_id, Label(small_ok=None, source="reset"))
+    spent = float(cost_per_request.split("spent $")[1].split()[0]) / 5
+    assert main(["label", "--from-logs", "--config", str(config), "--budget-usd", str(spent * 2.5)]) == 0
+    out = capsys.readouterr().out
+    assert "labelled 2 of 5" in out and "stopped at the budget" in out
+    assert sum(store.get(f"r{i}").small_ok is not None for i in range(5)) == 2  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [(OK, Verdict(True, "same facts")), (' {"reason": "r", "small_ok": false}\n', Verdict(False, "r"))],
+)
+def test_parse_verdict_accepts_exactly_the_format(text: str, verdict: Verdict) -> None:
+    assert parse_verdict(text) == verdict
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "yes", "```json\n" + OK + "\n```", '{"small_ok": 1, "reason": "r"}', '{"small_ok": true}',
+     '{"small_ok": true, "reason": "r", "confidence": 0.9}', "[true]"],
+)
+def test_parse_verdict_rejects_anything_else(text: str) -> None:
+    with pytest.raises(MalformedVerdictError):
+        parse_verdict(text)
