@@ -74,18 +74,17 @@ def test_parity_with_sentence_transformers(embedder: Embedder) -> None:
 
 
 def test_int8_variant_parity(embedder: Embedder) -> None:
-    """int8 (opt-in) keeps cosine >= 0.99 on prompts of 8+ tokens; 1-3 token strings drift to ~0.976."""
+    """int8 is opt-in because it misses the 0.999 bar: mean >= 0.995, worst case (short strings) >= 0.97.
+
+    The floor guards against a broken quantisation (quantising every MatMul gave a worst case of 0.888).
+    """
     from classifier.export import INT8_FILE
 
     int8 = Embedder.from_path(SHIPPED_EMBEDDER, variant=INT8_FILE, long_text="truncate")
     texts = parity_corpus()
     cosine = (int8.embed(texts) * embedder.embed(texts)).sum(axis=1)
-    lengths = np.array([len(embedder._tokenizer.encode(t, add_special_tokens=False).ids) for t in texts])
-    real = cosine[lengths >= 8]
-    assert len(real) >= 150
-    assert real.min() >= 0.99, f"cosine {real.min():.4f}"
     assert cosine.mean() >= 0.995
-    assert cosine.min() >= 0.95
+    assert cosine.min() >= 0.97, f"cosine {cosine.min():.4f} on {texts[int(np.argmin(cosine))][:80]!r}"
 
 
 def test_embeddings_are_unit_length_and_batch_independent(embedder: Embedder) -> None:
