@@ -47,6 +47,7 @@ def parity_corpus() -> list[str]:
     texts += [" ".join(LANGUAGES[i % len(LANGUAGES)] for i in range(k, k + 6)) for k in range(20)]
     texts += ["\n".join(CODE * k) for k in range(1, 11)]  # up to far beyond 256 tokens
     texts += [("The quick brown fox jumps over the lazy dog. " * k).strip() for k in range(1, 61, 2)]
+    texts += [f"Ticket {i}: {LANGUAGES[i % 10]} Stack trace: {CODE[i % len(CODE)][:60]}" for i in range(40)]
     shared = ROOT.parent / "shared" / "data" / "routing" / "unlabeled_arena_hard.jsonl"
     if shared.is_file():
         with shared.open() as handle:
