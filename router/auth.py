@@ -19,14 +19,14 @@ import contextvars
 import hashlib
 import hmac
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from router.guard_settings import ApiKeyEntry, AuthSettings
-from router.guards import guard_handler, refuse
+from router.guards import PrefixGuardInterceptor, refuse
 
 KEY_PREFIX = "rsk_"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~0.1 s and 16 MiB per derivation
@@ -134,7 +134,7 @@ def bearer_key(metadata: Any) -> str | None:
     return None
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(PrefixGuardInterceptor):
     """Refuses Router calls without a configured key (UNAUTHENTICATED) or for another tenant
     (PERMISSION_DENIED); other services (health, reflection) pass untouched."""
 
@@ -142,17 +142,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self.settings = settings
         self.keys = KeyRing(settings.api_keys)
         self.guarded_prefix = guarded_prefix
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or not method.startswith(self.guarded_prefix):
-            return handler
-        return guard_handler(handler, self._guard)
 
     @contextlib.asynccontextmanager
     async def _guard(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:

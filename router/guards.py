@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NoReturn
 
@@ -49,6 +49,27 @@ def lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], An
 async def _refuse_undecodable(request: Any, context: grpc.aio.ServicerContext) -> None:
     if isinstance(request, Undecodable):
         await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "the request message does not parse")
+
+
+class PrefixGuardInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every method under `guarded_prefix` (the Router service) in the subclass's `_guard`;
+    health and reflection are left alone."""
+
+    guarded_prefix: str
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or not method.startswith(self.guarded_prefix):
+            return handler
+        return guard_handler(handler, self._guard)
+
+    def _guard(self, request: Any, context: grpc.aio.ServicerContext) -> AbstractAsyncContextManager[Any]:
+        raise NotImplementedError
 
 
 def guard_handler(handler: grpc.RpcMethodHandler, guard: Guard) -> grpc.RpcMethodHandler:

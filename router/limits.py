@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from router.auth import CLIENT_ID
 from router.guard_settings import LimitsSettings, RateLimitSettings
-from router.guards import DeadlineContext, guard_handler, refuse
+from router.guards import DeadlineContext, PrefixGuardInterceptor, refuse
 
 RETRY_AFTER_KEY = "retry-after-ms"
 _MAX_BUCKETS = 10_000  # clients tracked at once; idle full buckets are forgotten first
@@ -62,7 +62,7 @@ class TokenBucket:
         self._buckets[client] = (tokens, now)
 
 
-class LimitsInterceptor(grpc.aio.ServerInterceptor):
+class LimitsInterceptor(PrefixGuardInterceptor):
     """Applies `server.limits` to the methods under `guarded_prefix` (the Router service)."""
 
     def __init__(self, settings: LimitsSettings, guarded_prefix: str, registry: CollectorRegistry):
@@ -74,17 +74,6 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
                                 ["reason"], registry=registry)
         Gauge("rightsize_in_flight", "Router calls in flight", registry=registry).set_function(
             lambda: self.in_flight)
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or not method.startswith(self.guarded_prefix):
-            return handler
-        return guard_handler(handler, self._guard)
 
     @contextlib.asynccontextmanager
     async def _guard(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
