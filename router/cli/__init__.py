@@ -24,6 +24,17 @@ COMMAND_MODULES = (
 Handler = Callable[[argparse.Namespace], int]
 
 
+def unit_float(text: str) -> float:
+    """argparse type: a number in [0, 1] (a share, a threshold, a quality)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
+    return value
+
+
 class CliError(Exception):
     """An expected failure: printed as one line, exit status 2 (usage) or 1 (everything else)."""
 

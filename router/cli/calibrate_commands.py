@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from router.cli import CliError
+from router.cli import CliError, unit_float
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
     calibrate = subparsers.add_parser(
         "calibrate", help="threshold for a target large-model share", description=calibrate_command.__doc__
     )
-    calibrate.add_argument("--target-large-fraction", type=_unit_float, required=True, help="share in [0, 1]")
+    calibrate.add_argument("--target-large-fraction", type=unit_float, required=True, help="share in [0, 1]")
     add_source_arguments(calibrate, input_help="JSONL prompts typical of your traffic")
     calibrate.add_argument("--tenant", metavar="T",
                            help="calibrate tenant T's traffic (metadata tenant=T) and write its override")
@@ -112,12 +112,3 @@ def _write(path: Path, threshold: float, tenant: str | None) -> None:
     write_atomically(path, edit.text)
     print(f"wrote {path}: {edit.change}", file=sys.stderr)
 
-
-def _unit_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
-    return number

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from router.cli import CliError
+from router.cli import CliError, unit_float
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
     score.add_argument(
         "--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: shipped)"
     )
-    score.add_argument("--threshold", type=_unit_float, default=0.5, help="route large when score >= this")
+    score.add_argument("--threshold", type=unit_float, default=0.5, help="route large when score >= this")
     score.set_defaults(handler=score_command)
 
     train = subparsers.add_parser("train", help="train a classifier head", description=train_command.__doc__)
@@ -57,15 +57,6 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
     evaluate.set_defaults(handler=eval_command)
 
-
-def _unit_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
-    return number
 
 
 def score_command(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from router.cli import CliError
+from router.cli import CliError, unit_float
 
 
 def register(subparsers: Any) -> None:
@@ -107,13 +107,4 @@ def _print_json(result: Any, small: Any, large: Any) -> None:
 
 
 def _thresholds(text: str) -> tuple[float, ...]:
-    values = []
-    for part in text.split(","):
-        try:
-            value = float(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{part!r} is not a number") from None
-        if not 0.0 <= value <= 1.0:
-            raise argparse.ArgumentTypeError(f"{part} is outside [0, 1]")
-        values.append(value)
-    return tuple(values)
+    return tuple(unit_float(part) for part in text.split(","))

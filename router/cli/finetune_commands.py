@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from router.cli import CliError
+from router.cli import CliError, unit_float
 from router.cli.log_commands import add_log_arguments, load_log_settings, open_log_store, parse_since
 
 
@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
                          help="read the request log (the only source for now)")
     add_log_arguments(command)
     command.add_argument("--tenant", metavar="NAME", help="only requests with metadata tenant=NAME")
-    command.add_argument("--min-quality", type=_unit, default=0.0, metavar="Q",
+    command.add_argument("--min-quality", type=unit_float, default=0.0, metavar="Q",
                          help="only answers of at least this quality in [0, 1] (the feedback score; "
                               "answers without one count as 1.0)")
     command.add_argument("--format", choices=("openai-chat", "sharegpt"), required=True)
@@ -70,12 +70,3 @@ def _scope(args: argparse.Namespace) -> str:
     parts += [f"quality >= {args.min_quality:g}"] if args.min_quality else []
     return f" ({', '.join(parts)})" if parts else ""
 
-
-def _unit(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
-    return value
