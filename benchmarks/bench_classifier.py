@@ -81,6 +81,9 @@ def main() -> int:
         "rightsize_long_ms": summary(latencies_ms(lambda: scorer.score([LONG]), max(3, repeat // 10))),
         "rightsize_batch_per_s": throughput(scorer.score, batch_prompts(count), 64),
     }
+    keyword = litellm_keyword_router()
+    results["litellm_keyword_short_ms"] = summary(latencies_ms(lambda: keyword(SHORT), repeat))
+    results["litellm_keyword_long_ms"] = summary(latencies_ms(lambda: keyword(LONG), max(3, repeat // 10)))
     reference = sentence_transformers_model()
     if reference is not None:
 
@@ -94,6 +97,15 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def litellm_keyword_router() -> Callable[[str], object]:
+    """LiteLLM's keyword `complexity_router`, decision only, in this process (no LLM call)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from litellm.router_strategy.complexity_router.complexity_router import ComplexityRouter
+
+    router = ComplexityRouter(model_name="bench", litellm_router_instance=None)
+    return router.classify
 
 
 def sentence_transformers_model():  # type: ignore[no-untyped-def]
@@ -139,6 +151,11 @@ def print_table(results: dict) -> None:  # type: ignore[type-arg]
     print(
         "ratio = how many times faster rightsize is. On the long prompt sentence-transformers truncates to"
         " 256 tokens, while rightsize embeds two 256-token windows (head + tail), i.e. twice the work."
+    )
+    short, long = results["litellm_keyword_short_ms"], results["litellm_keyword_long_ms"]
+    print(
+        f"LiteLLM keyword complexity_router, decision only: short p50 {short['p50']:.3f} ms, "
+        f"long p50 {long['p50']:.3f} ms (keyword rules, no model: faster, and see quality.txt for routing)"
     )
 
 

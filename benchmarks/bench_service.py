@@ -65,13 +65,16 @@ async def timed(n: int, call: Callable[[int], Awaitable[object]], concurrency: i
     return samples
 
 
-def start_server(standin: StandIn, workdir: Path, model_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    standin: StandIn, workdir: Path, model_dir: Path, scoring: dict[str, object] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     config = {
         "server": {"address": "127.0.0.1:0", "metrics_port": None},
         "tiers": {"small": {"model": "ollama_chat/llama3:8b", "api_base": standin.url},
                   "large": {"model": "ollama_chat/llama3:70b", "api_base": standin.url}},
         "routing": {"threshold": 1.0},  # everything to small: both paths hit the same stand-in
         "models": {"dir": str(model_dir.parent), "active": model_dir.name},
+        "scoring": scoring or {},
     }
     path = workdir / "bench.yaml"
     path.write_text(json.dumps(config))
@@ -102,11 +105,19 @@ async def wait_completion_ready(channel: grpc.aio.Channel) -> None:
 Results = dict[str, dict[str, float]]
 
 
-def bench_classifier(model_dir: Path, n: int, warmup: int) -> Results:
-    """The classifier alone, in this process, with the server's thread count."""
-    from classifier.scoring import Scorer
+async def bench_classifier(model_dir: Path, n: int, warmup: int, scoring: dict[str, object]) -> Results:
+    """The classifier alone, in this process, with the server's thread count and embedder: called
+    directly, through a plain one-thread executor, and through the server's micro-batching ScoringQueue
+    one request at a time (what batching costs a lone request = queue minus executor)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    scorer = Scorer.from_path(model_dir, threads=1)  # as the server (scoring.threads: 1)
+    from classifier.export import INT8_FILE
+    from classifier.scoring import Scorer
+    from router.scoring import ScoringQueue
+
+    threads = int(str(scoring.get("threads", 1)))
+    embedder_file = INT8_FILE if scoring.get("embedder") == "int8" else None
+    scorer = Scorer.from_path(model_dir, threads=threads, embedder_file=embedder_file)
     for i in range(warmup):
         scorer.score([PROMPTS[i % len(PROMPTS)]])
     samples = []
@@ -114,7 +125,31 @@ def bench_classifier(model_dir: Path, n: int, warmup: int) -> Results:
         started = time.perf_counter()
         scorer.score([PROMPTS[i % len(PROMPTS)]])
         samples.append(time.perf_counter() - started)
-    return {"classifier in-process": percentiles(samples)}
+    results = {"classifier in-process": percentiles(samples)}
+
+    async def through_executor_and_queue() -> None:
+        executor = ThreadPoolExecutor(max_workers=1)
+        queue = ScoringQueue(scorer)
+        loop = asyncio.get_running_loop()
+
+        def plain(i: int) -> Awaitable[object]:
+            return loop.run_in_executor(executor, scorer.score, [PROMPTS[i % len(PROMPTS)]])
+
+        def queued(i: int) -> Awaitable[object]:
+            return queue.score_with_embedding(PROMPTS[i % len(PROMPTS)])
+
+        rounds: dict[str, list[float]] = {"classifier, executor hop": [], "classifier, ScoringQueue": []}
+        await timed(warmup, plain)
+        await timed(warmup, queued)
+        for _ in range(4):  # interleaved, so that both see the same machine
+            rounds["classifier, executor hop"] += await timed(max(1, n // 4), plain)
+            rounds["classifier, ScoringQueue"] += await timed(max(1, n // 4), queued)
+        results.update({name: percentiles(values) for name, values in rounds.items()})
+        queue.close()
+        executor.shutdown()
+
+    await through_executor_and_queue()
+    return results
 
 
 async def bench_server(address: str, n: int, warmup: int, concurrency: int) -> Results:
@@ -156,13 +191,16 @@ async def bench_direct_litellm(standin: StandIn, n: int, warmup: int) -> Results
     return {"litellm.acompletion direct": percentiles(await timed(n, direct))}
 
 
-async def run(model_dir: Path, n: int, warmup: int, concurrency: int) -> Results:
+async def run(
+    model_dir: Path, n: int, warmup: int, concurrency: int, scoring: dict[str, object] | None = None
+) -> Results:
     """Every figure, one at a time so that they do not compete for the CPU."""
-    results = bench_classifier(model_dir, n, warmup)
+    scoring = scoring or {}
+    results = await bench_classifier(model_dir, n, warmup, scoring)
     standin = StandIn("ollama", reply="ok")
     try:
         with tempfile.TemporaryDirectory() as workdir:
-            process, address = start_server(standin, Path(workdir), model_dir)
+            process, address = start_server(standin, Path(workdir), model_dir, scoring)
             try:
                 results.update(await bench_server(address, n, warmup, concurrency))
             finally:
@@ -179,6 +217,8 @@ def report(results: Results) -> str:
     for name, row in results.items():
         per_s = f"{row['per_s']:8.0f}" if "per_s" in row else f"{'':>8}"
         lines.append(f"{name:32} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} {row['mean_ms']:8.2f} {per_s}")
+    batching = results["classifier, ScoringQueue"]["p50_ms"] - results["classifier, executor hop"]["p50_ms"]
+    lines.append(f"Micro-batching's cost to a lone request: {batching:+.2f} ms p50 (target <= 0.5 ms)")
     route = results["Route over loopback"]["p50_ms"] - results["classifier in-process"]["p50_ms"]
     complete = results["Complete via router"]["p50_ms"] - results["litellm.acompletion direct"]["p50_ms"]
     lines.append(f"Route overhead over the in-process classifier: {route:+.2f} ms p50 (target <= 1 ms)")
@@ -193,9 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "default", help="model directory")
+    parser.add_argument("--threads", type=int, help="scoring.threads for the server")
+    parser.add_argument("--embedder", choices=["fp32", "int8"], help="scoring.embedder for the server")
     args = parser.parse_args(argv)
     n, warmup, concurrency = (5, 2, 2) if args.smoke else (args.n, 20, args.concurrency)
-    results = asyncio.run(run(args.model.resolve(), n, warmup, concurrency))
+    scoring = {k: v for k, v in (("threads", args.threads), ("embedder", args.embedder)) if v is not None}
+    results = asyncio.run(run(args.model.resolve(), n, warmup, concurrency, scoring))
     print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -47,6 +47,9 @@ def export_embedder(out_dir: Path, *, quantize: bool = False) -> Path:
 
     model = load_sentence_transformer()
     transformer = model[0].auto_model.eval()
+    # SDPA attention exports as ~300 loose nodes that onnxruntime cannot fuse; the eager form is the
+    # pattern its BERT optimiser recognises, so the graph gets fused Attention kernels (same outputs).
+    transformer.set_attn_implementation("eager")
     wrapper = _make_pooled_encoder()(transformer).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     raw_path = out_dir / "model.raw.onnx"
@@ -70,6 +73,7 @@ def export_embedder(out_dir: Path, *, quantize: bool = False) -> Path:
     final_path = out_dir / "model.onnx"
     _optimize(raw_path, final_path)
     raw_path.unlink()
+    externalize_weights(final_path)
     source = source_model_dir()
     shutil.copy(source / "tokenizer.json", out_dir / "tokenizer.json")
     _write_embedder_info(out_dir)
@@ -107,6 +111,11 @@ def quantize_embedder(directory: Path) -> Path:
         # The fused contrib ops defeat shape inference; their outputs are float.
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
+    quantized = onnx.load(str(target))  # one self-contained file: drop the fp32 weights' pin it inherited
+    kept = [prop for prop in quantized.metadata_props if prop.key != DATA_SHA_KEY]
+    del quantized.metadata_props[:]
+    quantized.metadata_props.extend(kept)
+    onnx.save(quantized, str(target))
     info_path = directory / "embedder.json"
     info = json.loads(info_path.read_text())
     info["files"][INT8_FILE] = sha256_file(target)
@@ -146,9 +155,51 @@ def _optimize(raw_path: Path, final_path: Path) -> None:
     optimized.save_model_to_file(str(final_path))
 
 
+DATA_SHA_KEY = "rightsize.external_data_sha256"
+_PAGE_ALIGN = 65536  # onnxruntime memory-maps external data aligned to the mapping granularity
+
+
+_LOOKUP_OPS = {"Gather", "EmbedLayerNormalization"}
+
+
+def externalize_weights(model_path: Path) -> Path:
+    """Move the embedding tables of `model_path` into `<model>.data`, page-aligned, and pin that file's
+    sha256 in the graph's metadata (so the graph's own sha256 also pins them).
+
+    onnxruntime memory-maps external data instead of copying it onto the heap. The word-embedding table
+    (30,522 x 384, half the model) is only read row by row, so only the pages of tokens actually seen
+    become resident, and those are clean file pages the kernel can drop. The MatMul weights stay inside:
+    onnxruntime repacks them into its own buffers anyway, so mapping them would only keep a second copy.
+    """
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    model = onnx.load(str(model_path))
+    consumers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+    data_path = model_path.with_name(model_path.name + ".data")
+    with data_path.open("wb") as handle:
+        for tensor in model.graph.initializer:
+            if len(tensor.raw_data) < (1 << 20) or not consumers.get(tensor.name, {""}) <= _LOOKUP_OPS:
+                continue
+            handle.write(b"\0" * (-handle.tell() % _PAGE_ALIGN))
+            offset = handle.tell()
+            handle.write(tensor.raw_data)
+            set_external_data(tensor, data_path.name, offset, len(tensor.raw_data))
+            tensor.ClearField("raw_data")
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+    onnx.helper.set_model_props(model, {DATA_SHA_KEY: sha256_file(data_path)})
+    onnx.save(model, str(model_path))
+    return data_path
+
+
 def _write_embedder_info(out_dir: Path) -> None:
     files = sorted(
-        p.name for p in out_dir.iterdir() if p.suffix in {".onnx", ".json"} and p.name != "embedder.json"
+        p.name
+        for p in out_dir.iterdir()
+        if p.suffix in {".onnx", ".json", ".data"} and p.name != "embedder.json"
     )
     info = {
         "id": EMBEDDER_ID,

@@ -14,6 +14,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from router.memory import release_free_memory
+
+# After an onnxruntime run, malloc keeps the freed activations (tens of MB for a batch of long prompts)
+# resident. The worker hands them back at most this often: trimming after every batch cost about 0.5 ms.
+TRIM_INTERVAL_S = 2.0
 
 class TextScorer(Protocol):
     """The classifier seam: texts -> float scores in [0, 1] (classifier.scoring.Scorer satisfies it)."""
@@ -62,6 +67,7 @@ class ScoringQueue:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rightsize-score")
         self._pending: list[tuple[str, asyncio.Future[Scored]]] = []
         self._drain_task: asyncio.Task[None] | None = None
+        self._last_trim = time.monotonic()
 
     def swap(self, scorer: TextScorer) -> None:
         """Serve `scorer` from the next batch on (a batch already running finishes with the old one)."""
@@ -121,6 +127,9 @@ class ScoringQueue:
             scores = scorer.score(texts)
         if self._observe is not None:
             self._observe(len(texts), time.perf_counter() - started)
+        if time.monotonic() - self._last_trim >= TRIM_INTERVAL_S:
+            release_free_memory()
+            self._last_trim = time.monotonic()
         return scores, scorer.version, embeddings
 
     def close(self) -> None:

@@ -54,6 +54,9 @@ def serve_command(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
+    from router.memory import tune_malloc
+
+    tune_malloc()  # before any thread starts (see router.memory)
     from router.config import load_config, with_server
     from router.reload import ConfigSource
     from router.server import serve

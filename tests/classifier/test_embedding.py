@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from classifier.embedding import Embedder
+from classifier.errors import ModelLoadError
 from classifier.paths import SHIPPED_EMBEDDER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,3 +145,55 @@ def test_classifier_package_never_imports_router_grpc_or_litellm() -> None:
             ):
                 offenders.append(f"{path.name}: {stripped}")
     assert not offenders
+
+
+@pytest.fixture()
+def embedder_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "embedder"
+    shutil.copytree(SHIPPED_EMBEDDER, target)
+    return target
+
+
+def test_weights_live_outside_the_graph_and_load_memory_mapped(embedder_copy: Path) -> None:
+    """The shipped graph keeps its weights in model.onnx.data, page-aligned, listed in embedder.json."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo
+
+    info = json.loads((embedder_copy / "embedder.json").read_text())
+    assert {"model.onnx", "model.onnx.data"} <= set(info["files"])
+    graph = onnx.load(str(embedder_copy / "model.onnx"), load_external_data=False)
+    external = [t for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert any(list(t.dims) == [30522, 384] for t in external), "the word-embedding table is external"
+    assert all(int(ExternalDataInfo(t).offset or 0) % 4096 == 0 for t in external)
+    assert Embedder.from_path(embedder_copy).embed(["hello"]).shape == (1, 384)
+
+
+def test_tampered_weights_are_refused(embedder_copy: Path) -> None:
+    data = embedder_copy / "model.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    with pytest.raises(ModelLoadError, match="model.onnx.data: sha256 does not match"):
+        Embedder.from_path(embedder_copy)
+
+
+def test_weights_swapped_with_embedder_json_edited_are_refused(embedder_copy: Path) -> None:
+    """Editing embedder.json to match other weights does not help: the graph pins its weights' sha256."""
+    from classifier.export import sha256_file
+
+    data = embedder_copy / "model.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    info_path = embedder_copy / "embedder.json"
+    info = json.loads(info_path.read_text())
+    info["files"]["model.onnx.data"] = sha256_file(data)
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(ModelLoadError, match="not the weights model.onnx was exported with"):
+        Embedder.from_path(embedder_copy)
+
+
+def test_missing_weights_file(embedder_copy: Path) -> None:
+    (embedder_copy / "model.onnx.data").unlink()
+    with pytest.raises(ModelLoadError, match="missing embedder file model.onnx.data"):
+        Embedder.from_path(embedder_copy)
