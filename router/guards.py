@@ -17,7 +17,7 @@ Guard = Callable[[Any, grpc.aio.ServicerContext], AbstractAsyncContextManager[An
 
 async def refuse(
     context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str,
-    trailing_metadata: tuple[tuple[str, str], ...] = (),
+    trailing_metadata: tuple[tuple[str, str | bytes], ...] = (),
 ) -> NoReturn:
     """End the call with `code` and `details` (context.abort raises)."""
     await context.abort(code, details, trailing_metadata=trailing_metadata)

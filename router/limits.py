@@ -2,8 +2,9 @@
 
 Refusals are immediate, never queued:
 - more chat messages than `max_messages`: INVALID_ARGUMENT;
-- an empty token bucket: RESOURCE_EXHAUSTED with trailing metadata `retry-after-ms` (milliseconds until
-  a token is back);
+- an empty token bucket: RESOURCE_EXHAUSTED saying when a token is back twice over: the standard rich
+  error detail (a google.rpc.Status holding a google.rpc.RetryInfo, in the `grpc-status-details-bin`
+  trailer; `grpc_status.rpc_status.from_call` decodes it) and the plain trailer `retry-after-ms`;
 - `max_concurrent_calls` already in flight: RESOURCE_EXHAUSTED.
 A call without a client deadline gets `default_deadline_s` (see router.guards.DeadlineContext).
 The largest received message (`max_message_bytes`) is gRPC's own option: see `grpc_options()`.
@@ -15,9 +16,12 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from router.auth import CLIENT_ID
@@ -62,6 +66,21 @@ class TokenBucket:
         self._buckets[client] = (tokens, now)
 
 
+def retry_status(retry_ms: int) -> status_pb2.Status:
+    """RESOURCE_EXHAUSTED as a google.rpc.Status whose RetryInfo asks to wait `retry_ms` milliseconds."""
+    delay = duration_pb2.Duration(seconds=retry_ms // 1000, nanos=retry_ms % 1000 * 1_000_000)
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED,
+                             message=f"rate limit exceeded: retry in {retry_ms} ms", details=[detail])
+
+
+async def _refuse_until(context: grpc.aio.ServicerContext, retry_ms: int) -> NoReturn:
+    status = rpc_status.to_status(retry_status(retry_ms))
+    await refuse(context, status.code, status.details,
+                 trailing_metadata=(*status.trailing_metadata, (RETRY_AFTER_KEY, str(retry_ms))))
+
+
 class LimitsInterceptor(PrefixGuardInterceptor):
     """Applies `server.limits` to the methods under `guarded_prefix` (the Router service)."""
 
@@ -87,10 +106,7 @@ class LimitsInterceptor(PrefixGuardInterceptor):
             wait_s = self.bucket.take(CLIENT_ID.get() or "anonymous")
             if wait_s > 0:
                 self.rejected.labels("rate_limit").inc()
-                retry_ms = max(1, math.ceil(wait_s * 1000))
-                await refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"rate limit exceeded: retry in {retry_ms} ms",
-                               trailing_metadata=((RETRY_AFTER_KEY, str(retry_ms)),))
+                await _refuse_until(context, max(1, math.ceil(wait_s * 1000)))
         limit = self.settings.max_concurrent_calls
         if limit is not None and self.in_flight >= limit:
             self.rejected.labels("concurrency").inc()

@@ -23,6 +23,7 @@ from router.errors import InvalidRequestError, NotFoundError, NotReadyError
 from router.learning.feedback import feedback_label
 from router.learning.shadow import ShadowMetrics, ShadowSampler
 from router.pipeline import Pipeline, validated_scoring_text
+from router.redact import redacted
 from router.requestlog import (
     LogRecord,
     PrometheusLogMetrics,
@@ -125,7 +126,7 @@ class RecordingPipeline:
                     "the request log is replaying records spilled while its store was down; retry shortly"
                 )
             raise NotFoundError(f"no logged request with request_id {feedback.request_id!r}")
-        label = feedback_label(record, feedback)
+        label = redacted(feedback_label(record, feedback), self.writer.redactor)  # the comment is free text
         if not await loop.run_in_executor(None, self.store.set_label, feedback.request_id, label):
             raise NotFoundError(f"no logged request with request_id {feedback.request_id!r}")
 

@@ -1,4 +1,4 @@
-"""Redaction: personal data out of stored prompts and responses (`log.redact`); secrets out of logs.
+"""Redaction: personal data out of stored prompts, responses and answers (`log.redact`); secrets out of logs.
 
 Built-in patterns, each replaced by a bracketed tag:
 - `email`: addresses like name@example.com -> [EMAIL];
@@ -97,6 +97,11 @@ class Redactor:
         return text
 
 
+def redactor_for(settings: RedactSettings) -> Redactor | None:
+    """The Redactor for `settings`, or None when they mask nothing."""
+    return Redactor(settings) if settings.enabled else None
+
+
 def _substitute(pattern: re.Pattern[str], tag: str) -> Callable[[str], str]:
     return lambda text: pattern.sub(tag, text)
 
@@ -148,9 +153,18 @@ def install_secret_filter(secrets: Iterable[str]) -> SecretFilter:
 R = TypeVar("R")
 
 
-def redacted(record: R, redactor: Redactor) -> R:
-    """A copy of a frozen dataclass record with its `prompt` and `response` (when text) masked."""
-    changes = {name: redactor.apply(value) for name in ("prompt", "response")
+# The free-text fields of what the request log stores: LogRecord, ShadowAnswer (a shadow or teacher answer)
+# and Label (a feedback comment, a judge's reason).
+TEXT_FIELDS = ("prompt", "response", "comment", "judge_reason")
+
+
+def redacted(record: R, redactor: Redactor | None) -> R:
+    """A copy of a frozen dataclass record with its free text (TEXT_FIELDS, when set) masked.
+
+    `redactor` None (redaction off) returns `record` itself."""
+    if redactor is None:
+        return record
+    changes = {name: redactor.apply(value) for name in TEXT_FIELDS
                if isinstance(value := getattr(record, name, None), str)}
     replaced: Any = dataclasses.replace(record, **changes) if changes else record  # type: ignore[type-var]
     return replaced

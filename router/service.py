@@ -77,12 +77,18 @@ class RouterService(pb_grpc.RouterServicer):
     async def CompleteStream(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.CompleteChunk]:
+        sent = False
         try:
             chunks = self.pipeline.stream(convert.complete_request(request), _deadline(context))
             async with contextlib.aclosing(chunks):
                 async for chunk in chunks:
                     yield convert.chunk_message(chunk)
+                    sent = True
         except Exception as exc:  # the RPC boundary
+            if sent:
+                # Part of an answer reached the client, so there is no silent fallback: the last message
+                # says what went wrong (the status's own text), then the stream ends with that status.
+                yield pb.CompleteChunk(error=status_for(exc)[1])
             await self._fail("CompleteStream", context, exc)
         self._count("CompleteStream", grpc.StatusCode.OK)
 

@@ -131,7 +131,7 @@ class CompleteResponse(_message.Message):
     def __init__(self, text: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., fallback: _Optional[bool] = ..., fallback_reason: _Optional[str] = ..., finish_reason: _Optional[str] = ..., request_id: _Optional[str] = ..., exemplar_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CompleteChunk(_message.Message):
-    __slots__ = ("delta", "decision", "usage", "fallback", "finish_reason", "fallback_reason", "model", "cost_usd", "request_id", "exemplar_ids")
+    __slots__ = ("delta", "decision", "usage", "fallback", "finish_reason", "fallback_reason", "model", "cost_usd", "request_id", "exemplar_ids", "error")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +142,7 @@ class CompleteChunk(_message.Message):
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     EXEMPLAR_IDS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     delta: str
     decision: Decision
     usage: Usage
@@ -152,7 +153,8 @@ class CompleteChunk(_message.Message):
     cost_usd: float
     request_id: str
     exemplar_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, delta: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., fallback: _Optional[bool] = ..., finish_reason: _Optional[str] = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., cost_usd: _Optional[float] = ..., request_id: _Optional[str] = ..., exemplar_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    error: str
+    def __init__(self, delta: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., fallback: _Optional[bool] = ..., finish_reason: _Optional[str] = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., cost_usd: _Optional[float] = ..., request_id: _Optional[str] = ..., exemplar_ids: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
     __slots__ = ("request_id", "rating", "score", "comment")

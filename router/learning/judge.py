@@ -15,6 +15,7 @@ from router.config import RouterConfig, TierSettings
 from router.domain import GenerationParams, Message, Tier
 from router.errors import BackendError, RouterError
 from router.learning.feedback import answered_tier
+from router.redact import redacted, redactor_for
 from router.requestlog import Label, LogRecord, RequestLogStore, ShadowAnswer
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ class Teacher:
         self.budget_usd = budget_usd
         self.say = say
         self.judge: TierSettings = config.learning.judge or config.tiers.large
+        # Answers generated here and the judge's reasons are stored masked, as the request log is.
+        self.redactor = redactor_for(config.log.redact)
 
     async def label(self, records: Sequence[LogRecord]) -> LabelRun:
         """Label `records` in order; stops before a record that could take the spend over the budget."""
@@ -136,7 +139,7 @@ class Teacher:
             score=record.feedback_score, comment=record.feedback_comment, judge_model=self.judge.model,
             judge_cost_usd=cost, judge_reason=verdict.reason,
         )  # fmt: skip
-        if self.store.set_label(record.request_id, label):
+        if self.store.set_label(record.request_id, redacted(label, self.redactor)):
             run.labelled += 1
             run.small_ok += int(verdict.small_ok)
 
@@ -155,13 +158,14 @@ class Teacher:
         call = BackendCall(tier, settings, (Message("user", record.prompt),), GenerationParams())
         generation = await self.backend.complete(call)
         run.spent_usd += generation.cost_usd
-        self.store.add_answer(ShadowAnswer(
+        answer = redacted(ShadowAnswer(
             record.request_id, tier, generation.model, datetime.now(UTC), response=generation.text,
             prompt_tokens=generation.usage.prompt_tokens,
             completion_tokens=generation.usage.completion_tokens, cost_usd=generation.cost_usd,
             total_ms=(time.perf_counter() - started) * 1000,
-        ))  # fmt: skip
-        return generation.text
+        ), self.redactor)  # fmt: skip
+        self.store.add_answer(answer)
+        return answer.response or ""
 
     async def _verdict(
         self, prompt: str, small: str, large: str, run: LabelRun

@@ -3,8 +3,9 @@
 The client never waits for, nor fails because of, a shadow call: it starts as a separate task once the
 client's answer is ready, at most `learning.shadow_max_inflight` run at once (a sample beyond that is
 skipped and counted, never queued), and its failures are only counted. Both answers go to the log's
-`shadow_answers` table for `rightsize label`. They are best-effort: a shadow pair in flight at shutdown
-or while the log store is down is lost (counted), unlike the request's own log record.
+`shadow_answers` table for `rightsize label`, masked by `log.redact` with the writer's own redactor, as the
+request's record is. They are best-effort: a shadow pair in flight at shutdown or while the log store is
+down is lost (counted), unlike the request's own log record.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from router.backends import Backend, BackendCall
 from router.config import RouterConfig
 from router.domain import Completion, Request
 from router.errors import BackendError
+from router.redact import redacted
 from router.requestlog import RequestLogStore, RequestLogWriter, ShadowAnswer
 
 if TYPE_CHECKING:
@@ -137,7 +139,7 @@ class ShadowSampler:
             if not self.writer.wait_logged(request_id, timeout=WAIT_LOGGED_S):
                 raise TimeoutError(f"its record was not stored within {WAIT_LOGGED_S:g} s")
             for answer in answers:
-                if not self.store.add_answer(answer):
+                if not self.store.add_answer(redacted(answer, self.writer.redactor)):
                     raise LookupError("its record is not in the store (spilled?)")
         except Exception as exc:  # best-effort data: count and say so, never propagate into the loop
             self.metrics.count("lost")

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,44 +17,10 @@ from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
 from router.requestlog import open_store
 from router.server import COMPLETION_HEALTH_SERVICE
+from tests.router.serve_process import ServeProcess
 from tests.router.support import SMALL_REPLY, Backends, config_dict, user
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class ServeProcess:
-    """`python -m router serve --config FILE` with its stderr collected line by line."""
-
-    def __init__(self, config_path: Path):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "router", "serve", "--config", str(config_path)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def close(self) -> None:
-        self._reader.join(10)
-        assert self.process.stderr is not None
-        self.process.stderr.close()
-
-    def wait_for_line(self, pattern: str, timeout_s: float = 30) -> re.Match[str]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for line in self.lines:
-                if match := re.search(pattern, line):
-                    return match
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no line matching {pattern!r}; stderr:\n" + "\n".join(self.lines))
 
 
 @pytest.fixture

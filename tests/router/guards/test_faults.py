@@ -106,14 +106,19 @@ async def test_a_stream_that_stalls_after_tokens_ends_with_an_error_not_a_fallba
     await warm(server, timeout=30, idle_timeout=0.4)
     backends.small.reply = "one two three four five six"
     backends.small.stall_after = 2
-    received: list[str] = []
+    received: list[pb.CompleteChunk] = []
     started = time.monotonic()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for chunk in server.stub.CompleteStream(REQUEST, timeout=10):
-            received.append(chunk.delta)
+            received.append(chunk)
+    details = caught.value.details() or ""
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "small tier" in (caught.value.details() or "") and "timeout" in (caught.value.details() or "")
-    assert "".join(received) == "one two" and time.monotonic() - started < 2.0
+    assert "small tier" in details and "timeout" in details
+    *answer, last = received
+    assert "".join(chunk.delta for chunk in answer) == "one two" and time.monotonic() - started < 2.0
+    assert not any(chunk.error for chunk in answer)
+    # The client is told in the last message too, with the status's own text and no more tokens.
+    assert (last.error, last.delta) == (details, "")
     assert len(backends.large.requests) == 0  # no silent switch to another model mid-answer
 
 
@@ -124,6 +129,12 @@ async def test_a_failing_large_tier_is_a_clean_unavailable(
     server = await start_server(faulty_config(make_config), with_scorer=KeyedScorer(default=0.9))
     error = await status_of(server.stub.Complete(REQUEST, timeout=5))
     assert error.code() == grpc.StatusCode.UNAVAILABLE and "large tier" in (error.details() or "")
+    # A stream that fails before its first token is only a status: no message with `error`.
+    received: list[pb.CompleteChunk] = []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for chunk in server.stub.CompleteStream(REQUEST, timeout=5):
+            received.append(chunk)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE and received == []
 
 
 async def test_the_breaker_opens_skips_the_tier_at_once_and_closes_after_a_probe(

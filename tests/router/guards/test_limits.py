@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 
 import grpc
+from google.rpc import code_pb2, error_details_pb2
+from grpc_status import rpc_status
 
 from router._proto import router_pb2 as pb
 from router.auth import create_key
@@ -82,6 +84,13 @@ async def test_the_rate_limit_is_per_key_and_says_when_to_retry(
     assert limited.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     retry_ms = int(dict(limited.trailing_metadata() or ())[RETRY_AFTER_KEY])
     assert 0 < retry_ms <= 1000
+    # The same wait as the standard rich error detail, as any gRPC client library decodes it.
+    status = rpc_status.from_call(limited)
+    assert status is not None and status.code == code_pb2.RESOURCE_EXHAUSTED
+    (detail,) = status.details
+    retry_info = error_details_pb2.RetryInfo()
+    assert detail.Unpack(retry_info)
+    assert retry_info.retry_delay.ToMilliseconds() == retry_ms
     await server.stub.Route(request, metadata=(("authorization", f"Bearer {second.key}"),))
     await asyncio.sleep(retry_ms / 1000)
     await server.stub.Route(request, metadata=as_first)

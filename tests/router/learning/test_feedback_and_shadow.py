@@ -145,3 +145,21 @@ async def test_no_shadow_calls_at_rate_zero_nor_for_large_tier_answers(
         await running.stub.Complete(pb.CompleteRequest(messages=user(f"q {i}")))
     await asyncio.sleep(0.2)
     assert backends.large.requests == []
+
+
+async def test_log_redact_masks_shadow_answers_and_feedback_comments_before_storing(
+    start_server: StartServer, backends: Backends, tmp_path: Path, store: RequestLogStore
+) -> None:
+    config = learning_config(backends, tmp_path, log={"redact": {"builtin": ["email"]}}, shadow_rate=1.0)
+    running = await start_server(config, with_scorer=KeyedScorer(default=0.2))
+    backends.small.reply = "write to ann.small@example.com"
+    backends.large.reply = "the teacher says: mail bob.large@example.org"
+    answer = await running.stub.Complete(pb.CompleteRequest(messages=user("who do I write to?")))
+    assert answer.text == "write to ann.small@example.com"  # the client gets the answer as it is
+    large, small = await wait_for_answers(store, answer.request_id)
+    assert (large.response, small.response) == ("the teacher says: mail [EMAIL]", "write to [EMAIL]")
+
+    await running.stub.Feedback(pb.FeedbackRequest(request_id=answer.request_id, rating=pb.BAD,
+                                                   comment="ask carol@example.net instead"))
+    record = store.get(answer.request_id)
+    assert record is not None and record.feedback_comment == "ask [EMAIL] instead"

@@ -76,6 +76,21 @@ def test_label_judges_both_answers_and_stores_verdict_model_and_cost(
     assert "labelled 3 of 3" in capsys.readouterr().out
 
 
+def test_answers_and_reasons_the_teacher_stores_are_masked_by_log_redact(
+    store: RequestLogStore, tmp_path: Path, backends: Backends
+) -> None:
+    log = {"url": f"sqlite:///{tmp_path / 'requests.db'}", "redact": {"builtin": ["email"]}}
+    config = write_config(tmp_path / "redacting.yaml", backends, log=log)
+    log_requests(store, 1)
+    backends.small.reply = "ask ann@example.com"
+    backends.large.script = ["mail bob@example.org", '{"small_ok": true, "reason": "both name carol@x.io"}']
+    assert main(["label", "--from-logs", "--config", str(config)]) == 0
+    answers = {answer.tier: answer.response for answer in store.answers("r0")}
+    assert answers == {"small": "ask [EMAIL]", "large": "mail [EMAIL]"}
+    record = store.get("r0")
+    assert record is not None and (record.small_ok, record.judge_reason) == (1, "both name [EMAIL]")
+
+
 def test_a_verdict_malformed_twice_leaves_the_request_unlabelled(
     store: RequestLogStore, config: Path, backends: Backends, capsys: pytest.CaptureFixture[str]
 ) -> None:
