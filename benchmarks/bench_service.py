@@ -115,7 +115,7 @@ async def bench_classifier(model_dir: Path, n: int, warmup: int, scoring: dict[s
     from classifier.scoring import Scorer
     from router.scoring import ScoringQueue
 
-    threads = int(str(scoring.get("threads", 1)))
+    threads = None if scoring.get("threads") is None else int(str(scoring["threads"]))
     embedder_file = INT8_FILE if scoring.get("embedder") == "int8" else None
     scorer = Scorer.from_path(model_dir, threads=threads, embedder_file=embedder_file)
     for i in range(warmup):

@@ -201,13 +201,15 @@ class RoutingSettings(_Strict):
 class ScoringSettings(_Strict):
     """`scoring:` the classifier's worker: onnxruntime threads and the largest coalesced batch."""
 
-    # One intra-op thread: a thread pool's spin-waiting would steal the core that gRPC and LiteLLM need
-    # (measured on 2 cores: Route p50 4.8 ms with 1 thread, 15 ms with 2).
-    threads: int = Field(default=1, ge=1)
+    # onnxruntime intra-op threads; None: min(2, cores). On the quiet 2-core reference machine two threads
+    # gave Route p50 3.4 ms and 355 decisions/s at 32 clients, one thread 4.8 ms and 268/s. Two threads
+    # spin-wait, though: on a machine whose cores are busy with other work, one thread degrades less
+    # (measured under a concurrent test run: Route p50 15 ms with two, 6.6 ms with one).
+    threads: int | None = Field(default=None, ge=1)
     max_batch: int = Field(default=32, ge=1)
     # fp32 is the embedder the head was trained with (cosine >= 0.999 vs sentence-transformers). int8 is
-    # ~1.4x faster and 57 MB smaller with the same routing metrics, but its worst-case cosine is ~0.976
-    # (mean 0.997), below the 0.99 bar, so it is opt-in (README, "The embedder").
+    # 1.2-1.4x faster and 57 MB smaller with the same routing metrics, but its worst-case cosine is 0.977
+    # (mean 0.995), below the 0.99 bar, so it is opt-in (README, "The embedder").
     embedder: Literal["fp32", "int8"] = "fp32"
 
 

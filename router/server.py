@@ -3,7 +3,7 @@
 Health is reported per service:
 - "" and "rightsize.v1.Router": SERVING from start, since the classifier is loaded before the port opens
   (Route is ready; a Complete that arrives while LiteLLM still loads waits for it within its deadline);
-- "rightsize.v1.Router/Complete": SERVING once LiteLLM is imported (about 3 s after start) and every
+- "rightsize.v1.Router/Complete": SERVING once LiteLLM is imported (2-3 s after start) and every
   embedded tier's llama.cpp child answers; NOT_SERVING before that, if the import failed, or while a child
   is down (it is restarted with backoff; see router.local_model);
 - "rightsize.v1.Router/Complete/small" and ".../large": the same for one tier; a tier whose API key is
