@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from router.redact import Redactor, RedactSettings, redacted
 from router.requestlog import (
     InvalidURLError,
     Label,
@@ -229,3 +230,14 @@ def test_tier_answers_and_judge_reasons_round_trip(store: RequestLogStore, make_
     store.set_label("req-000001", Label(small_ok=1, source="judge", judge_model="j", judge_reason="same"))
     labelled = store.get("req-000001")
     assert labelled is not None and labelled.judge_reason == "same"
+
+
+def test_redacted_masks_every_free_text_field_of_a_record(make_record: MakeRecord) -> None:
+    """Errors are stored text too: a provider's 400 may quote the prompt back."""
+    redactor = Redactor(RedactSettings(builtin=("email",)))
+    record = make_record(1, prompt="mail bo@example.com", response="ok, bo@example.com",
+                         error="400: cannot parse 'bo@example.com'", fallback_reason="small: bo@example.com")
+    masked = redacted(record, redactor)
+    assert (masked.prompt, masked.response, masked.error, masked.fallback_reason) == (
+        "mail [EMAIL]", "ok, [EMAIL]", "400: cannot parse '[EMAIL]'", "small: [EMAIL]")
+    assert masked.request_id == record.request_id and redacted(record, None) is record
