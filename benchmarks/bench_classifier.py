@@ -149,8 +149,8 @@ def print_table(results: dict) -> None:  # type: ignore[type-arg]
         theirs_s = "n/a" if theirs_v is None else f"{theirs_v:.1f}"
         print(f"{label:<44}{ours_v:>18.1f}{theirs_s:>24}{ratio:>8}")
     print(
-        "ratio = how many times faster rightsize is. On the long prompt sentence-transformers truncates to"
-        " 256 tokens, while rightsize embeds two 256-token windows (head + tail), i.e. twice the work."
+        "ratio = how many times faster rightsize is. On the long prompt sentence-transformers reads the first"
+        " 256 tokens; rightsize reads the first and last 127 in one window (long_text: joined)."
     )
     short, long = results["litellm_keyword_short_ms"], results["litellm_keyword_long_ms"]
     print(

@@ -4,7 +4,11 @@ Each source group is held out in turn; a head trained on the others scores it. P
 held-out group and their mean, for each recipe, plus AUC against MATH difficulty (levels 4-5 vs 1-3)
 on math500_levels.jsonl, a set no recipe trains on.
 
-    python benchmarks/loso.py [--data DIR] [--cache .cache/embeddings.npz] [--quick]
+    python benchmarks/loso.py [--data DIR] [--long-text head_tail|joined|truncate] [--cache FILE] [--quick]
+
+--long-text defaults to the shipped recipe's (joined). The cache defaults to .cache/embeddings.npz for
+head_tail and .cache/embeddings.<long-text>.npz otherwise
+(benchmarks/long_text.py cache derives one from the head_tail cache without re-embedding short texts).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
@@ -22,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from classifier.cache import embed_cached  # noqa: E402
 from classifier.data import read_examples  # noqa: E402
-from classifier.embedding import Embedder  # noqa: E402
+from classifier.embedding import Embedder, LongText  # noqa: E402
 from classifier.evaluation import auc_need_large, evaluate  # noqa: E402
 from classifier.features import structural_features  # noqa: E402
 from classifier.training import HeadTrainer, Recipe, build_training_set  # noqa: E402
@@ -44,21 +49,28 @@ def columns(kind: str, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
     return np.hstack([embeddings, features])
 
 
+def default_cache(long_text: str) -> Path:
+    """.cache/embeddings.npz for head_tail, .cache/embeddings.<long_text>.npz for the others."""
+    return ROOT / ".cache" / ("embeddings.npz" if long_text == "head_tail" else f"embeddings.{long_text}.npz")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "routing")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "embeddings.npz")
+    parser.add_argument("--long-text", choices=get_args(LongText), default=Recipe().long_text)
+    parser.add_argument("--cache", type=Path, help="npz embedding cache (default: per --long-text)")
     parser.add_argument("--quick", action="store_true", help="a few recipes only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
     examples = read_examples([args.data / "train.jsonl"])
-    embedder = Embedder.from_path(EMBEDDER)
+    embedder = Embedder.from_path(EMBEDDER, long_text=args.long_text)
+    cache = args.cache or default_cache(args.long_text)
     texts = sorted({e.text for e in examples})
     math_rows = [json.loads(line) for line in (args.data / "math500_levels.jsonl").open()]
     math_texts = [r["prompt"] for r in math_rows]
     started = time.perf_counter()
-    vectors = embed_cached(embedder, texts + math_texts, args.cache)
+    vectors = embed_cached(embedder, texts + math_texts, cache)
     print(
         f"embedded {len(texts) + len(math_texts)} prompts in {time.perf_counter() - started:.0f}s", flush=True
     )

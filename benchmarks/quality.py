@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.loso import EMBEDDER, group_of  # noqa: E402
+from benchmarks.loso import EMBEDDER, default_cache, group_of  # noqa: E402
 from classifier.cache import embed_cached  # noqa: E402
 from classifier.data import Example, read_examples  # noqa: E402
 from classifier.embedding import Embedder  # noqa: E402
@@ -84,7 +84,7 @@ def split_by_prompt(rows: list[Example], labels: int, seed: int) -> tuple[list[E
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "routing")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "embeddings.npz")
+    parser.add_argument("--cache", type=Path, default=default_cache(Recipe().long_text))
     parser.add_argument("--labels", type=int, default=300, help="in-distribution prompts for `retrained`")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
@@ -94,7 +94,7 @@ def main() -> int:
     math_rows = [json.loads(line) for line in (args.data / "math500_levels.jsonl").open()]
     math_texts = [r["prompt"] for r in math_rows]
     texts = sorted({e.text for e in examples} | set(math_texts))
-    vectors = embed_cached(Embedder.from_path(EMBEDDER), texts, args.cache)
+    vectors = embed_cached(Embedder.from_path(EMBEDDER, long_text=Recipe().long_text), texts, args.cache)
     row_of = {t: i for i, t in enumerate(texts)}
     keyword = keyword_scorer()
     recipe = Recipe()

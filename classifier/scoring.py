@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 import numpy as np
 
@@ -52,7 +52,12 @@ class Scorer:
                 f"{manifest.embedder.dim + len(FEATURE_NAMES)}"
             )
         embedder_dir = resolve_embedder(model_dir, manifest.embedder)
-        long_text: LongText = "truncate" if manifest.long_text == "truncate" else "head_tail"
+        if manifest.long_text not in get_args(LongText):
+            raise ModelLoadError(
+                f"{model_dir}: the head was trained with long_text={manifest.long_text!r}, this build "
+                f"knows {', '.join(get_args(LongText))}"
+            )
+        long_text = cast(LongText, manifest.long_text)
         variant = embedder_file or manifest.embedder.file
         embedder = Embedder.from_path(embedder_dir, variant=variant, threads=threads, long_text=long_text)
         head_path = verify_head(model_dir, manifest)

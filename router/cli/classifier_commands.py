@@ -44,6 +44,13 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--balance", choices=("none", "sqrt", "equal"), default=None, help="per-source weighting"
     )
+    train.add_argument(
+        "--long-text",
+        choices=("head_tail", "joined", "truncate"),  # classifier.embedding.LongText, without importing numpy
+        default=None,
+        help="how prompts past the 256-token window are embedded (default: the recipe's, joined; recorded "
+        "in the manifest)",
+    )
     train.set_defaults(handler=train_command)
 
     evaluate = subparsers.add_parser(
@@ -103,7 +110,9 @@ def train_command(args: argparse.Namespace) -> int:
         recipe = replace(recipe, C=args.C)
     if args.balance is not None:
         recipe = replace(recipe, balance=args.balance)
-    embedder = Embedder.from_path(SHIPPED_EMBEDDER)
+    if args.long_text is not None:
+        recipe = replace(recipe, long_text=args.long_text)
+    embedder = Embedder.from_path(SHIPPED_EMBEDDER, long_text=recipe.long_text)
     texts = sorted({e.text for e in examples})
     print(
         f"embedding {len(texts)} distinct prompts from {len(examples)} rows ...", file=sys.stderr, flush=True

@@ -96,10 +96,11 @@ def train_candidate(
     examples = [*train, *base]
     texts = sorted({e.text for e in examples})
     say(f"embedding {len(texts)} prompts ({len(train)} from the log, {len(base)} base rows) ...")
-    embeddings = embed_cached(Embedder.from_path(SHIPPED_EMBEDDER), texts, cache)
+    recipe = Recipe()
+    embeddings = embed_cached(Embedder.from_path(SHIPPED_EMBEDDER, long_text=recipe.long_text), texts, cache)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    train_model(examples, embeddings, texts, tmp, SHIPPED_EMBEDDER, recipe=Recipe())
+    train_model(examples, embeddings, texts, tmp, SHIPPED_EMBEDDER, recipe=recipe)
     os.replace(tmp, out)  # the candidate appears whole or not at all
     return out
 

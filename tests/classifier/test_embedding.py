@@ -120,6 +120,43 @@ def test_long_text_uses_head_and_tail_windows() -> None:
     assert float(expected @ first[1]) > 0.995
 
 
+@pytest.fixture(scope="module")
+def joined() -> Embedder:
+    return Embedder.from_path(SHIPPED_EMBEDDER, long_text="joined")
+
+
+def test_joined_puts_head_and_tail_tokens_in_one_window(joined: Embedder) -> None:
+    text = "Explain the CAP theorem in depth. " * 40 + "Now write a haiku about cats and summer rain. " * 30
+    ids = joined._tokenizer.encode(text, add_special_tokens=False).ids
+    assert len(ids) > 2 * 254
+    windows, owners = joined._windows([text])
+    assert len(windows) == 1 and owners.tolist() == [0]
+    (window,) = windows
+    assert len(window) == 256
+    assert window[0] == joined._tokenizer.token_to_id("[CLS]")
+    assert window[-1] == joined._tokenizer.token_to_id("[SEP]")
+    assert window[1:128] == ids[:127]
+    assert window[128:255] == ids[-127:]
+
+
+def test_joined_sees_the_end_of_a_long_text(joined: Embedder) -> None:
+    start = "Explain the CAP theorem in depth. " * 40
+    first, second = joined.embed([start, start + "Now write a haiku about cats and summer rain. " * 30])
+    assert float(first @ second) < 0.98
+    np.testing.assert_allclose(np.linalg.norm(second), 1.0, atol=1e-5)
+
+
+def test_joined_leaves_texts_that_fit_in_one_window_unchanged(joined: Embedder, embedder: Embedder) -> None:
+    head_tail = Embedder.from_path(SHIPPED_EMBEDDER, long_text="head_tail")
+    just_fits = joined._tokenizer.decode(
+        joined._tokenizer.encode("word " * 400, add_special_tokens=False).ids[:254]
+    )
+    texts = ["", "hi", "What is 17 * 23? Show your work.", *LANGUAGES, *CODE, just_fits]
+    assert len(joined._tokenizer.encode(just_fits, add_special_tokens=False).ids) == 254
+    assert joined._windows(texts)[0] == head_tail._windows(texts)[0] == embedder._windows(texts)[0]
+    np.testing.assert_array_equal(joined.embed(texts), head_tail.embed(texts))
+
+
 def test_serving_path_never_imports_torch(default_model_dir: Path) -> None:
     code = (
         "import sys; from pathlib import Path; from classifier.scoring import Scorer; "
@@ -197,3 +234,23 @@ def test_missing_weights_file(embedder_copy: Path) -> None:
     (embedder_copy / "model.onnx.data").unlink()
     with pytest.raises(ModelLoadError, match="missing embedder file model.onnx.data"):
         Embedder.from_path(embedder_copy)
+
+
+def test_very_long_texts_tokenise_only_their_ends_and_get_the_same_windows(embedder: Embedder) -> None:
+    """Past 6,144 characters only the first and last ~2,048 are tokenised (cut at whitespace); the first
+    and last 254 ids, all any strategy reads, equal those of the whole text. No space: the whole text."""
+    body = embedder.info.max_tokens - 2
+    texts = [
+        "The quick brown fox jumps over the lazy dog. " * 300,
+        "def f(x):\n\treturn x * 2  # doubled\n" * 400,
+        " ".join(LANGUAGES) * 40,
+        "漢字" * 5000,  # no whitespace: tokenised whole
+        "supercalifragilistic-expialidocious " * 400,
+    ]
+    for text in texts:
+        whole = embedder._tokenizer.encode(text, add_special_tokens=False).ids
+        ids = embedder._token_ids([text], body)[0]
+        assert len(whole) > body
+        assert ids[:body] == whole[:body] and ids[-body:] == whole[-body:], text[:40]
+    whole = embedder._tokenizer.encode(texts[0], add_special_tokens=False).ids
+    assert len(embedder._token_ids([texts[0]], body)[0]) < len(whole)  # the fast path did run

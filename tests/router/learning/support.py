@@ -21,8 +21,9 @@ def embed_into(cache: Path, texts: list[str]) -> Any:
     from classifier.cache import embed_cached
     from classifier.embedding import Embedder
     from classifier.paths import SHIPPED_EMBEDDER
+    from classifier.training import Recipe
 
-    return embed_cached(Embedder.from_path(SHIPPED_EMBEDDER), texts, cache)
+    return embed_cached(Embedder.from_path(SHIPPED_EMBEDDER, long_text=Recipe().long_text), texts, cache)
 
 
 def train_tiny(out: Path, examples: list[Example], cache: Path) -> str:
