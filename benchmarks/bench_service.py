@@ -66,13 +66,15 @@ async def timed(n: int, call: Callable[[int], Awaitable[object]], concurrency: i
 
 
 def start_server(
-    standin: StandIn, workdir: Path, model_dir: Path, scoring: dict[str, object] | None = None
+    standin: StandIn, workdir: Path, model_dir: Path, scoring: dict[str, object] | None = None,
+    speculative: bool = False,
 ) -> tuple[subprocess.Popen[str], str]:
     config = {
         "server": {"address": "127.0.0.1:0", "metrics_port": None},
         "tiers": {"small": {"model": "ollama_chat/llama3:8b", "api_base": standin.url},
                   "large": {"model": "ollama_chat/llama3:70b", "api_base": standin.url}},
-        "routing": {"threshold": 1.0},  # everything to small: both paths hit the same stand-in
+        # Everything to small: both paths hit the same stand-in.
+        "routing": {"threshold": 1.0, "speculative_small": speculative},
         "models": {"dir": str(model_dir.parent), "active": model_dir.name},
         "scoring": scoring or {},
     }
@@ -212,6 +214,35 @@ async def run(
     return results
 
 
+async def bench_speculative(model_dir: Path, n: int, warmup: int) -> Results:
+    """Complete p50, short and ~2,400-token prompts, speculation off then on; the stand-in takes 100 ms."""
+    from benchmarks.bench_classifier import LONG
+
+    results: Results = {}
+    for speculative in (False, True):
+        standin = StandIn("ollama", reply="ok")
+        standin.delay_s = 0.1
+        try:
+            with tempfile.TemporaryDirectory() as workdir:
+                process, address = start_server(standin, Path(workdir), model_dir, {}, speculative)
+                try:
+                    async with grpc.aio.insecure_channel(address) as channel:
+                        stub = pb_grpc.RouterStub(channel)
+                        await wait_completion_ready(channel)
+                        for label, text in (("short prompt", PROMPTS[0]), ("2,420-token prompt", LONG)):
+                            request = pb.CompleteRequest(messages=[pb.Message(role="user", content=text)])
+                            await timed(warmup, lambda _i, r=request, s=stub: s.Complete(r))
+                            samples = await timed(n, lambda _i, r=request, s=stub: s.Complete(r))
+                            name = f"Complete, {label}, speculative_small {'on' if speculative else 'off'}"
+                            results[name] = percentiles(samples)
+                finally:
+                    process.terminate()
+                    process.wait(30)
+        finally:
+            standin.kill()
+    return results
+
+
 def report(results: Results) -> str:
     lines = [f"{'figure':32} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'per s':>8}"]
     for name, row in results.items():
@@ -235,11 +266,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "default", help="model directory")
     parser.add_argument("--threads", type=int, help="scoring.threads for the server")
     parser.add_argument("--embedder", choices=["fp32", "int8"], help="scoring.embedder for the server")
+    parser.add_argument("--speculative", action="store_true",
+                        help="instead: Complete with routing.speculative_small off and on, against a small "
+                             "model that takes 100 ms")
     args = parser.parse_args(argv)
     n, warmup, concurrency = (5, 2, 2) if args.smoke else (args.n, 20, args.concurrency)
-    scoring = {k: v for k, v in (("threads", args.threads), ("embedder", args.embedder)) if v is not None}
-    results = asyncio.run(run(args.model.resolve(), n, warmup, concurrency, scoring))
-    print(report(results))
+    if args.speculative:
+        results = asyncio.run(bench_speculative(args.model.resolve(), max(3, n // 10), warmup=3))
+        for name, row in results.items():
+            print(f"{name:60} p50 {row['p50_ms']:8.1f} ms")
+    else:
+        scoring = {k: v for k, v in (("threads", args.threads), ("embedder", args.embedder)) if v is not None}
+        results = asyncio.run(run(args.model.resolve(), n, warmup, concurrency, scoring))
+        print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -20,6 +20,7 @@ BENCHMARKS: list[tuple[str, str | None, list[str]]] = [
     ("bench_classifier.py", None, []),
     ("bench_service.py", None, []),
     ("bench_service.py", None, ["--embedder", "int8"]),  # the opt-in int8 embedder, same figures
+    ("bench_service.py", None, ["--speculative"]),  # routing.speculative_small
     ("bench_footprint.py", None, []),
     ("bench_local.py", "llama_cpp", []),
     ("bench_fewshot.py", "llama_cpp", []),
@@ -46,7 +47,8 @@ def main() -> int:
             sys.executable,
             str(ROOT / script),
             "--json",
-            str(out_dir / (script.removesuffix(".py") + "".join(f"_{a}" for a in extra[1:]) + ".json")),
+            str(out_dir / (script.removesuffix(".py") + "".join(f"_{a.lstrip('-')}" for a in extra[-1:])
+                           + ".json")),
             *extra,
         ]
         if args.smoke:

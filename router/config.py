@@ -191,6 +191,10 @@ class RoutingSettings(_Strict):
     target_window: TargetWindow = TargetWindow()
     recalibrate_every_s: float = Field(default=300.0, ge=1)
     fallback: bool = True  # retry a failed small-tier call once on the large tier
+    # Start a Complete's small-tier call while the prompt is scored, and cancel it when the decision says
+    # large: a small-routed Complete then waits for the model only, not for the decision first. Meant for a
+    # small tier that serves calls concurrently (Ollama, vLLM); unary Complete only, not with few-shot.
+    speculative_small: bool = False
     breaker: BreakerSettings = BreakerSettings()  # per-tier circuit breaker (router.breaker)
     overrides: tuple[Override, ...] = ()
     max_prompt_chars: int = Field(default=200_000, gt=0)  # all message contents together

@@ -29,6 +29,9 @@ class RouterMetrics:
         self.completion_seconds = Histogram("rightsize_completion_seconds",
                                             "Backend completion latency by tier that answered",
                                             ["tier"], buckets=_COMPLETE_BUCKETS, registry=r)
+        self.speculative = Counter("rightsize_speculative_small_calls",
+                                   "Small-tier calls started while scoring, by outcome (used, cancelled)",
+                                   ["outcome"], registry=r)
         self.fallbacks = Counter("rightsize_fallbacks", "Small-tier failures retried on large, by kind",
                                  ["kind"], registry=r)
         self.backend_errors = Counter("rightsize_backend_errors", "Failed model calls by tier and error kind",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -21,6 +22,7 @@ from router.domain import (
     Chunk,
     Completion,
     Decision,
+    Generation,
     GenerationDelta,
     Request,
     Tier,
@@ -94,11 +96,29 @@ class Pipeline:
         return decision, text, embedding, config
 
     async def complete(self, request: Request, deadline: float | None = None) -> Completion:
-        """Route, then generate with the chosen tier (falling back to large when small fails)."""
-        decision, shots, config = await self._route_with_shots(request)
+        """Route, then generate with the chosen tier (falling back to large when small fails).
+
+        With `routing.speculative_small`, the small-tier call starts while the prompt is scored and is
+        cancelled when the decision is not small.
+        """
         started = time.perf_counter()
+        speculative = self._speculate(request, deadline)
+        try:
+            decision, shots, config = await self._route_with_shots(request)
+        except BaseException:
+            if speculative is not None:
+                speculative.cancel()
+            raise
+        if speculative is not None and decision.tier != "small":
+            speculative.cancel()
+            self.metrics.speculative.labels("cancelled").inc()
+            speculative = None
+        elif speculative is not None:
+            self.metrics.speculative.labels("used").inc()
+        else:
+            started = time.perf_counter()
         generation, answered_by, fallback_reason = await self._with_fallback(
-            config, request, decision, deadline, self.backend.complete, shots
+            config, request, decision, deadline, self.backend.complete, shots, first=speculative
         )
         usage = generation.usage
         self._count_generation(
@@ -155,6 +175,22 @@ class Pipeline:
                     self.metrics.backend_errors.labels(error.tier, error.kind).inc()
                     raise _final_error(error, deadline) from error
 
+    def _speculate(self, request: Request, deadline: float | None) -> asyncio.Task[Generation] | None:
+        """The small-tier call as a task started now, when `routing.speculative_small` allows it."""
+        config = self.config  # the snapshot _route() takes next, with no await in between
+        # Few-shot exemplars are chosen from the routing embedding, which does not exist yet.
+        few_shot = config.tiers.small.few_shot
+        if not config.routing.speculative_small or request.force_tier or (few_shot and few_shot.enabled):
+            return None
+        validated_scoring_text(request, config)  # nothing invalid reaches a backend
+        try:
+            call = self._call(config, "small", request, deadline)
+        except BackendError:
+            return None  # no key: the decision's own path reports it
+        task = asyncio.get_running_loop().create_task(self.backend.complete(call))
+        task.add_done_callback(_retrieved)  # a failure is awaited when used, dropped when cancelled
+        return task
+
     async def _open_stream(
         self, call: BackendCall
     ) -> tuple[GenerationDelta, AsyncGenerator[GenerationDelta, None]]:
@@ -173,17 +209,17 @@ class Pipeline:
         deadline: float | None,
         attempt: Callable[[BackendCall], Awaitable[T]],
         shots: Shots = _no_shots,
+        first: Awaitable[T] | None = None,
     ) -> tuple[T, Tier, str]:
         """Run `attempt` on the decided tier, then once on the other if allowed: (result, tier, reason).
 
-        `config` is the snapshot the decision was made with, so a reload never mixes two configs.
+        `config` is the snapshot the decision was made with, so a reload never mixes two configs. `first`,
+        when given, is the decided tier's call already under way (a speculative small-tier call).
         """
         try:
-            return (
-                await attempt(self._call(config, decision.tier, request, deadline, shots)),
-                decision.tier,
-                "",
-            )
+            if first is None:
+                first = attempt(self._call(config, decision.tier, request, deadline, shots))
+            return await first, decision.tier, ""
         except BackendError as error:
             self.metrics.backend_errors.labels(error.tier, error.kind).inc()
             if not self._may_fall_back(config, decision, deadline, error):
@@ -293,6 +329,12 @@ def _fallback_reason(error: BackendError) -> str:
     if error.kind == "unconfigured":
         return f"{error.tier} tier {error.model} {error.detail}"
     return f"{error.tier} tier failed ({error.kind}): {error.detail}"
+
+
+def _retrieved(task: asyncio.Task[Generation]) -> None:
+    """Mark a speculative call's outcome as seen, so asyncio does not log an unretrieved failure."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _expired(deadline: float | None) -> bool:
