@@ -159,3 +159,24 @@ async def test_the_breaker_opens_skips_the_tier_at_once_and_closes_after_a_probe
     probed, _ = await _fallback(server)
     assert (probed.text, probed.fallback) == (SMALL_REPLY, False)
     assert await health(server.channel, service) == SERVING
+
+
+async def test_a_stream_cut_by_the_server_default_deadline_after_tokens_also_says_why(
+    start_server: StartServer, make_config: MakeConfig, backends: Backends
+) -> None:
+    """The client sent no deadline: the server's default one ends the stream, with the same last message."""
+    config = faulty_config(make_config)
+    limits = config.server.limits.model_copy(update={"default_deadline_s": 1.5})
+    config = config.model_copy(update={"server": config.server.model_copy(update={"limits": limits})})
+    server = await start_server(config, with_scorer=KeyedScorer())
+    await warm(server, timeout=30, idle_timeout=None)
+    backends.small.reply = "one two three four five six"
+    backends.small.stall_after = 2
+    received: list[pb.CompleteChunk] = []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for chunk in server.stub.CompleteStream(REQUEST):  # no client deadline
+            received.append(chunk)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    *answer, last = received
+    assert "".join(chunk.delta for chunk in answer) == "one two"
+    assert last.delta == "" and last.error == caught.value.details()
