@@ -88,9 +88,7 @@ class LiteLLMBackend:
     def _load(self) -> None:
         started = time.perf_counter()
         try:
-            # Without this, importing litellm fetches the model price map over the network.
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            import litellm
+            litellm = import_litellm()
 
             litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on stdout
             litellm.telemetry = False
@@ -225,6 +223,20 @@ def translate_error(call: BackendCall, exc: BaseException, timeout_s: float | No
     error = BackendError(call.tier, call.settings.model, _error_kind(exc), detail or type(exc).__name__)
     error.retry_after_s = _retry_after_s(exc)
     return error
+
+
+def import_litellm() -> Any:
+    """`import litellm` with the environment a server wants (both set only when the operator has not):
+
+    - LITELLM_LOCAL_MODEL_COST_MAP: the bundled price map, not a download at import;
+    - LITELLM_MODE=PRODUCTION: in its default DEV mode, importing litellm loads a `.env` file from the
+      working directory into os.environ, so a stray file could add keys or settings to the service.
+    """
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
+    import litellm
+
+    return litellm
 
 
 def _retry_after_s(exc: BaseException) -> float | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +76,9 @@ def tier_price(settings: TierSettings) -> TierPrice | None:
                          "config")
     if settings.is_local:
         return TierPrice(0.0, 0.0, "local (free)")
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the bundled map, not a download
-    import litellm  # slow (~3 s): only when a tier has no configured price
+    from router.backends import import_litellm
+
+    litellm = import_litellm()  # slow (~2 s): only when a tier has no configured price
 
     litellm.suppress_debug_info = True
     try:

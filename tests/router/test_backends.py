@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +19,7 @@ from router.domain import GenerationParams, Message
 from router.errors import BackendError
 from tests.router.standins import StandIn
 
+ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = (Message("system", "be brief"), Message("user", "what is two plus two"))  # 7 words in
 
 
@@ -174,3 +179,20 @@ def test_timeout_is_the_tighter_of_tier_timeout_and_deadline(ollama: StandIn) ->
     past = BackendCall(call.tier, call.settings, call.messages, call.params, deadline=time.monotonic() - 1)
     assert past.timeout_s() == 0
     assert small(ollama).timeout_s() is None
+
+
+def test_loading_litellm_ignores_a_dotenv_file_in_the_working_directory(tmp_path: Path) -> None:
+    """In its default DEV mode, importing litellm reads ./.env into os.environ; the service must not."""
+    (tmp_path / ".env").write_text("RIGHTSIZE_DOTENV_PROBE=planted\nOPENAI_API_KEY=sk-from-a-stray-file\n")
+    script = (
+        "import os\n"
+        "from router.backends import LiteLLMBackend\n"
+        "backend = LiteLLMBackend(); backend.start_loading(); assert backend.wait_loaded(60)\n"
+        "print(os.environ.get('RIGHTSIZE_DOTENV_PROBE'), os.environ.get('OPENAI_API_KEY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "LITELLM_MODE")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "None"]
