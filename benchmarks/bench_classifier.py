@@ -101,7 +101,9 @@ def main() -> int:
 
 def litellm_keyword_router() -> Callable[[str], object]:
     """LiteLLM's keyword `complexity_router`, decision only, in this process (no LLM call)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from router.backends import import_litellm
+
+    import_litellm()  # as the service does (offline price map, no ./.env)
     from litellm.router_strategy.complexity_router.complexity_router import ComplexityRouter
 
     router = ComplexityRouter(model_name="bench", litellm_router_instance=None)

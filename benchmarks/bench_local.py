@@ -29,12 +29,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: LiteLLM's bundled price map
 
 import grpc  # noqa: E402
 
 from router._proto import router_pb2 as pb  # noqa: E402
 from router._proto import router_pb2_grpc as pb_grpc  # noqa: E402
+from router.backends import import_litellm  # noqa: E402
 from router.config import DEFAULT_CONFIG_PATH  # noqa: E402
 from router.local_model import LocalModelProcess, LocalModelSpec, missing_requirement  # noqa: E402
 
@@ -141,7 +141,7 @@ async def wait_serving(channel: grpc.aio.Channel) -> None:
 
 
 async def bench_router(prompts: list[str], max_tokens: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    import litellm
+    litellm = import_litellm()  # as the server does (offline price map, no ./.env)
 
     with tempfile.TemporaryDirectory() as workdir:
         server, address, api_base = start_server(Path(workdir))
@@ -180,7 +180,7 @@ async def bench_router(prompts: list[str], max_tokens: int) -> tuple[dict[str, A
 
 
 def cost(answers: list[dict[str, Any]]) -> dict[str, Any]:
-    import litellm
+    litellm = import_litellm()  # as the server does (offline price map, no ./.env)
 
     def gpt4o_usd(answer: dict[str, Any]) -> float:
         prompt_tokens = litellm.token_counter(model="gpt-4o",

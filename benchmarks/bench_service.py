@@ -182,8 +182,9 @@ async def bench_server(address: str, n: int, warmup: int, concurrency: int) -> R
 
 async def bench_direct_litellm(standin: StandIn, n: int, warmup: int) -> Results:
     """litellm.acompletion in this process against the same stand-in the server uses."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    from router.backends import import_litellm
+
+    litellm = import_litellm()  # as the server does
 
     def direct(i: int) -> Awaitable[object]:
         messages = [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 from dataclasses import replace
@@ -39,7 +38,9 @@ from classifier.training import HeadTrainer, Recipe, build_training_set  # noqa:
 
 def keyword_scorer():  # type: ignore[no-untyped-def]
     """LiteLLM's keyword router as a scoring function (its weighted score; REASONING tier first)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from router.backends import import_litellm
+
+    import_litellm()  # as the service does (offline price map, no ./.env)
     from litellm.router_strategy.complexity_router.complexity_router import ComplexityRouter
     from litellm.router_strategy.complexity_router.config import ComplexityTier
 

@@ -8,7 +8,6 @@ many tokens as the model that answered, which is the usual approximation.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,8 +86,9 @@ def large_price(large: TierSettings) -> Price:
     if large.has_price:
         return Price(large.input_cost_per_token or 0.0, large.output_cost_per_token or 0.0,
                      "config (tiers.large.input_cost_per_token / output_cost_per_token)")  # fmt: skip
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the bundled map, no network
-    import litellm
+    from router.backends import import_litellm
+
+    litellm = import_litellm()
 
     try:
         input_cost, _ = litellm.cost_per_token(model=large.model, prompt_tokens=1, completion_tokens=0)

@@ -76,14 +76,21 @@ async def complete(running: Running, prompt: str, **metadata: str) -> pb.Complet
     return await running.stub.Complete(pb.CompleteRequest(messages=messages, metadata=metadata))
 
 
+async def curated_server(
+    start_server: StartServer, backends: Backends, tmp_path: Path
+) -> tuple[RouterConfig, Running]:
+    """A server whose small tier takes exemplars from the curated file, once they are loaded."""
+    source = str(curated_file(tmp_path))
+    config = RouterConfig.model_validate(few_shot_config(backends, tmp_path, source=source))
+    running = await start_server(config)
+    await ready(running)
+    return config, running
+
+
 async def test_a_similar_prompt_gets_curated_exemplars_a_dissimilar_one_does_not(
     start_server: StartServer, backends: Backends, tmp_path: Path
 ) -> None:
-    config = RouterConfig.model_validate(
-        few_shot_config(backends, tmp_path, source=str(curated_file(tmp_path)))
-    )
-    running = await start_server(config)
-    await ready(running)
+    config, running = await curated_server(start_server, backends, tmp_path)
 
     response = await complete(running, SIMILAR)
     assert response.decision.tier == "small"
@@ -113,11 +120,7 @@ async def test_a_similar_prompt_gets_curated_exemplars_a_dissimilar_one_does_not
 async def test_the_large_tier_never_gets_exemplars_and_streams_report_them(
     start_server: StartServer, backends: Backends, tmp_path: Path
 ) -> None:
-    config = RouterConfig.model_validate(
-        few_shot_config(backends, tmp_path, source=str(curated_file(tmp_path)))
-    )
-    running = await start_server(config)
-    await ready(running)
+    config, running = await curated_server(start_server, backends, tmp_path)
     forced = await running.stub.Complete(pb.CompleteRequest(messages=user(SIMILAR), force_tier="large"))
     assert forced.decision.tier == "large" and list(forced.exemplar_ids) == []
     assert [m["content"] for m in backends.large.requests[-1]["body"]["messages"]] == [SIMILAR]

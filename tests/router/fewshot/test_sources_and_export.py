@@ -111,6 +111,13 @@ def write_config(tmp_path: Path) -> Path:
     return config
 
 
+def export_finetune(tmp_path: Path, fmt: str, out: Path, *extra: str) -> int:
+    """`rightsize export-finetune --from-logs` with the test config, in this process; its exit status."""
+    config = str(write_config(tmp_path))
+    return main(["export-finetune", "--from-logs", "--config", config, "--format", fmt, *extra,
+                 "--out", str(out)])
+
+
 @pytest.mark.parametrize(("fmt", "schema"), [("openai-chat", OpenAIChatLine), ("sharegpt", ShareGPTLine)])
 def test_export_finetune_writes_schema_valid_deduplicated_pairs(
     tmp_path: Path,
@@ -130,21 +137,7 @@ def test_export_finetune_writes_schema_valid_deduplicated_pairs(
     ]
     seeded_log(tmp_path / "log.db", rows).close()
     out = tmp_path / "train.jsonl"
-    assert (
-        main(
-            [
-                "export-finetune",
-                "--from-logs",
-                "--config",
-                str(write_config(tmp_path)),
-                "--format",
-                fmt,
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert export_finetune(tmp_path, fmt, out) == 0
     lines = out.read_text().splitlines()
     assert len(lines) == 2
     for line in lines:
@@ -153,23 +146,7 @@ def test_export_finetune_writes_schema_valid_deduplicated_pairs(
     assert "extract: 3 EUR" in lines[0] and "extract: 5 USD" in lines[1]
     assert "wrote 2" in capsys.readouterr().err
     out_acme = tmp_path / "acme.jsonl"
-    assert (
-        main(
-            [
-                "export-finetune",
-                "--from-logs",
-                "--config",
-                str(write_config(tmp_path)),
-                "--format",
-                fmt,
-                "--tenant",
-                "acme",
-                "--out",
-                str(out_acme),
-            ]
-        )
-        == 0
-    )
+    assert export_finetune(tmp_path, fmt, out_acme, "--tenant", "acme") == 0
     assert len(out_acme.read_text().splitlines()) == 1
 
 
@@ -181,21 +158,7 @@ def test_export_finetune_is_empty_with_a_clear_message_when_nothing_is_approved(
         [(record(1, "unrated", "answer"), None), (record(2, "small", "s", tier="small"), good())],
     ).close()
     out = tmp_path / "train.jsonl"
-    assert (
-        main(
-            [
-                "export-finetune",
-                "--from-logs",
-                "--config",
-                str(write_config(tmp_path)),
-                "--format",
-                "sharegpt",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert export_finetune(tmp_path, "sharegpt", out) == 0
     assert out.read_text() == ""
     assert "no approved large-tier answers" in capsys.readouterr().err
 
