@@ -191,7 +191,13 @@ async def bench_direct_litellm(standin: StandIn, n: int, warmup: int) -> Results
         return litellm.acompletion(model="ollama_chat/llama3:8b", api_base=standin.url, messages=messages)
 
     await timed(warmup, direct)
-    return {"litellm.acompletion direct": percentiles(await timed(n, direct))}
+    results = {"litellm.acompletion direct": percentiles(await timed(n, direct))}
+    # As the router calls it: the Ollama model entered in LiteLLM's map, so no /api/show lookups per call
+    # (router.backends.LiteLLMBackend._prepare); the overhead against this row is the router's own work.
+    litellm.register_model({"ollama_chat/llama3:8b": {"litellm_provider": "ollama_chat", "mode": "chat"}})
+    await timed(warmup, direct)
+    results["litellm direct, model mapped"] = percentiles(await timed(n, direct))
+    return results
 
 
 async def run(
@@ -201,6 +207,9 @@ async def run(
     scoring = scoring or {}
     results = await bench_classifier(model_dir, n, warmup, scoring)
     standin = StandIn("ollama", reply="ok")
+    # The stand-in plays an Ollama on this host, which is where LiteLLM sends its model lookups
+    # (POST /api/show, to $OLLAMA_API_BASE or localhost:11434), for the server and the direct calls alike.
+    os.environ["OLLAMA_API_BASE"] = standin.url
     try:
         with tempfile.TemporaryDirectory() as workdir:
             process, address = start_server(standin, Path(workdir), model_dir, scoring)
@@ -253,8 +262,10 @@ def report(results: Results) -> str:
     lines.append(f"Micro-batching's cost to a lone request: {batching:+.2f} ms p50 (target <= 0.5 ms)")
     route = results["Route over loopback"]["p50_ms"] - results["classifier in-process"]["p50_ms"]
     complete = results["Complete via router"]["p50_ms"] - results["litellm.acompletion direct"]["p50_ms"]
-    lines.append(f"Route overhead over the in-process classifier: {route:+.2f} ms p50 (target <= 1 ms)")
-    lines.append(f"Complete overhead over litellm.acompletion: {complete:+.2f} ms p50 (target <= 3 ms)")
+    mapped = results["Complete via router"]["p50_ms"] - results["litellm direct, model mapped"]["p50_ms"]
+    lines.append(f"Route overhead over the in-process classifier: {route:+.2f} ms p50")
+    lines.append(f"Complete overhead over litellm.acompletion: {complete:+.2f} ms p50 (target <= 2 ms); "
+                 f"over the same call with the model mapped: {mapped:+.2f} ms")
     return "\n".join(lines)
 
 

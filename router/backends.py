@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # The backend call ends this long before the client's deadline, so our own status (not the transport's
 # cancellation) reaches the client.
 DEADLINE_MARGIN_S = 0.02
+OLLAMA_PREFIXES = ("ollama/", "ollama_chat/")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class LiteLLMBackend:
         self._load_error: str | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._mapped: set[str] = set()  # Ollama models entered in LiteLLM's model map (see _prepare)
 
     @property
     def ready(self) -> bool:
@@ -110,6 +112,28 @@ class LiteLLMBackend:
                 raise NotReadyError(self._load_error or "the completion backend is still loading")
         return self._litellm
 
+    async def _prepare(self, call: BackendCall) -> Any:
+        """LiteLLM, loaded; an Ollama model is first entered in its model map (once per model name).
+
+        LiteLLM looks up a model missing from its map before every call, and for Ollama that lookup is
+        a blocking POST to /api/show (three per completion in LiteLLM 1.82.6), sent to $OLLAMA_API_BASE
+        or localhost:11434 rather than the tier's api_base. Entering the model once ends those requests;
+        `register_model` makes one such lookup itself, so it runs off the event loop.
+        """
+        litellm = await self._module(call.deadline)
+        model = call.settings.model
+        if model not in self._mapped and model.startswith(OLLAMA_PREFIXES):
+            self._mapped.add(model)
+            # What LiteLLM's own lookup returns for a model it cannot fetch (our cost_usd() prices the tier).
+            info = {"litellm_provider": model.split("/", 1)[0], "mode": "chat",
+                    "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+            entry = {model: info}
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, litellm.register_model, entry)
+            except Exception as exc:  # the call still works unmapped, with LiteLLM's own lookups
+                log.debug("could not enter %s in LiteLLM's model map: %s", model, exc)
+        return litellm
+
     async def aclose(self) -> None:
         """Run LiteLLM's queued logging callbacks and stop its logging worker (bound to this event loop).
 
@@ -127,7 +151,7 @@ class LiteLLMBackend:
 
     async def complete(self, call: BackendCall) -> Generation:
         """One unary completion; raises BackendError naming the tier on any provider failure."""
-        litellm = await self._module(call.deadline)
+        litellm = await self._prepare(call)
         timeout = call.timeout_s()
         try:
             async with asyncio.timeout(timeout):
@@ -148,7 +172,7 @@ class LiteLLMBackend:
 
     async def stream(self, call: BackendCall) -> AsyncGenerator[GenerationDelta, None]:
         """Stream a completion: text deltas, then one last delta with finish_reason, usage and cost."""
-        litellm = await self._module(call.deadline)
+        litellm = await self._prepare(call)
         timeout = call.timeout_s()
         hard_deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         finish_reason, usage, any_text = "", None, False

@@ -196,3 +196,20 @@ def test_loading_litellm_ignores_a_dotenv_file_in_the_working_directory(tmp_path
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["None", "None"]
+
+
+async def test_ollama_calls_send_no_model_lookups(
+    backend: LiteLLMBackend, ollama: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LiteLLM looks up an unmapped Ollama model with POST /api/show before each call (three per call in
+    1.82.6, to $OLLAMA_API_BASE); entering the model in its map once leaves only the chat requests."""
+    monkeypatch.setenv("OLLAMA_API_BASE", ollama.url)  # where LiteLLM sends its lookups: here, observable
+    settings = TierSettings(model="ollama_chat/lookup-probe:1b", api_base=ollama.url)
+    call = BackendCall("small", settings, MESSAGES, GenerationParams())
+    for _ in range(3):
+        assert (await backend.complete(call)).text == "four is the answer"
+    async for _ in backend.stream(call):
+        pass
+    paths = [request["path"] for request in ollama.requests]
+    assert paths.count("/api/chat") == 4
+    assert paths.count("/api/show") <= 1, paths  # the one lookup register_model makes, nothing per call
