@@ -113,12 +113,13 @@ async def bench_classifier(model_dir: Path, n: int, warmup: int, scoring: dict[s
     one request at a time (what batching costs a lone request = queue minus executor)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from classifier.export import INT8_FILE
+    from classifier.embedding import VARIANT_FILES
     from classifier.scoring import Scorer
     from router.scoring import ScoringQueue
 
     threads = None if scoring.get("threads") is None else int(str(scoring["threads"]))
-    embedder_file = INT8_FILE if scoring.get("embedder") == "int8" else None
+    choice = scoring.get("embedder")
+    embedder_file = VARIANT_FILES[choice] if choice in ("fp32", "int8") else None  # type: ignore[index]
     scorer = Scorer.from_path(model_dir, threads=threads, embedder_file=embedder_file)
     for i in range(warmup):
         scorer.score([PROMPTS[i % len(PROMPTS)]])
@@ -277,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "default", help="model directory")
     parser.add_argument("--threads", type=int, help="scoring.threads for the server")
-    parser.add_argument("--embedder", choices=["fp32", "int8"], help="scoring.embedder for the server")
+    parser.add_argument("--embedder", choices=["trained", "fp32", "int8"],
+                        help="scoring.embedder for the server (default: trained, the manifest's)")
     parser.add_argument("--speculative", action="store_true",
                         help="instead: Complete with routing.speculative_small off and on, against a small "
                              "model that takes 100 ms")

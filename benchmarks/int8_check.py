@@ -1,5 +1,7 @@
 """Does the int8 embedder keep routing quality? The same head scores a sample with fp32 and int8 embeddings.
 
+The shipped head is trained on int8 embeddings (the recipe's `embedder`); fp32 is the parity export.
+
 python benchmarks/int8_check.py [--rows 3000] [--json FILE]
 """
 
@@ -17,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from classifier.data import read_examples  # noqa: E402
+from classifier.embedding import VARIANT_FILES  # noqa: E402
 from classifier.evaluation import evaluate  # noqa: E402
-from classifier.export import INT8_FILE  # noqa: E402
 from classifier.paths import DEFAULT_MODEL_DIR  # noqa: E402
 from classifier.scoring import Scorer  # noqa: E402
 
@@ -36,7 +38,7 @@ def main() -> int:
     texts = [e.text for e in sample]
     results = {}
     scores = {}
-    for name, file in (("fp32", None), ("int8", INT8_FILE)):
+    for name, file in VARIANT_FILES.items():
         scorer = Scorer.from_path(DEFAULT_MODEL_DIR, embedder_file=file)
         scores[name] = scorer.score(texts).astype(np.float64)
         report = evaluate(scores[name], sample)

@@ -4,11 +4,12 @@ Each source group is held out in turn; a head trained on the others scores it. P
 held-out group and their mean, for each recipe, plus AUC against MATH difficulty (levels 4-5 vs 1-3)
 on math500_levels.jsonl, a set no recipe trains on.
 
-    python benchmarks/loso.py [--data DIR] [--long-text head_tail|joined|truncate] [--cache FILE] [--quick]
+    python benchmarks/loso.py [--data DIR] [--long-text head_tail|joined|truncate] [--embedder fp32|int8]
+                              [--cache FILE] [--quick]
 
---long-text defaults to the shipped recipe's (joined). The cache defaults to .cache/embeddings.npz for
-head_tail and .cache/embeddings.<long-text>.npz otherwise
-(benchmarks/long_text.py cache derives one from the head_tail cache without re-embedding short texts).
+--long-text and --embedder default to the shipped recipe's (joined, int8). The cache defaults to
+.cache/embeddings[.<long-text>][.int8].npz (no long-text part for head_tail, no .int8 for fp32;
+benchmarks/long_text.py cache derives one from the head_tail cache without re-embedding short texts).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from classifier.cache import embed_cached  # noqa: E402
 from classifier.data import read_examples  # noqa: E402
-from classifier.embedding import Embedder, LongText  # noqa: E402
+from classifier.embedding import VARIANT_FILES, Embedder, LongText  # noqa: E402
 from classifier.evaluation import auc_need_large, evaluate  # noqa: E402
 from classifier.features import structural_features  # noqa: E402
 from classifier.training import HeadTrainer, Recipe, build_training_set  # noqa: E402
@@ -49,23 +50,26 @@ def columns(kind: str, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
     return np.hstack([embeddings, features])
 
 
-def default_cache(long_text: str) -> Path:
-    """.cache/embeddings.npz for head_tail, .cache/embeddings.<long_text>.npz for the others."""
-    return ROOT / ".cache" / ("embeddings.npz" if long_text == "head_tail" else f"embeddings.{long_text}.npz")
+def default_cache(long_text: str, embedder: str = "fp32") -> Path:
+    """.cache/embeddings[.<long_text>][.int8].npz: no long-text part for head_tail, no .int8 for fp32."""
+    parts = ["embeddings", *([long_text] if long_text != "head_tail" else [])]
+    parts += [embedder] if embedder != "fp32" else []
+    return ROOT / ".cache" / (".".join(parts) + ".npz")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "routing")
     parser.add_argument("--long-text", choices=get_args(LongText), default=Recipe().long_text)
-    parser.add_argument("--cache", type=Path, help="npz embedding cache (default: per --long-text)")
+    parser.add_argument("--embedder", choices=tuple(VARIANT_FILES), default=Recipe().embedder)
+    parser.add_argument("--cache", type=Path, help="npz embedding cache (default: from the two above)")
     parser.add_argument("--quick", action="store_true", help="a few recipes only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
     examples = read_examples([args.data / "train.jsonl"])
-    embedder = Embedder.from_path(EMBEDDER, long_text=args.long_text)
-    cache = args.cache or default_cache(args.long_text)
+    embedder = Embedder.from_path(EMBEDDER, variant=VARIANT_FILES[args.embedder], long_text=args.long_text)
+    cache = args.cache or default_cache(args.long_text, args.embedder)
     texts = sorted({e.text for e in examples})
     math_rows = [json.loads(line) for line in (args.data / "math500_levels.jsonl").open()]
     math_texts = [r["prompt"] for r in math_rows]

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.loso import EMBEDDER, default_cache, group_of  # noqa: E402
 from classifier.cache import embed_cached  # noqa: E402
 from classifier.data import Example, read_examples  # noqa: E402
-from classifier.embedding import Embedder  # noqa: E402
+from classifier.embedding import VARIANT_FILES, Embedder  # noqa: E402
 from classifier.evaluation import auc_need_large, evaluate  # noqa: E402
 from classifier.scoring import head_inputs  # noqa: E402
 from classifier.training import HeadTrainer, Recipe, build_training_set  # noqa: E402
@@ -85,7 +85,7 @@ def split_by_prompt(rows: list[Example], labels: int, seed: int) -> tuple[list[E
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "routing")
-    parser.add_argument("--cache", type=Path, default=default_cache(Recipe().long_text))
+    parser.add_argument("--cache", type=Path, default=default_cache(Recipe().long_text, Recipe().embedder))
     parser.add_argument("--labels", type=int, default=300, help="in-distribution prompts for `retrained`")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
@@ -95,7 +95,10 @@ def main() -> int:
     math_rows = [json.loads(line) for line in (args.data / "math500_levels.jsonl").open()]
     math_texts = [r["prompt"] for r in math_rows]
     texts = sorted({e.text for e in examples} | set(math_texts))
-    vectors = embed_cached(Embedder.from_path(EMBEDDER, long_text=Recipe().long_text), texts, args.cache)
+    recipe = Recipe()
+    variant = VARIANT_FILES[recipe.embedder]
+    embedder = Embedder.from_path(EMBEDDER, variant=variant, long_text=recipe.long_text)
+    vectors = embed_cached(embedder, texts, args.cache)
     row_of = {t: i for i, t in enumerate(texts)}
     keyword = keyword_scorer()
     recipe = Recipe()

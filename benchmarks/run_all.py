@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent
 BENCHMARKS: list[tuple[str, str | None, list[str]]] = [
     ("bench_classifier.py", None, []),
     ("bench_service.py", None, []),
-    ("bench_service.py", None, ["--embedder", "int8"]),  # the opt-in int8 embedder, same figures
+    ("bench_service.py", None, ["--embedder", "fp32"]),  # the fp32 embedder (int8 serves by default)
     ("bench_service.py", None, ["--speculative"]),  # routing.speculative_small
     ("bench_footprint.py", None, []),
     ("bench_local.py", "llama_cpp", []),

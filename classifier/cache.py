@@ -17,8 +17,8 @@ def text_key(text: str) -> str:
 
 
 def cache_stamp(embedder: Embedder) -> str:
-    """What a cache's vectors depend on: embedder id, model.onnx sha256 and long-text strategy."""
-    return f"{embedder.info.id}:{embedder.info.files.get('model.onnx', '')}:{embedder.long_text}"
+    """What a cache's vectors depend on: embedder id, its graph file's sha256 and long-text strategy."""
+    return f"{embedder.info.id}:{embedder.info.files.get(embedder.variant, '')}:{embedder.long_text}"
 
 
 def read_cache(cache: Path, stamp: str) -> dict[str, np.ndarray]:

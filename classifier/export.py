@@ -83,14 +83,30 @@ def export_embedder(out_dir: Path, *, quantize: bool = False) -> Path:
 
 
 INT8_FILE = "model.int8.onnx"
+SMOOTH_ALPHA = 0.6
 
 
-def quantize_embedder(directory: Path) -> Path:
+def quantize_embedder(
+    directory: Path, *, alpha: float = SMOOTH_ALPHA, calibration: list[str] | None = None
+) -> Path:
     """Write `model.int8.onnx` next to `model.onnx` and list it in `embedder.json`; no torch needed.
 
-    Dynamic int8, per-channel weights, for every MatMul except the six feed-forward output projections:
-    quantising those too dropped the worst-case cosine to 0.888; leaving them in fp32 keeps it >= 0.99.
+    Dynamic int8, per-channel weights, for the packed QKV weights of the six Attention ops and every
+    MatMul except the six feed-forward output projections (quantising those too dropped the worst-case
+    cosine to 0.888, and still to 0.92-0.97 after smoothing). Before quantising, `smooth_activations`
+    (SmoothQuant, `alpha`) moves the LayerNorm outputs' outlier channels into the weights, calibrated on
+    `calibration` texts (default: the built-in `calibration_texts()`, so no data files are needed).
+
+    The embedding tables are lookups, not MatMuls: they stay fp32 and the int8 graph reads them from the
+    same memory-mapped `model.onnx.data` as the fp32 graph (no second copy on disk or in memory).
+    Quantising them too (QEmbedLayerNormalization) moved the routing head's AUC by -0.0017 on 3,000 rows,
+    against -0.0006 with fp32 tables.
+
+    Cosine to the fp32 graph on the parity corpus (242 texts): worst 0.977 -> 0.993, mean 0.9953 ->
+    0.9986; 40 held-out short strings embedded one by one: worst 0.980 -> 0.996.
     """
+    import tempfile
+
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -99,29 +115,205 @@ def quantize_embedder(directory: Path) -> Path:
     keep_fp32 = [
         node.name
         for node in graph.graph.node
-        if node.op_type == "MatMul" and "output/dense" in node.name and "attention" not in node.name
+        if (node.op_type == "MatMul" and "output/dense" in node.name and "attention" not in node.name)
+        or node.op_type in _LOOKUP_OPS
     ]
+    texts = calibration if calibration is not None else calibration_texts()
+    smoothed = smooth_activations(graph, _calibration_windows(directory / "tokenizer.json", texts), alpha)
     target = directory / INT8_FILE
-    quantize_dynamic(
-        str(source),
-        str(target),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        nodes_to_exclude=keep_fp32,
-        # The fused contrib ops defeat shape inference; their outputs are float.
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-    quantized = onnx.load(str(target))  # one self-contained file: drop the fp32 weights' pin it inherited
-    kept = [prop for prop in quantized.metadata_props if prop.key != DATA_SHA_KEY]
-    del quantized.metadata_props[:]
-    quantized.metadata_props.extend(kept)
-    onnx.save(quantized, str(target))
+    with tempfile.TemporaryDirectory() as scratch:
+        smoothed_path = Path(scratch) / "model.smoothed.onnx"
+        onnx.save(smoothed, str(smoothed_path))  # self-contained (~90 MB): quantize_dynamic reads a path
+        quantize_dynamic(
+            str(smoothed_path),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=keep_fp32,
+            # The fused contrib ops defeat shape inference; their outputs are float.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    _share_external_tables(target, source)
     info_path = directory / "embedder.json"
     info = json.loads(info_path.read_text())
     info["files"][INT8_FILE] = sha256_file(target)
-    info["int8"] = "dynamic per-channel int8 MatMuls, feed-forward output projections kept fp32"
+    info["int8"] = (
+        f"SmoothQuant (alpha {alpha}) + dynamic per-channel int8 MatMuls; feed-forward output projections "
+        f"and the embedding tables (shared {DATA_FILE}) kept fp32"
+    )
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     return target
+
+
+def _share_external_tables(target: Path, source: Path) -> None:
+    """Point `target`'s copies of `source`'s memory-mapped tables at `source`'s data file (checked equal
+    byte for byte), and pin that file's sha256 in `target` as `source` does."""
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    reference = onnx.load(str(source), load_external_data=False)
+    data_path = source.with_name(DATA_FILE)
+    data = data_path.read_bytes()
+    external = {
+        tensor.name: {entry.key: entry.value for entry in tensor.external_data}
+        for tensor in reference.graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+    }
+    model = onnx.load(str(target))
+    shared = 0
+    for tensor in model.graph.initializer:
+        where = external.get(tensor.name)
+        if where is None:
+            continue
+        offset, length = int(where["offset"]), int(where["length"])
+        if where["location"] != DATA_FILE or tensor.raw_data != data[offset : offset + length]:
+            raise ExportError(f"{target}: table {tensor.name} differs from the one in {data_path}")
+        set_external_data(tensor, DATA_FILE, offset, length)
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        shared += 1
+    if shared != len(external):
+        raise ExportError(f"{target}: {shared} of {len(external)} tables of {source.name} found")
+    onnx.helper.set_model_props(model, {DATA_SHA_KEY: sha256_file(data_path)})
+    onnx.save(model, str(target))
+
+
+def smooth_activations(model: Any, windows: list[list[int]], alpha: float = SMOOTH_ALPHA) -> Any:
+    """An fp32 copy of `model` that computes the same function, but whose quantised MatMuls see flatter
+    inputs (SmoothQuant, Xiao et al. 2022).
+
+    onnxruntime's dynamic quantisation gives each activation tensor one int8 scale. BERT's LayerNorm
+    outputs have a few channels ~15x larger than the rest (e.g. 63, 99, 157, 223, max ~30 vs median
+    ~1.7 at the feed-forward input), so that scale leaves the other channels a handful of levels: worst
+    cosine to fp32 0.977 (on "?", "OK.", "", "aaaaa"). For each input channel j of the packed QKV weight of
+    every Attention and of every feed-forward intermediate MatMul, with s_j = max|X_j|^alpha /
+    max|W_j|^(1 - alpha) over the calibration `windows` (token ids with [CLS]/[SEP]), the weight's row j
+    is multiplied by s_j and a Mul by 1/s_j is put in front of the op: X W = (X / s)(s W). The Mul cannot
+    be folded into the LayerNorm's gamma/beta: the same LayerNorm output is also the next residual.
+    quantize_dynamic then quantises the Mul's output. Attention-output inputs have no outliers (max ~3)
+    and the feed-forward output projections stay fp32, so neither is touched.
+
+    alpha 0.6 (int8 embedding tables), cosine of int8 to fp32 ONNX: parity corpus (242 texts, batched)
+    worst 0.977 -> 0.9925 (Korean/Greek sentences, "", "?"), mean 0.9953 -> 0.9981; 40 held-out short
+    strings ("yes", "ok", "?", "2+2", ...) embedded one by one worst 0.980 -> 0.9945; 300 training prompts
+    worst 0.9970. alpha 0.5-0.65 all reach >= 0.990; 0.7 drops to 0.988. The smoothed fp32 graph matches
+    the original to cosine 1.00000.
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    smoothed = onnx.ModelProto()
+    smoothed.CopyFrom(model)
+    graph = smoothed.graph
+    targets = [
+        node
+        for node in graph.node
+        if node.op_type == "Attention" or (node.op_type == "MatMul" and "/intermediate/" in node.name)
+    ]
+    inputs = sorted({node.input[0] for node in targets})
+    # Per-channel max |activation|: the targets' inputs as extra outputs of a throwaway copy.
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend(
+        helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in inputs
+    )
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    del probe
+    peak = {name: np.zeros(0, dtype=np.float32) for name in inputs}
+    for ids in windows:  # one window per run: padding rows would add activations serving never sees
+        feed = {
+            "input_ids": np.asarray([ids], dtype=np.int64),
+            "attention_mask": np.ones((1, len(ids)), np.int64),
+        }
+        for name, value in zip(inputs, session.run(inputs, feed), strict=True):
+            channel_max = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
+            peak[name] = channel_max if peak[name].size == 0 else np.maximum(peak[name], channel_max)
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    muls = {}
+    for node in targets:
+        weight = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float32)  # [in, out]
+        activation = np.maximum(peak[node.input[0]], 1e-5)
+        weight_max = np.maximum(np.abs(weight).max(axis=1), 1e-5)
+        scale = np.clip(activation**alpha / weight_max ** (1.0 - alpha), 1e-2, 1e2).astype(np.float32)
+        initializers[node.input[1]].CopyFrom(numpy_helper.from_array(weight * scale[:, None], node.input[1]))
+        inverse = numpy_helper.from_array((1.0 / scale).astype(np.float32), f"{node.name}_smooth_inverse")
+        graph.initializer.append(inverse)
+        smoothed_input = f"{node.input[0]}_smoothed_for_{node.name}"
+        muls[node.name] = helper.make_node(
+            "Mul", [node.input[0], inverse.name], [smoothed_input], name=f"{node.name}_smooth"
+        )
+        node.input[0] = smoothed_input
+    nodes = list(graph.node)
+    del graph.node[:]
+    for node in nodes:  # keep the topological order: each Mul right before its consumer
+        if node.name in muls:
+            graph.node.append(muls[node.name])
+        graph.node.append(node)
+    return smoothed
+
+
+def _calibration_windows(tokenizer_path: Path, texts: list[str]) -> list[list[int]]:
+    """[CLS] ids [SEP] per text, cut to the model's window, as the embedder builds them."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    if cls is None or sep is None:
+        raise ExportError(f"{tokenizer_path}: no [CLS]/[SEP] tokens")
+    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+    return [[cls, *encoding.ids[: MAX_TOKENS - 2], sep] for encoding in encodings]
+
+
+_CALIBRATION_BASE = (
+    "",
+    "yes",
+    "Thanks!",
+    "What time is it in Tokyo?",
+    "fix my code",
+    "Summarise this article in three bullet points.",
+    "Explain the difference between TCP and UDP to a beginner.",
+    "Write a haiku about autumn leaves falling on a quiet pond.",
+    "Solve for x: 3x + 7 = 22. Explain each step.",
+    "Prove that the square root of 2 is irrational.",
+    "Which of the following is a prime number?\nA. 21\nB. 27\nC. 29\nD. 33\nAnswer:",
+    "Draft a polite email to my landlord about a broken heater that has not been fixed for two weeks.",
+    "import numpy as np\nx = np.linspace(0, 1, 100)\nprint(x.mean())",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n"
+    "    def push(self, x):\n        self.items.append(x)",
+    "SELECT id, email FROM customers WHERE created_at > NOW() - INTERVAL '7 days' ORDER BY id;",
+    "Traceback (most recent call last):\n  File \"app.py\", line 3, in <module>\nKeyError: 'user_id'",
+    "Quelle est la capitale de l'Australie et pourquoi n'est-ce pas Sydney ?",
+    "Wie funktioniert ein Verbrennungsmotor? Bitte einfach erklären.",
+    "¿Cuál es la mejor manera de aprender a programar desde cero?",
+    "東京から大阪まで新幹線でどのくらいかかりますか？",
+    "请用简单的语言解释什么是机器学习。",
+    "Расскажи короткую историю о коте, который любил читать.",
+    "ما هي فوائد شرب الماء يومياً؟",
+    "क्या आप मुझे एक अच्छी किताब सुझा सकते हैं?",
+    "오늘 저녁 메뉴로 무엇을 추천하나요?",
+    "Γράψε ένα σύντομο ποίημα για τη θάλασσα.",
+    "🤔🤔🤔 why?? !!! ###",
+    "1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233",
+    "Role-play as a medieval innkeeper greeting a tired traveller.",
+    "Compare the economic policies of Keynes and Hayek, with examples from the 20th century.",
+)
+
+
+def calibration_texts() -> list[str]:
+    """Built-in, varied calibration texts for `smooth_activations` (no data files needed): short, long
+    (past the 256-token window), code, non-English, symbols. Deliberately not the test parity corpus."""
+    base = list(_CALIBRATION_BASE)
+    texts = base + [text.upper() for text in base[1:8]] + [text.lower() for text in base[8:16]]
+    texts += [f"Give me {n} ideas for a birthday party for a {n + 4}-year-old." for n in range(2, 12)]
+    texts += [" ".join(base[k : k + 4]) for k in range(0, len(base) - 4, 3)]
+    texts += [" ".join(base[k % len(base)] for k in range(start, start + 25)) for start in range(0, 30, 6)]
+    return texts
 
 
 def _make_pooled_encoder() -> type:
@@ -156,6 +348,7 @@ def _optimize(raw_path: Path, final_path: Path) -> None:
 
 
 DATA_SHA_KEY = "rightsize.external_data_sha256"
+DATA_FILE = "model.onnx.data"  # the memory-mapped embedding tables, shared by model.onnx and model.int8.onnx
 _PAGE_ALIGN = 65536  # onnxruntime memory-maps external data aligned to the mapping granularity
 
 

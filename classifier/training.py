@@ -15,7 +15,7 @@ import numpy as np
 from classifier.artifacts import HEAD_FILE, HeadSpec, Manifest, embedder_ref, write_manifest
 from classifier.calibration import fit_platt, suggested_thresholds
 from classifier.data import Example
-from classifier.embedding import LongText
+from classifier.embedding import VARIANT_FILES, EmbedderVariant, LongText
 from classifier.errors import DataError
 from classifier.evaluation import evaluate
 from classifier.export import sha256_file
@@ -37,7 +37,9 @@ class Recipe:
     sources, because "both wrong" prompts are hard prompts, not easy ones. `long_text`: how prompts past
     the embedder's 256-token window are embedded (classifier.embedding.Embedder); it is recorded in the
     manifest, and the scorer embeds the same way. `joined` (first and last 127 tokens in one window) beat
-    `head_tail` (two windows, twice the work) on every held-out source with long prompts.
+    `head_tail` (two windows, twice the work) on every held-out source with long prompts. `embedder`: the
+    embedder file the head is trained on, recorded in the manifest and served by default: `int8`
+    (smoothed dynamic int8, cosine to fp32 >= 0.99, about 1.4x faster) routes as well as `fp32`.
     """
 
     C: float = 0.01
@@ -46,6 +48,7 @@ class Recipe:
     calibration_folds: int = 5
     seed: int = 0
     long_text: LongText = "joined"
+    embedder: EmbedderVariant = "int8"
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,7 @@ def train_model(
     manifest = Manifest(
         version=hashlib.sha256(head_sha.encode() + FEATURE_NAMES.__repr__().encode()).hexdigest()[:12],
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        embedder=embedder_ref(out_dir, embedder_dir),
+        embedder=embedder_ref(out_dir, embedder_dir, VARIANT_FILES[recipe.embedder]),
         head=HeadSpec(
             sha256=head_sha,
             kind="standard_scaler+logistic_regression",

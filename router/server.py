@@ -263,9 +263,10 @@ def load_scorer(config: RouterConfig, path: Path | None = None) -> TextScorer:
     from classifier.scoring import Scorer
 
     path = path if path is not None else model_registry(config).current_path()
-    from classifier.export import INT8_FILE
+    from classifier.embedding import VARIANT_FILES
 
-    variant = INT8_FILE if config.scoring.embedder == "int8" else None
+    choice = config.scoring.embedder
+    variant = None if choice == "trained" else VARIANT_FILES[choice]
     return Scorer.from_path(path, threads=config.scoring.threads, embedder_file=variant)
 
 

@@ -51,6 +51,13 @@ def register(subparsers: Any) -> None:
         help="how prompts past the 256-token window are embedded (default: the recipe's, joined; recorded "
         "in the manifest)",
     )
+    train.add_argument(
+        "--embedder",
+        choices=("fp32", "int8"),  # classifier.embedding.EmbedderVariant
+        default=None,
+        help="the embedder file to train on, recorded in the manifest and served by default (default: the "
+        "recipe's, int8)",
+    )
     train.set_defaults(handler=train_command)
 
     evaluate = subparsers.add_parser(
@@ -96,7 +103,7 @@ def train_command(args: argparse.Namespace) -> int:
 
     from classifier.cache import embed_cached
     from classifier.data import read_examples, read_prompts
-    from classifier.embedding import Embedder
+    from classifier.embedding import VARIANT_FILES, Embedder
     from classifier.paths import SHIPPED_EMBEDDER
     from classifier.training import Recipe, train_model
 
@@ -112,7 +119,11 @@ def train_command(args: argparse.Namespace) -> int:
         recipe = replace(recipe, balance=args.balance)
     if args.long_text is not None:
         recipe = replace(recipe, long_text=args.long_text)
-    embedder = Embedder.from_path(SHIPPED_EMBEDDER, long_text=recipe.long_text)
+    if args.embedder is not None:
+        recipe = replace(recipe, embedder=args.embedder)
+    embedder = Embedder.from_path(
+        SHIPPED_EMBEDDER, variant=VARIANT_FILES[recipe.embedder], long_text=recipe.long_text
+    )
     texts = sorted({e.text for e in examples})
     print(
         f"embedding {len(texts)} distinct prompts from {len(examples)} rows ...", file=sys.stderr, flush=True

@@ -89,7 +89,7 @@ def train_candidate(
 ) -> Path:
     """Train on log + base examples into `out` (a fresh directory); returns it."""
     from classifier.cache import embed_cached
-    from classifier.embedding import Embedder
+    from classifier.embedding import VARIANT_FILES, Embedder
     from classifier.paths import SHIPPED_EMBEDDER
     from classifier.training import Recipe, train_model
 
@@ -97,7 +97,9 @@ def train_candidate(
     texts = sorted({e.text for e in examples})
     say(f"embedding {len(texts)} prompts ({len(train)} from the log, {len(base)} base rows) ...")
     recipe = Recipe()
-    embeddings = embed_cached(Embedder.from_path(SHIPPED_EMBEDDER, long_text=recipe.long_text), texts, cache)
+    variant = VARIANT_FILES[recipe.embedder]
+    embedder = Embedder.from_path(SHIPPED_EMBEDDER, variant=variant, long_text=recipe.long_text)
+    embeddings = embed_cached(embedder, texts, cache)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     train_model(examples, embeddings, texts, tmp, SHIPPED_EMBEDDER, recipe=recipe)

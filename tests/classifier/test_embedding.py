@@ -77,17 +77,64 @@ def test_parity_with_sentence_transformers(embedder: Embedder) -> None:
 
 
 def test_int8_variant_parity(embedder: Embedder) -> None:
-    """int8 is opt-in because it misses the 0.999 bar: mean >= 0.995, worst case (short strings) >= 0.97.
-
-    The floor guards against a broken quantisation (quantising every MatMul gave a worst case of 0.888).
-    """
+    """The smoothed int8 variant (the recipe's default, served unless configured otherwise) meets the 0.99
+    bar against fp32: on the parity corpus, batched, and on short strings one by one. Neither set is in
+    the quantiser's calibration texts (classifier.export.calibration_texts)."""
     from classifier.export import INT8_FILE
 
     int8 = Embedder.from_path(SHIPPED_EMBEDDER, variant=INT8_FILE, long_text="truncate")
     texts = parity_corpus()
     cosine = (int8.embed(texts) * embedder.embed(texts)).sum(axis=1)
-    assert cosine.mean() >= 0.995
-    assert cosine.min() >= 0.97, f"cosine {cosine.min():.4f} on {texts[int(np.argmin(cosine))][:80]!r}"
+    assert cosine.mean() >= 0.997
+    assert cosine.min() >= 0.99, f"cosine {cosine.min():.4f} on {texts[int(np.argmin(cosine))][:80]!r}"
+    short = ["yes", "no", "ok", "?", "!", "k", "hello", "thanks", "Why?", "2+2", "你好", "👍", "OK."]
+    alone = [float(int8.embed([text])[0] @ embedder.embed([text])[0]) for text in short]
+    assert min(alone) >= 0.99, f"cosine {min(alone):.4f} on {short[int(np.argmin(alone))]!r}"
+
+
+def test_int8_reads_the_fp32_tables_and_is_rebuilt_byte_for_byte(tmp_path: Path) -> None:
+    """The shipped model.int8.onnx is what `quantize_embedder` makes (no torch), and it memory-maps the
+    same model.onnx.data as the fp32 graph instead of holding a second copy of the tables."""
+    import onnx
+
+    from classifier.export import DATA_FILE, INT8_FILE, quantize_embedder
+
+    target = tmp_path / "embedder"
+    shutil.copytree(SHIPPED_EMBEDDER, target)
+    (target / INT8_FILE).unlink()
+    quantize_embedder(target)
+    assert (target / INT8_FILE).read_bytes() == (SHIPPED_EMBEDDER / INT8_FILE).read_bytes()
+    assert json.loads((target / "embedder.json").read_text()) == json.loads(
+        (SHIPPED_EMBEDDER / "embedder.json").read_text()
+    )
+    graph = onnx.load(str(target / INT8_FILE), load_external_data=False)
+    locations = {
+        entry.value
+        for tensor in graph.graph.initializer
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    assert locations == {DATA_FILE}
+    assert not (target / f"{INT8_FILE}.data").exists()
+
+
+def test_smoothing_keeps_the_function(embedder: Embedder) -> None:
+    """smooth_activations rescales weights and inputs (X W = (X / s)(s W)): the fp32 output is unchanged."""
+    import onnx
+    import onnxruntime as ort
+
+    from classifier.export import _calibration_windows, calibration_texts, smooth_activations
+
+    model = onnx.load(str(SHIPPED_EMBEDDER / "model.onnx"))
+    windows = _calibration_windows(SHIPPED_EMBEDDER / "tokenizer.json", calibration_texts()[:20])
+    smoothed = smooth_activations(model, windows)
+    session = ort.InferenceSession(smoothed.SerializeToString(), providers=["CPUExecutionProvider"])
+    texts = ["?", "Prove that there are infinitely many primes.", "東京の天気は？"]
+    ids = _calibration_windows(SHIPPED_EMBEDDER / "tokenizer.json", texts)
+    for text, window in zip(texts, ids, strict=True):
+        feed = {"input_ids": np.array([window]), "attention_mask": np.ones((1, len(window)), np.int64)}
+        (vector,) = session.run(["sentence_embedding"], feed)
+        assert float(vector[0] @ embedder.embed([text])[0]) > 0.99999, text
 
 
 def test_embeddings_are_unit_length_and_batch_independent(embedder: Embedder) -> None:
@@ -228,6 +275,17 @@ def test_weights_swapped_with_embedder_json_edited_are_refused(embedder_copy: Pa
     info_path.write_text(json.dumps(info))
     with pytest.raises(ModelLoadError, match="not the weights model.onnx was exported with"):
         Embedder.from_path(embedder_copy)
+
+
+def test_tampered_weights_are_refused_for_int8_too(embedder_copy: Path) -> None:
+    from classifier.export import INT8_FILE
+
+    data = embedder_copy / "model.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    with pytest.raises(ModelLoadError, match="model.onnx.data: sha256 does not match"):
+        Embedder.from_path(embedder_copy, variant=INT8_FILE)
 
 
 def test_missing_weights_file(embedder_copy: Path) -> None:

@@ -70,3 +70,22 @@ async def test_a_scoring_failure_reaches_every_waiting_caller() -> None:
         assert await queue.score("a") == pytest.approx(0.3)  # the queue recovers
     finally:
         queue.close()
+
+
+@pytest.mark.parametrize(
+    ("choice", "served"),
+    [("trained", "model.int8.onnx"), ("fp32", "model.onnx"), ("int8", "model.int8.onnx")],
+)
+def test_the_served_embedder_is_the_trained_one_unless_configured(choice: str, served: str) -> None:
+    """`scoring.embedder: trained` (the default) serves the file the shipped head was trained on (int8)."""
+    from router.config import RouterConfig
+    from router.server import load_scorer
+    from tests.router.support import MODEL_DIR
+
+    tiers = {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "ollama_chat/llama3:70b"}}
+    models = {"dir": str(MODEL_DIR.parent), "active": MODEL_DIR.name}
+    config = RouterConfig.model_validate({"tiers": tiers, "models": models, "scoring": {"embedder": choice}})
+    assert RouterConfig.model_validate({"tiers": tiers}).scoring.embedder == "trained"
+    scorer = load_scorer(config)
+    assert scorer.embedder.variant == served  # type: ignore[attr-defined]
+    assert scorer.manifest.embedder.file == "model.int8.onnx"  # type: ignore[attr-defined]
