@@ -1,9 +1,9 @@
-"""Thresholds for a target large share."""
+"""Platt calibration, and thresholds for a target large share."""
 
 import numpy as np
 import pytest
 
-from classifier.calibration import suggested_thresholds, threshold_for_share
+from classifier.calibration import MIN_PLATT_SLOPE, fit_platt, suggested_thresholds, threshold_for_share
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.3, 0.5, 0.77, 1.0])
@@ -32,3 +32,24 @@ def test_suggested_thresholds_are_ordered() -> None:
     suggested = suggested_thresholds(scores)
     assert set(suggested) == {"0.1", "0.3", "0.5"}
     assert suggested["0.1"] > suggested["0.3"] > suggested["0.5"]
+
+
+def test_platt_recovers_a_positive_slope() -> None:
+    rng = np.random.default_rng(0)
+    decision = rng.normal(size=2000)
+    labels = (rng.random(2000) < 1 / (1 + np.exp(-(2.0 * decision - 0.5)))).astype(float)
+    a, b = fit_platt(decision, labels, np.ones(2000))
+    assert 1.7 < a < 2.3 and -0.8 < b < -0.2
+
+
+def test_platt_never_reverses_the_ranking() -> None:
+    """Held-out decisions that rank backwards (noise on a few labels) give the base rate, not an inversion."""
+    rng = np.random.default_rng(1)
+    decision = rng.normal(size=300)
+    labels = (rng.random(300) < 1 / (1 + np.exp(1.5 * decision))).astype(float)  # anti-correlated
+    weights = np.ones(300)
+    a, b = fit_platt(decision, labels, weights)
+    assert a == MIN_PLATT_SLOPE
+    probability = 1 / (1 + np.exp(-(a * decision + b)))
+    assert np.all(np.diff(probability[np.argsort(decision)]) >= 0)  # the head's order is kept
+    assert abs(float(probability.mean()) - float(labels.mean())) < 0.01  # calibrated to the base rate
