@@ -20,6 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from classifier.embedding import VARIANT_FILES  # noqa: E402
 from classifier.paths import DEFAULT_MODEL_DIR  # noqa: E402
 from classifier.scoring import Scorer  # noqa: E402
 
@@ -80,7 +81,13 @@ def main() -> int:
         "rightsize_short_ms": summary(latencies_ms(lambda: scorer.score([SHORT]), repeat)),
         "rightsize_long_ms": summary(latencies_ms(lambda: scorer.score([LONG]), max(3, repeat // 10))),
         "rightsize_batch_per_s": throughput(scorer.score, batch_prompts(count), 64),
+        "embedder": scorer.embedder.variant,
     }
+    # The same head on the fp32 parity export (scoring.embedder: fp32).
+    fp32 = Scorer.from_path(DEFAULT_MODEL_DIR, embedder_file=VARIANT_FILES["fp32"])
+    results["fp32_short_ms"] = summary(latencies_ms(lambda: fp32.score([SHORT]), repeat))
+    results["fp32_long_ms"] = summary(latencies_ms(lambda: fp32.score([LONG]), max(3, repeat // 10)))
+    results["fp32_batch_per_s"] = throughput(fp32.score, batch_prompts(count), 64)
     keyword = litellm_keyword_router()
     results["litellm_keyword_short_ms"] = summary(latencies_ms(lambda: keyword(SHORT), repeat))
     results["litellm_keyword_long_ms"] = summary(latencies_ms(lambda: keyword(LONG), max(3, repeat // 10)))
@@ -133,7 +140,8 @@ def platform_name() -> str:
 
 def print_table(results: dict) -> None:  # type: ignore[type-arg]
     print(f"machine: {results['machine']}")
-    print(f"{'figure':<44}{'rightsize (ONNX)':>18}{'sentence-transformers':>24}{'ratio':>8}")
+    served = f"rightsize ({results['embedder']})"
+    print(f"{'figure':<44}{served:>26}{'fp32':>8}{'sentence-transformers':>24}{'ratio':>8}{'fp32':>8}")
     rows = [
         (f"1 short prompt ({results['short_tokens']} tokens), p50 ms", "short_ms", "p50", False),
         ("1 short prompt, p99 ms", "short_ms", "p99", False),
@@ -141,18 +149,20 @@ def print_table(results: dict) -> None:  # type: ignore[type-arg]
         ("batch of short prompts, prompts/s", "batch_per_s", None, True),
     ]
     for label, key, stat, higher_better in rows:
-        ours = results[f"rightsize_{key}"]
-        theirs = results.get(f"torch_{key}")
-        ours_v = ours[stat] if stat else ours
-        theirs_v = (theirs[stat] if stat else theirs) if theirs is not None else None
-        ratio = (
-            "" if theirs_v is None else f"{(ours_v / theirs_v if higher_better else theirs_v / ours_v):.1f}x"
-        )
+        values = [results.get(f"{who}_{key}") for who in ("rightsize", "fp32", "torch")]
+        ours_v, fp32_v, theirs_v = ((v[stat] if stat else v) if v is not None else None for v in values)
+
+        def ratio(mine: float | None, theirs: float | None = theirs_v, up: bool = higher_better) -> str:
+            if mine is None or theirs is None:
+                return ""
+            return f"{(mine / theirs if up else theirs / mine):.1f}x"
+
         theirs_s = "n/a" if theirs_v is None else f"{theirs_v:.1f}"
-        print(f"{label:<44}{ours_v:>18.1f}{theirs_s:>24}{ratio:>8}")
+        print(f"{label:<44}{ours_v:>26.1f}{fp32_v:>8.1f}{theirs_s:>24}{ratio(ours_v):>8}{ratio(fp32_v):>8}")
     print(
-        "ratio = how many times faster rightsize is. On the long prompt sentence-transformers reads the first"
-        " 256 tokens; rightsize reads the first and last 127 in one window (long_text: joined)."
+        "ratio = how many times faster rightsize (served, then fp32) is. On the long prompt"
+        " sentence-transformers reads the first 256 tokens; rightsize reads the first and last 127 in one"
+        " window (long_text: joined)."
     )
     short, long = results["litellm_keyword_short_ms"], results["litellm_keyword_long_ms"]
     print(

@@ -1,4 +1,7 @@
-"""Cold start (exec -> SERVING on the standard health service) and resident memory over 10,000 Route calls.
+"""Cold start (exec -> SERVING on the standard health service) and resident memory over 10,000 calls.
+
+Two servers, each after 10,000 calls from 32 streams: Route only, then half Route and half Complete against a
+stand-in Ollama (the Complete path loads the rest of LiteLLM).
 
 python benchmarks/bench_footprint.py [--smoke] [--requests 10000] [--json FILE]
 """
@@ -23,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from router._proto import router_pb2 as pb  # noqa: E402
 from router._proto import router_pb2_grpc as pb_grpc  # noqa: E402
+from tests.router.standins import StandIn  # noqa: E402
 
 PROMPTS = [
     "Turn this sentence into JSON: 'John is 35'",
@@ -68,7 +72,7 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def start(workdir: Path) -> tuple[subprocess.Popen[bytes], str, float]:
+def start(workdir: Path, small_url: str = "http://127.0.0.1:9") -> tuple[subprocess.Popen[bytes], str, float]:
     """Start `rightsize serve`; return the process, its address, and seconds from exec to SERVING."""
     address = f"127.0.0.1:{free_port()}"
     config = workdir / "config.yaml"
@@ -77,7 +81,7 @@ def start(workdir: Path) -> tuple[subprocess.Popen[bytes], str, float]:
             {
                 "server": {"address": address, "metrics_port": None},
                 "tiers": {
-                    "small": {"model": "ollama_chat/llama3:8b", "api_base": "http://127.0.0.1:9"},
+                    "small": {"model": "ollama_chat/llama3:8b", "api_base": small_url},
                     "large": {"model": "openai/gpt-4o", "api_key_env": "OPENAI_API_KEY"},
                 },
             }
@@ -106,27 +110,58 @@ def start(workdir: Path) -> tuple[subprocess.Popen[bytes], str, float]:
             time.sleep(0.005)
 
 
-async def load(address: str, pid: int, total: int, concurrency: int) -> list[tuple[int, float]]:
-    """Send `total` Route calls from `concurrency` streams; sample RSS at every tenth of the way."""
+async def load(
+    address: str, pid: int, total: int, concurrency: int, complete_every: int = 0
+) -> list[tuple[int, float]]:
+    """Send `total` calls from `concurrency` streams (every `complete_every`-th a Complete, the rest Route);
+    sample RSS at every tenth of the way."""
     prompts = varied_prompts()
     samples = [(0, rss_mb(pid))]
     step = max(1, total // 10)
     done = 0
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.RouterStub(channel)
+        if complete_every:
+            await wait_completion_ready(channel)
         counter = iter(range(total))
 
         async def worker() -> None:
             nonlocal done
             for i in counter:
-                text = f"{prompts[i % len(prompts)]} (request {i})"
-                await stub.Route(pb.RouteRequest(messages=[pb.Message(role="user", content=text)]))
+                messages = [pb.Message(role="user", content=f"{prompts[i % len(prompts)]} (request {i})")]
+                if complete_every and i % complete_every == 0:
+                    await stub.Complete(pb.CompleteRequest(messages=messages, force_tier="small"))
+                else:
+                    await stub.Route(pb.RouteRequest(messages=messages))
                 done += 1
                 if done % step == 0:
                     samples.append((done, rss_mb(pid)))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return samples
+
+
+async def wait_completion_ready(channel: grpc.aio.Channel) -> None:
+    from router.server import COMPLETION_HEALTH_SERVICE
+
+    stub = health_pb2_grpc.HealthStub(channel)
+    request = health_pb2.HealthCheckRequest(service=COMPLETION_HEALTH_SERVICE)
+    while (await stub.Check(request)).status != health_pb2.HealthCheckResponse.SERVING:
+        await asyncio.sleep(0.05)
+
+
+def mixed_phase(workdir: Path, total: int) -> list[tuple[int, float]]:
+    """RSS over `total` calls, half of them Complete (small tier forced) against a stand-in Ollama."""
+    standin = StandIn("ollama", reply="ok")
+    try:
+        process, address, _ = start(workdir, standin.url)
+        try:
+            return asyncio.run(load(address, process.pid, total, 32, complete_every=2))
+        finally:
+            process.terminate()
+            process.wait(30)
+    finally:
+        standin.kill()
 
 
 def main() -> int:
@@ -149,19 +184,23 @@ def main() -> int:
         finally:
             process.terminate()
             process.wait(30)
+        mixed = mixed_phase(Path(tmp), total)
     growth = samples[-1][1] - samples[len(samples) // 2][1]
+    mixed_growth = mixed[-1][1] - mixed[len(mixed) // 2][1]
     results = {
         "cold_start_s": sorted(starts)[len(starts) // 2],
         "cold_starts_s": starts,
         "rss_mb": samples,
         "rss_final_mb": samples[-1][1],
         "rss_growth_second_half_mb": growth,
+        "mixed_rss_mb": mixed,
+        "mixed_rss_final_mb": mixed[-1][1],
+        "mixed_rss_growth_second_half_mb": mixed_growth,
     }
     print(f"cold start to SERVING: median {results['cold_start_s']:.2f} s of {[round(s, 2) for s in starts]}")
-    print("RSS (MB) by requests served: " + ", ".join(f"{n}: {mb:.0f}" for n, mb in samples))
-    print(
-        f"RSS after {total} requests: {samples[-1][1]:.0f} MB; growth over the second half {growth:+.1f} MB"
-    )
+    for label, rows, grew in (("Route only", samples, growth), ("half Complete", mixed, mixed_growth)):
+        print(f"{label}: RSS (MB) by requests served: " + ", ".join(f"{n}: {mb:.0f}" for n, mb in rows))
+        print(f"{label}: RSS after {total} requests: {rows[-1][1]:.0f} MB; second half {grew:+.1f} MB")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

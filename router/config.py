@@ -205,8 +205,8 @@ class RoutingSettings(_Strict):
 class ScoringSettings(_Strict):
     """`scoring:` the classifier's worker: onnxruntime threads and the largest coalesced batch."""
 
-    # onnxruntime intra-op threads; None: min(2, cores). On the quiet 2-core reference machine two threads
-    # gave Route p50 3.4 ms and 355 decisions/s at 32 clients, one thread 4.8 ms and 268/s. Two threads
+    # onnxruntime intra-op threads; None: min(2, cores). On the quiet 2-core reference machine (fp32 embedder)
+    # two threads gave Route p50 3.4 ms and 355 decisions/s at 32 clients, one 4.8 ms and 268/s. Two threads
     # spin-wait, though: on a machine whose cores are busy with other work, one thread degrades less
     # (measured under a concurrent test run: Route p50 15 ms with two, 6.6 ms with one).
     threads: int | None = Field(default=None, ge=1)
