@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 from functools import cache
 
@@ -53,3 +54,17 @@ def release_free_memory() -> bool:
     """Hand freed heap pages back to the kernel (malloc_trim(0)). True when some memory was released."""
     libc = _libc()
     return bool(libc is not None and libc.malloc_trim(0) == 1)
+
+
+def freeze_startup_objects() -> int:
+    """Put every object alive now out of the cyclic garbage collector's reach (gc.freeze()); returns how
+    many objects are frozen in all.
+
+    LiteLLM's import leaves about 285,000 tracked objects, and each full collection walks all of them:
+    103 ms on the reference machine, during which every thread that needs the GIL, the event loop
+    included, stands still. At 32 concurrent clients that was the p99 (65 ms in a run without a full
+    collection, 177 ms with one). Objects made at start-up live as long as the process, so the collector
+    loses nothing by skipping them; collections then walk only what requests allocate.
+    """
+    gc.freeze()
+    return gc.get_freeze_count()
