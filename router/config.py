@@ -214,7 +214,7 @@ class ScoringSettings(_Strict):
     # The embedder file: `trained` serves the one the classifier was trained on (its manifest; the shipped
     # classifier: int8, smoothed, cosine to fp32 >= 0.99). `fp32` or `int8` serve that file with the same
     # head: fp32 is the parity export (cosine >= 0.999 vs sentence-transformers), int8 about 1.4x faster
-    # and 30 MB smaller (README, "The embedder").
+    # and about 20 MB smaller (README, "The embedder").
     embedder: Literal["trained", "fp32", "int8"] = "trained"
 
 
