@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -49,6 +49,34 @@ class Recipe:
     seed: int = 0
     long_text: LongText = "joined"
     embedder: EmbedderVariant = "int8"
+
+    @classmethod
+    def from_manifest(cls, recorded: Mapping[str, object]) -> Recipe:
+        """The recipe a manifest records (`asdict` of a Recipe); a field it lacks or holds a value this
+        version does not know keeps its default (manifests written before the field existed)."""
+        checks: dict[str, Callable[[object], bool]] = {
+            "C": lambda v: _is_number(v) and float(v) > 0,  # type: ignore[arg-type]
+            "balance": lambda v: v in get_args(Balance),
+            "label": lambda v: v in get_args(Label),
+            "calibration_folds": lambda v: _is_integer(v) and int(v) >= 2,  # type: ignore[call-overload]
+            "seed": _is_integer,
+            "long_text": lambda v: v in get_args(LongText),
+            "embedder": lambda v: v in get_args(EmbedderVariant),
+        }
+        kept: dict[str, Any] = {
+            name: recorded[name] for name, valid in checks.items() if valid(recorded.get(name))
+        }
+        if "C" in kept:
+            kept["C"] = float(kept["C"])
+        return cls(**kept)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return _is_integer(value) or isinstance(value, float)
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,14 @@ def _label_summary(run: LabelRun) -> str:
 def retrain_command(args: argparse.Namespace) -> int:
     """Train a challenger on the labelled logs (plus optional base data), compare it with the served model
     on held-out logged prompts, write a markdown + PNG report, and with --promote serve it if not worse."""
-    from router.learning.retrain import compare, labelled_examples, read_base, split, train_candidate
+    from router.learning.retrain import (
+        champion_recipe,
+        compare,
+        labelled_examples,
+        read_base,
+        split,
+        train_candidate,
+    )
     from router.learning.retrain import write_report as write_retrain_report
 
     if not 0 < args.holdout < 1:
@@ -143,8 +150,12 @@ def retrain_command(args: argparse.Namespace) -> int:
     if out.exists():
         raise CliError(f"{out} already exists; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    train_candidate(train, base, out, registry.root / "cache" / "embeddings.npz", _say)
-    comparison = compare(registry.current_path(), out, holdout, len(train), len(base))
+    champion = registry.current_path()
+    recipe = champion_recipe(champion)
+    _say(f"training with the champion's recipe: embedder {recipe.embedder}, long_text {recipe.long_text}, "
+         f"label {recipe.label}, C={recipe.C:g}, balance {recipe.balance}")
+    train_candidate(train, base, out, registry.root / "cache" / "embeddings.npz", _say, recipe)
+    comparison = compare(champion, out, holdout, len(train), len(base))
     markdown, png = write_retrain_report(comparison, out)
     print(markdown.read_text(encoding="utf-8").rsplit("\n![", 1)[0])
     print(f"\ncandidate {out}\nreport {markdown}\nchart {png}")

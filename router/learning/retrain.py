@@ -18,6 +18,7 @@ from router.requestlog import LogRecord
 if TYPE_CHECKING:
     from classifier.data import Example
     from classifier.evaluation import Report
+    from classifier.training import Recipe
 
 LOG_SOURCE = "logs"
 REPORT_MD = "retrain_report.md"
@@ -86,8 +87,10 @@ def train_candidate(
     out: Path,
     cache: Path | None,
     say: Callable[[str], None],
+    recipe: Recipe | None = None,
 ) -> Path:
-    """Train on log + base examples into `out` (a fresh directory); returns it."""
+    """Train on log + base examples into `out` (a fresh directory) with `recipe` (default: the shipped
+    one); returns it."""
     from classifier.cache import embed_cached
     from classifier.embedding import VARIANT_FILES, Embedder
     from classifier.paths import SHIPPED_EMBEDDER
@@ -96,7 +99,7 @@ def train_candidate(
     examples = [*train, *base]
     texts = sorted({e.text for e in examples})
     say(f"embedding {len(texts)} prompts ({len(train)} from the log, {len(base)} base rows) ...")
-    recipe = Recipe()
+    recipe = recipe or Recipe()
     variant = VARIANT_FILES[recipe.embedder]
     embedder = Embedder.from_path(SHIPPED_EMBEDDER, variant=variant, long_text=recipe.long_text)
     embeddings = embed_cached(embedder, texts, cache)
@@ -201,3 +204,17 @@ def _plot(comparison: Comparison, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def champion_recipe(champion_dir: Path) -> Recipe:
+    """The recipe the champion was trained with (its manifest), so that the challenger differs only in
+    its data: the same embedder file, long-text strategy, label and regularisation. The shipped recipe when
+    the champion's manifest cannot be read."""
+    from classifier.artifacts import read_manifest
+    from classifier.errors import ModelLoadError
+    from classifier.training import Recipe
+
+    try:
+        return Recipe.from_manifest(read_manifest(champion_dir).recipe)
+    except ModelLoadError:
+        return Recipe()

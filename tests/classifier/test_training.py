@@ -73,3 +73,16 @@ def test_shared_data_few_hundred_rows(tmp_path: Path, shared_data: Path) -> None
     texts = sorted({e.text for e in examples})
     manifest = train_model(examples, embedder.embed(texts), texts, tmp_path / "m", SHIPPED_EMBEDDER)
     assert Scorer.from_path(tmp_path / "m").version == manifest.version
+
+
+def test_recipe_from_a_manifest_keeps_known_values_and_defaults_the_rest() -> None:
+    from dataclasses import asdict, replace
+
+    from classifier.training import Recipe
+
+    custom = replace(Recipe(), C=0.5, balance="sqrt", long_text="head_tail", embedder="fp32", seed=3)
+    assert Recipe.from_manifest(asdict(custom)) == custom
+    older = {"C": 0.01, "balance": "none", "label": "small_failed", "calibration_folds": 5, "seed": 0}
+    assert Recipe.from_manifest(older) == Recipe()  # written before long_text and embedder existed
+    odd = {"C": -1, "balance": "weird", "embedder": "fp16", "calibration_folds": 1, "seed": True, "x": 1}
+    assert Recipe.from_manifest(odd) == Recipe()

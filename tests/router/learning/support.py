@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier.data import Example
+from classifier.training import Recipe
 from router.requestlog import Label, LogRecord, RequestLogStore, prompt_digest
 from tests.classifier.synthetic import rows
 from tests.router.support import Backends, config_dict
@@ -16,23 +17,30 @@ from tests.router.support import Backends, config_dict
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def embed_into(cache: Path, texts: list[str]) -> Any:
-    """Embeddings of `texts` with the shipped embedder, read from and added to the npz `cache`."""
+def embed_into(cache: Path, texts: list[str], recipe: Recipe | None = None) -> Any:
+    """Embeddings of `texts` with the shipped embedder as `recipe` (default: the shipped recipe) embeds
+    them, read from and added to the npz `cache`."""
     from classifier.cache import embed_cached
-    from classifier.embedding import Embedder
+    from classifier.embedding import VARIANT_FILES, Embedder
     from classifier.paths import SHIPPED_EMBEDDER
-    from classifier.training import Recipe
 
-    return embed_cached(Embedder.from_path(SHIPPED_EMBEDDER, long_text=Recipe().long_text), texts, cache)
+    recipe = recipe or Recipe()
+    variant = VARIANT_FILES[recipe.embedder]
+    return embed_cached(
+        Embedder.from_path(SHIPPED_EMBEDDER, variant=variant, long_text=recipe.long_text), texts, cache
+    )
 
 
-def train_tiny(out: Path, examples: list[Example], cache: Path) -> str:
+def train_tiny(out: Path, examples: list[Example], cache: Path, recipe: Recipe | None = None) -> str:
     """Train a model directory from `examples` with the shipped embedder; returns its version."""
     from classifier.paths import SHIPPED_EMBEDDER
     from classifier.training import train_model
 
+    recipe = recipe or Recipe()
     texts = sorted({e.text for e in examples})
-    return train_model(examples, embed_into(cache, texts), texts, out, SHIPPED_EMBEDDER).version
+    return train_model(
+        examples, embed_into(cache, texts, recipe), texts, out, SHIPPED_EMBEDDER, recipe=recipe
+    ).version
 
 
 def synthetic_examples(count: int, seed: int, *, invert: bool = False) -> list[Example]:

@@ -182,3 +182,29 @@ def test_registry_promotes_atomically_keeps_n_and_rolls_back_to_active(
     assert not (models / "current").is_symlink()
     with pytest.raises(RegistryError):
         registry.promote(tmp_path)  # not a model directory
+
+
+def test_the_challenger_is_trained_with_the_champions_recipe(
+    tmp_path: Path, backends: Backends, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A champion trained on the fp32 embedder with C=0.1 gets an fp32, C=0.1 challenger (not the shipped
+    recipe), so the two differ only in their data and the served embedder does not change on promotion."""
+    import json
+
+    from classifier.training import Recipe
+
+    models = tmp_path / "models"
+    recipe = replace(Recipe(), embedder="fp32", C=0.1)
+    train_tiny(models / "champion", synthetic_examples(60, seed=7), tmp_path / "cache.npz", recipe)
+    db = tmp_path / "requests.db"
+    config = write_config(tmp_path / "rightsize.yaml", backends,
+                          models={"dir": str(models), "active": "champion"}, log={"url": f"sqlite:///{db}"})
+    store = open_store(f"sqlite:///{db}")
+    labelled_log(store, synthetic_examples(LOGGED, seed=3))
+    store.close()
+    out = models / "candidates" / "a"
+    assert main(["retrain", "--from-logs", "--config", str(config), "--out", str(out)]) == 0
+    assert "champion's recipe: embedder fp32" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["embedder"]["file"] == "model.onnx"
+    assert manifest["recipe"]["embedder"] == "fp32" and manifest["recipe"]["C"] == 0.1
