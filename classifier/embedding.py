@@ -143,6 +143,10 @@ class Embedder:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
+    def token_windows(self, texts: Sequence[str]) -> list[list[int]]:
+        """The token-id windows ([CLS] ... [SEP]) the graph runs on for `texts`, as `embed` builds them."""
+        return self._windows(texts)[0]
+
     def _windows(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
         """Token-id windows ([CLS] ... [SEP]) and, for each, the index of the text it belongs to."""
         body = self.info.max_tokens - 2

@@ -110,6 +110,8 @@ def quantize_embedder(
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from classifier.embedding import Embedder
+
     source = directory / "model.onnx"
     graph = onnx.load(str(source))
     keep_fp32 = [
@@ -119,7 +121,9 @@ def quantize_embedder(
         or node.op_type in _LOOKUP_OPS
     ]
     texts = calibration if calibration is not None else calibration_texts()
-    smoothed = smooth_activations(graph, _calibration_windows(directory / "tokenizer.json", texts), alpha)
+    # One window per text, cut as the fp32 embedder cuts it (its first 254 tokens).
+    windows = Embedder.from_path(directory, long_text="truncate").token_windows(texts)
+    smoothed = smooth_activations(graph, windows, alpha)
     target = directory / INT8_FILE
     with tempfile.TemporaryDirectory() as scratch:
         smoothed_path = Path(scratch) / "model.smoothed.onnx"
@@ -147,11 +151,12 @@ def quantize_embedder(
 
 def _share_external_tables(target: Path, source: Path) -> None:
     """Point `target`'s copies of `source`'s memory-mapped tables at `source`'s data file (checked equal
-    byte for byte), and pin that file's sha256 in `target` as `source` does."""
+    byte for byte), and give `target` the pin of that file's sha256 that `source` carries."""
     import onnx
     from onnx.external_data_helper import set_external_data
 
     reference = onnx.load(str(source), load_external_data=False)
+    pin = {prop.key: prop.value for prop in reference.metadata_props}[DATA_SHA_KEY]
     data_path = source.with_name(DATA_FILE)
     data = data_path.read_bytes()
     external = {
@@ -174,7 +179,7 @@ def _share_external_tables(target: Path, source: Path) -> None:
         shared += 1
     if shared != len(external):
         raise ExportError(f"{target}: {shared} of {len(external)} tables of {source.name} found")
-    onnx.helper.set_model_props(model, {DATA_SHA_KEY: sha256_file(data_path)})
+    onnx.helper.set_model_props(model, {DATA_SHA_KEY: pin})
     onnx.save(model, str(target))
 
 
@@ -193,11 +198,11 @@ def smooth_activations(model: Any, windows: list[list[int]], alpha: float = SMOO
     quantize_dynamic then quantises the Mul's output. Attention-output inputs have no outliers (max ~3)
     and the feed-forward output projections stay fp32, so neither is touched.
 
-    alpha 0.6 (int8 embedding tables), cosine of int8 to fp32 ONNX: parity corpus (242 texts, batched)
-    worst 0.977 -> 0.9925 (Korean/Greek sentences, "", "?"), mean 0.9953 -> 0.9981; 40 held-out short
-    strings ("yes", "ok", "?", "2+2", ...) embedded one by one worst 0.980 -> 0.9945; 300 training prompts
-    worst 0.9970. alpha 0.5-0.65 all reach >= 0.990; 0.7 drops to 0.988. The smoothed fp32 graph matches
-    the original to cosine 1.00000.
+    Measured with alpha 0.6, cosine of int8 to fp32 ONNX on the parity corpus (242 texts, batched):
+    worst 0.977 -> 0.993 as shipped (fp32 embedding tables), 0.9925 with int8 tables too; mean 0.9953 ->
+    0.9986; 40 held-out short strings ("yes", "ok", "?", "2+2", ...) embedded one by one: worst 0.980 ->
+    0.996. With int8 tables, alpha 0.5-0.65 all reached >= 0.990 and 0.7 dropped to 0.988. The smoothed
+    fp32 graph matches the original to cosine 1.00000.
     """
     import numpy as np
     import onnx
@@ -254,20 +259,6 @@ def smooth_activations(model: Any, windows: list[list[int]], alpha: float = SMOO
             graph.node.append(muls[node.name])
         graph.node.append(node)
     return smoothed
-
-
-def _calibration_windows(tokenizer_path: Path, texts: list[str]) -> list[list[int]]:
-    """[CLS] ids [SEP] per text, cut to the model's window, as the embedder builds them."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(tokenizer_path))
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    if cls is None or sep is None:
-        raise ExportError(f"{tokenizer_path}: no [CLS]/[SEP] tokens")
-    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
-    return [[cls, *encoding.ids[: MAX_TOKENS - 2], sep] for encoding in encodings]
 
 
 _CALIBRATION_BASE = (
