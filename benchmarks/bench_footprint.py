@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 import grpc  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
+from benchmarks.bench_service import wait_completion_ready  # noqa: E402
 from router._proto import router_pb2 as pb  # noqa: E402
 from router._proto import router_pb2_grpc as pb_grpc  # noqa: E402
 from tests.router.standins import StandIn  # noqa: E402
@@ -139,15 +140,6 @@ async def load(
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return samples
-
-
-async def wait_completion_ready(channel: grpc.aio.Channel) -> None:
-    from router.server import COMPLETION_HEALTH_SERVICE
-
-    stub = health_pb2_grpc.HealthStub(channel)
-    request = health_pb2.HealthCheckRequest(service=COMPLETION_HEALTH_SERVICE)
-    while (await stub.Check(request)).status != health_pb2.HealthCheckResponse.SERVING:
-        await asyncio.sleep(0.05)
 
 
 def mixed_phase(workdir: Path, total: int) -> list[tuple[int, float]]:
