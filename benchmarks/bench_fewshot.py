@@ -36,8 +36,10 @@ import numpy as np  # noqa: E402
 from router.domain import Message  # noqa: E402
 from router.fewshot import Exemplar, ExemplarStore, Query, Selection, inject  # noqa: E402
 
-SYSTEM = ('Extract the price and the currency from the sentence. Reply with JSON only, like '
-          '{"price": 9.99, "currency": "USD"}, using the ISO 4217 currency code.')
+SYSTEM = (
+    "Extract the price and the currency from the sentence. Reply with JSON only, like "
+    '{"price": 9.99, "currency": "USD"}, using the ISO 4217 currency code.'
+)
 PROMPT = "Extract the price and currency as JSON: '{sentence}'"
 # ISO code -> how sentences write it: (symbol before the number or None, words after it)
 CURRENCIES: dict[str, tuple[str | None, tuple[str, ...]]] = {
@@ -50,16 +52,52 @@ CURRENCIES: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "SEK": (None, ("SEK", "Swedish kronor")),
     "INR": ("₹", ("INR", "rupees")),
 }
-ITEMS = ("kettle", "bicycle", "laptop", "desk lamp", "pair of boots", "coffee grinder", "backpack", "tent",
-         "phone case", "winter jacket", "blender", "office chair", "keyboard", "wristwatch", "sofa",
-         "camera lens", "board game", "rice cooker", "umbrella", "guitar", "mattress", "drone", "printer",
-         "toaster", "microwave", "scooter", "bookshelf", "monitor", "vacuum cleaner", "headset")
-TEMPLATES = ("The {item} costs {price}.", "I paid {price} for a {item} yesterday.",
-             "Big sale: the {item} is now only {price}!", "Our {item} is priced at {price} per unit.",
-             "She sold her old {item} for {price}.", "A new {item} will set you back {price}.",
-             "The invoice lists one {item} at {price}.", "He offered {price} for the {item}.",
-             "Get the {item} for just {price} this week.", "Renting the {item} cost us {price} in total.",
-             "The shop down the road wants {price} for that {item}.", "Price check: {item}, {price}.")
+ITEMS = (
+    "kettle",
+    "bicycle",
+    "laptop",
+    "desk lamp",
+    "pair of boots",
+    "coffee grinder",
+    "backpack",
+    "tent",
+    "phone case",
+    "winter jacket",
+    "blender",
+    "office chair",
+    "keyboard",
+    "wristwatch",
+    "sofa",
+    "camera lens",
+    "board game",
+    "rice cooker",
+    "umbrella",
+    "guitar",
+    "mattress",
+    "drone",
+    "printer",
+    "toaster",
+    "microwave",
+    "scooter",
+    "bookshelf",
+    "monitor",
+    "vacuum cleaner",
+    "headset",
+)
+TEMPLATES = (
+    "The {item} costs {price}.",
+    "I paid {price} for a {item} yesterday.",
+    "Big sale: the {item} is now only {price}!",
+    "Our {item} is priced at {price} per unit.",
+    "She sold her old {item} for {price}.",
+    "A new {item} will set you back {price}.",
+    "The invoice lists one {item} at {price}.",
+    "He offered {price} for the {item}.",
+    "Get the {item} for just {price} this week.",
+    "Renting the {item} cost us {price} in total.",
+    "The shop down the road wants {price} for that {item}.",
+    "Price check: {item}, {price}.",
+)
 K, MIN_SIMILARITY, MAX_TOKENS = 3, 0.3, 800  # the few-shot settings measured
 MAX_ANSWER_TOKENS = 40
 
@@ -111,8 +149,14 @@ def grade(reply: str, item: Item) -> bool:
 
 def chat(api_base: str, messages: tuple[Message, ...]) -> tuple[str, int, int, float]:
     """(reply, prompt tokens, completion tokens, latency ms) of one greedy call."""
-    body = json.dumps({"model": "smollm2-135m", "temperature": 0, "max_tokens": MAX_ANSWER_TOKENS,
-                       "messages": [{"role": m.role, "content": m.content} for m in messages]}).encode()
+    body = json.dumps(
+        {
+            "model": "smollm2-135m",
+            "temperature": 0,
+            "max_tokens": MAX_ANSWER_TOKENS,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+        }
+    ).encode()
     headers = {"Content-Type": "application/json"}
     request = urllib.request.Request(f"{api_base}/chat/completions", body, headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -121,8 +165,12 @@ def chat(api_base: str, messages: tuple[Message, ...]) -> tuple[str, int, int, f
         payload = json.load(response)
     latency_ms = (time.perf_counter() - started) * 1000
     usage = payload.get("usage") or {}
-    return (payload["choices"][0]["message"]["content"] or "", int(usage.get("prompt_tokens", 0)),
-            int(usage.get("completion_tokens", 0)), latency_ms)
+    return (
+        payload["choices"][0]["message"]["content"] or "",
+        int(usage.get("prompt_tokens", 0)),
+        int(usage.get("completion_tokens", 0)),
+        latency_ms,
+    )
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,8 +201,14 @@ def search_timing(sizes: list[int], dim: int, queries: int = 50) -> list[dict[st
             started = time.perf_counter()
             store.search(Query(probe, None, K, MIN_SIMILARITY, MAX_TOKENS))
             timings.append((time.perf_counter() - started) * 1000)
-        rows.append({"exemplars": size, "ms_p50": statistics.median(timings), "ms_max": max(timings),
-                     "matrix_mb": matrix.nbytes / 2**20})
+        rows.append(
+            {
+                "exemplars": size,
+                "ms_p50": statistics.median(timings),
+                "ms_max": max(timings),
+                "matrix_mb": matrix.nbytes / 2**20,
+            }
+        )
         del matrix, store
     return rows
 
@@ -186,8 +240,12 @@ def main() -> int:
     pool_vectors = embedder.embed([item.prompt for item in pool])
     embed_ms = (time.perf_counter() - started) * 1000 / len(pool)
     store = ExemplarStore.from_embedded(
-        [Exemplar(id=f"ex-{i}", prompt=item.prompt, answer=item.answer, source="curated")
-         for i, item in enumerate(pool)], pool_vectors)
+        [
+            Exemplar(id=f"ex-{i}", prompt=item.prompt, answer=item.answer, source="curated")
+            for i, item in enumerate(pool)
+        ],
+        pool_vectors,
+    )
     test_vectors = embedder.embed([item.prompt for item in test])
 
     process = LocalModelProcess(LocalModelSpec.from_embedded("smollm2-135m"), name="bench")
@@ -200,14 +258,23 @@ def main() -> int:
         estimate_gaps = []
         for item, vector in zip(test, test_vectors, strict=True):
             base = (Message("system", SYSTEM), Message("user", item.prompt))
-            selection = store.search(Query(vector, None, K, MIN_SIMILARITY, MAX_TOKENS,
-                                           exclude_prompts=frozenset({item.prompt})))
+            selection = store.search(
+                Query(vector, None, K, MIN_SIMILARITY, MAX_TOKENS, exclude_prompts=frozenset({item.prompt}))
+            )
             for mode, shots in (("without", Selection()), ("with", selection)):
-                reply, prompt_tokens, completion_tokens, latency_ms = chat(process.spec.api_base,
-                                                                           inject(base, shots))
-                runs[mode].append({"correct": grade(reply, item), "latency_ms": latency_ms,
-                                   "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                   "exemplars": len(shots.matches), "reply": reply})
+                reply, prompt_tokens, completion_tokens, latency_ms = chat(
+                    process.spec.api_base, inject(base, shots)
+                )
+                runs[mode].append(
+                    {
+                        "correct": grade(reply, item),
+                        "latency_ms": latency_ms,
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "exemplars": len(shots.matches),
+                        "reply": reply,
+                    }
+                )
             added = runs["with"][-1]["prompt_tokens"] - runs["without"][-1]["prompt_tokens"]
             if selection:
                 estimate_gaps.append(selection.tokens / max(added, 1))
@@ -218,16 +285,21 @@ def main() -> int:
     results = {
         "task": "price+currency extraction to JSON (exact match)",
         "model": "SmolLM2-135M-Instruct Q4_1 (llama.cpp, 1 thread, temperature 0)",
-        "pool_items": len(pool), "test_items": len(test), "seed": args.seed,
+        "pool_items": len(pool),
+        "test_items": len(test),
+        "seed": args.seed,
         "few_shot": {"k": K, "min_similarity": MIN_SIMILARITY, "max_tokens": MAX_TOKENS},
-        "without": summarise(runs["without"]), "with": summarise(runs["with"]),
+        "without": summarise(runs["without"]),
+        "with": summarise(runs["with"]),
         "exemplars_per_request_mean": statistics.fmean(r["exemplars"] for r in runs["with"]),
         "token_estimate_over_actual_mean": statistics.fmean(estimate_gaps) if estimate_gaps else None,
         "embed_ms_per_exemplar": embed_ms,
         "search": search_timing(sizes, int(pool_vectors.shape[1])),
         "load_average_1m": os.getloadavg()[0],  # the machine is shared: timings move with its load
-        "examples": [{"prompt": item.prompt, "gold": item.answer, "without": w["reply"], "with": f["reply"]}
-                     for item, w, f in list(zip(test, runs["without"], runs["with"], strict=True))[:3]],
+        "examples": [
+            {"prompt": item.prompt, "gold": item.answer, "without": w["reply"], "with": f["reply"]}
+            for item, w, f in list(zip(test, runs["without"], runs["with"], strict=True))[:3]
+        ],
     }
     print_table(results)
     if args.json:
@@ -236,21 +308,29 @@ def main() -> int:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"{results['task']}; {results['model']}; {results['test_items']} held-out items, "
-          f"exemplars from a separate pool of {results['pool_items']}")
+    print(
+        f"{results['task']}; {results['model']}; {results['test_items']} held-out items, "
+        f"exemplars from a separate pool of {results['pool_items']}"
+    )
     print(f"{'':<10}{'accuracy':>10}{'p50 ms':>10}{'mean ms':>10}{'prompt tok':>12}{'answer tok':>12}")
     for mode in ("without", "with"):
         row = results[mode]
-        print(f"{mode:<10}{row['accuracy']:>10.1%}{row['latency_ms_p50']:>10.0f}"
-              f"{row['latency_ms_mean']:>10.0f}{row['prompt_tokens_mean']:>12.1f}"
-              f"{row['completion_tokens_mean']:>12.1f}")
+        print(
+            f"{mode:<10}{row['accuracy']:>10.1%}{row['latency_ms_p50']:>10.0f}"
+            f"{row['latency_ms_mean']:>10.0f}{row['prompt_tokens_mean']:>12.1f}"
+            f"{row['completion_tokens_mean']:>12.1f}"
+        )
     gap = results["token_estimate_over_actual_mean"]
-    print(f"exemplars per request {results['exemplars_per_request_mean']:.2f}; token estimate / actual "
-          f"{'-' if gap is None else f'{gap:.2f}'}; embedding {results['embed_ms_per_exemplar']:.1f} "
-          f"ms/exemplar; load average {results['load_average_1m']:.1f}")
+    print(
+        f"exemplars per request {results['exemplars_per_request_mean']:.2f}; token estimate / actual "
+        f"{'-' if gap is None else f'{gap:.2f}'}; embedding {results['embed_ms_per_exemplar']:.1f} "
+        f"ms/exemplar; load average {results['load_average_1m']:.1f}"
+    )
     for row in results["search"]:
-        print(f"search over {row['exemplars']:>7} exemplars: p50 {row['ms_p50']:.2f} ms, "
-              f"max {row['ms_max']:.2f} ms ({row['matrix_mb']:.0f} MB)")
+        print(
+            f"search over {row['exemplars']:>7} exemplars: p50 {row['ms_p50']:.2f} ms, "
+            f"max {row['ms_max']:.2f} ms ({row['matrix_mb']:.0f} MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,15 @@ def median_ms(samples_s: list[float]) -> float:
 
 def stream_direct(api_base: str, prompt: str, max_tokens: int) -> dict[str, float]:
     """One greedy streamed chat completion straight to the child: TTFT, tokens and decode rate."""
-    body = json.dumps({"model": "smollm2-135m", "messages": [{"role": "user", "content": prompt}],
-                       "max_tokens": max_tokens, "temperature": 0, "stream": True}).encode()
+    body = json.dumps(
+        {
+            "model": "smollm2-135m",
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": True,
+        }
+    ).encode()
     headers = {"Content-Type": "application/json"}
     request = urllib.request.Request(f"{api_base}/chat/completions", body, headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -79,8 +86,11 @@ def stream_direct(api_base: str, prompt: str, max_tokens: int) -> dict[str, floa
                 token_times.append(time.perf_counter())  # llama.cpp streams one token per event
     ttft = token_times[0] - started
     decode_s = token_times[-1] - token_times[0]
-    return {"ttft_s": ttft, "tokens": len(token_times),
-            "decode_tok_s": (len(token_times) - 1) / decode_s if decode_s > 0 else 0.0}
+    return {
+        "ttft_s": ttft,
+        "tokens": len(token_times),
+        "decode_tok_s": (len(token_times) - 1) / decode_s if decode_s > 0 else 0.0,
+    }
 
 
 def bench_child(prompts: list[str], max_tokens: int) -> dict[str, Any]:
@@ -111,9 +121,24 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[str], str, str]:
     config.write_text(DEFAULT_CONFIG_PATH.read_text())
     env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "router", "serve", "--config", str(config), "--address", "127.0.0.1:0",
-         "--metrics-port", "0"], cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        env={**env, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"})
+        [
+            sys.executable,
+            "-m",
+            "router",
+            "serve",
+            "--config",
+            str(config),
+            "--address",
+            "127.0.0.1:0",
+            "--metrics-port",
+            "0",
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**env, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"},
+    )
     address = api_base = None
     assert process.stderr is not None
     for line in process.stderr:
@@ -160,12 +185,22 @@ async def bench_router(prompts: list[str], max_tokens: int) -> tuple[dict[str, A
                     response = await stub.Complete(pb.CompleteRequest(messages=messages, params=params))
                     complete_s.append(time.perf_counter() - started)
                     started = time.perf_counter()
-                    await litellm.acompletion(model="hosted_vllm/smollm2-135m", api_base=api_base,
-                                              messages=[{"role": "user", "content": prompt}],
-                                              max_tokens=max_tokens, temperature=0)
+                    await litellm.acompletion(
+                        model="hosted_vllm/smollm2-135m",
+                        api_base=api_base,
+                        messages=[{"role": "user", "content": prompt}],
+                        max_tokens=max_tokens,
+                        temperature=0,
+                    )
                     direct_s.append(time.perf_counter() - started)
-                    answers.append({"prompt": prompt, "text": response.text, "tier": response.decision.tier,
-                                    "score": round(response.decision.score, 3)})
+                    answers.append(
+                        {
+                            "prompt": prompt,
+                            "text": response.text,
+                            "tier": response.decision.tier,
+                            "score": round(response.decision.score, 3),
+                        }
+                    )
         finally:
             server.terminate()
             server.wait(30)
@@ -183,11 +218,13 @@ def cost(answers: list[dict[str, Any]]) -> dict[str, Any]:
     litellm = import_litellm()  # as the server does (offline price map, no ./.env)
 
     def gpt4o_usd(answer: dict[str, Any]) -> float:
-        prompt_tokens = litellm.token_counter(model="gpt-4o",
-                                              messages=[{"role": "user", "content": answer["prompt"]}])
+        prompt_tokens = litellm.token_counter(
+            model="gpt-4o", messages=[{"role": "user", "content": answer["prompt"]}]
+        )
         completion_tokens = litellm.token_counter(model="gpt-4o", text=answer["text"])
-        prompt_usd, completion_usd = litellm.cost_per_token(model=LARGE_MODEL, prompt_tokens=prompt_tokens,
-                                                            completion_tokens=completion_tokens)
+        prompt_usd, completion_usd = litellm.cost_per_token(
+            model=LARGE_MODEL, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
         return float(prompt_usd + completion_usd)
 
     all_large = sum(gpt4o_usd(answer) for answer in answers)

@@ -66,13 +66,18 @@ async def timed(n: int, call: Callable[[int], Awaitable[object]], concurrency: i
 
 
 def start_server(
-    standin: StandIn, workdir: Path, model_dir: Path, scoring: dict[str, object] | None = None,
+    standin: StandIn,
+    workdir: Path,
+    model_dir: Path,
+    scoring: dict[str, object] | None = None,
     speculative: bool = False,
 ) -> tuple[subprocess.Popen[str], str]:
     config = {
         "server": {"address": "127.0.0.1:0", "metrics_port": None},
-        "tiers": {"small": {"model": "ollama_chat/llama3:8b", "api_base": standin.url},
-                  "large": {"model": "ollama_chat/llama3:70b", "api_base": standin.url}},
+        "tiers": {
+            "small": {"model": "ollama_chat/llama3:8b", "api_base": standin.url},
+            "large": {"model": "ollama_chat/llama3:70b", "api_base": standin.url},
+        },
         # Everything to small: both paths hit the same stand-in.
         "routing": {"threshold": 1.0, "speculative_small": speculative},
         "models": {"dir": str(model_dir.parent), "active": model_dir.name},
@@ -80,9 +85,14 @@ def start_server(
     }
     path = workdir / "bench.yaml"
     path.write_text(json.dumps(config))
-    process = subprocess.Popen([sys.executable, "-m", "router", "serve", "--config", str(path)], cwd=ROOT,
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "router", "serve", "--config", str(path)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert process.stderr is not None
     for line in process.stderr:
         if match := re.search(r"serving rightsize\.v1\.Router on (\S+:\d+)", line):
@@ -265,8 +275,10 @@ def report(results: Results) -> str:
     complete = results["Complete via router"]["p50_ms"] - results["litellm.acompletion direct"]["p50_ms"]
     mapped = results["Complete via router"]["p50_ms"] - results["litellm direct, model mapped"]["p50_ms"]
     lines.append(f"Route overhead over the in-process classifier: {route:+.2f} ms p50")
-    lines.append(f"Complete overhead over litellm.acompletion: {complete:+.2f} ms p50 (target <= 2 ms); "
-                 f"over the same call with the model mapped: {mapped:+.2f} ms")
+    lines.append(
+        f"Complete overhead over litellm.acompletion: {complete:+.2f} ms p50 (target <= 2 ms); "
+        f"over the same call with the model mapped: {mapped:+.2f} ms"
+    )
     return "\n".join(lines)
 
 
@@ -278,11 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "default", help="model directory")
     parser.add_argument("--threads", type=int, help="scoring.threads for the server")
-    parser.add_argument("--embedder", choices=["trained", "fp32", "int8"],
-                        help="scoring.embedder for the server (default: trained, the manifest's)")
-    parser.add_argument("--speculative", action="store_true",
-                        help="instead: Complete with routing.speculative_small off and on, against a small "
-                             "model that takes 100 ms")
+    parser.add_argument(
+        "--embedder",
+        choices=["trained", "fp32", "int8"],
+        help="scoring.embedder for the server (default: trained, the manifest's)",
+    )
+    parser.add_argument(
+        "--speculative",
+        action="store_true",
+        help="instead: Complete with routing.speculative_small off and on, against a small "
+        "model that takes 100 ms",
+    )
     args = parser.parse_args(argv)
     n, warmup, concurrency = (5, 2, 2) if args.smoke else (args.n, 20, args.concurrency)
     if args.speculative:

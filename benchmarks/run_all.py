@@ -47,8 +47,10 @@ def main() -> int:
             sys.executable,
             str(ROOT / script),
             "--json",
-            str(out_dir / (script.removesuffix(".py") + "".join(f"_{a.lstrip('-')}" for a in extra[-1:])
-                           + ".json")),
+            str(
+                out_dir
+                / (script.removesuffix(".py") + "".join(f"_{a.lstrip('-')}" for a in extra[-1:]) + ".json")
+            ),
             *extra,
         ]
         if args.smoke:

@@ -78,12 +78,20 @@ def _parse(encoded: str) -> tuple[bytes, bytes, Callable[[bytes, bytes, int], by
     parts = encoded.split("$")
     if parts[0] == "scrypt" and len(parts) == 6:
         n, r, p = (int(part) for part in parts[1:4])
-        return _unb64(parts[4]), _unb64(parts[5]), lambda key, salt, size: hashlib.scrypt(
-            key, salt=salt, n=n, r=r, p=p, dklen=size, maxmem=256 * 1024 * 1024)
+        return (
+            _unb64(parts[4]),
+            _unb64(parts[5]),
+            lambda key, salt, size: hashlib.scrypt(
+                key, salt=salt, n=n, r=r, p=p, dklen=size, maxmem=256 * 1024 * 1024
+            ),
+        )
     if parts[0] == "pbkdf2_sha256" and len(parts) == 4:
         rounds = int(parts[1])
-        return _unb64(parts[2]), _unb64(parts[3]), lambda key, salt, size: hashlib.pbkdf2_hmac(
-            "sha256", key, salt, rounds, size)
+        return (
+            _unb64(parts[2]),
+            _unb64(parts[3]),
+            lambda key, salt, size: hashlib.pbkdf2_hmac("sha256", key, salt, rounds, size),
+        )
     raise ValueError("unknown hash format")
 
 
@@ -119,7 +127,7 @@ class KeyRing:
 
     def _candidates(self, key: str) -> list[int]:
         if key.startswith(KEY_PREFIX):
-            salt = key[len(KEY_PREFIX):len(KEY_PREFIX) + _SALT_CHARS]
+            salt = key[len(KEY_PREFIX) : len(KEY_PREFIX) + _SALT_CHARS]
             index = self._by_salt.get(salt)
             return [] if index is None else [index]
         return list(range(len(self.entries)))  # a key made elsewhere: try each (the list is short)
@@ -149,13 +157,19 @@ class AuthInterceptor(PrefixGuardInterceptor):
         index = None if key is None else await self.keys.identify(key)
         if index is None:
             reason = "missing" if key is None else "not valid"
-            await refuse(context, grpc.StatusCode.UNAUTHENTICATED,
-                           f"API key {reason}: send metadata 'authorization: Bearer <key>'")
+            await refuse(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"API key {reason}: send metadata 'authorization: Bearer <key>'",
+            )
         entry = self.keys.entries[index]
         self._claim_tenant(request, entry)
         if entry.tenant is not None and not self._tenant_allowed(request, entry.tenant):
-            await refuse(context, grpc.StatusCode.PERMISSION_DENIED,
-                           f"this API key may not act for the request's {self.settings.tenant_key!r}")
+            await refuse(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this API key may not act for the request's {self.settings.tenant_key!r}",
+            )
         token = CLIENT_ID.set(f"key[{index}]")
         try:
             yield context

@@ -125,8 +125,12 @@ class LiteLLMBackend:
         if model not in self._mapped and model.startswith(OLLAMA_PREFIXES):
             self._mapped.add(model)
             # What LiteLLM's own lookup returns for a model it cannot fetch (our cost_usd() prices the tier).
-            info = {"litellm_provider": model.split("/", 1)[0], "mode": "chat",
-                    "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+            info = {
+                "litellm_provider": model.split("/", 1)[0],
+                "mode": "chat",
+                "input_cost_per_token": 0.0,
+                "output_cost_per_token": 0.0,
+            }
             entry = {model: info}
             try:
                 await asyncio.get_running_loop().run_in_executor(None, litellm.register_model, entry)
@@ -209,8 +213,9 @@ class LiteLLMBackend:
     def cost_usd(self, settings: TierSettings, usage: Usage) -> float:
         """USD for `usage`: the tier's configured prices, else 0 for local tiers, else LiteLLM's price map."""
         if settings.has_price:
-            return (usage.prompt_tokens * (settings.input_cost_per_token or 0.0)
-                    + usage.completion_tokens * (settings.output_cost_per_token or 0.0))
+            return usage.prompt_tokens * (settings.input_cost_per_token or 0.0) + usage.completion_tokens * (
+                settings.output_cost_per_token or 0.0
+            )
         if settings.is_local or self._litellm is None:
             return 0.0
         try:
@@ -265,8 +270,11 @@ def import_litellm() -> Any:
 
 def _retry_after_s(exc: BaseException) -> float | None:
     """A Retry-After (seconds) or retry-after-ms header on the provider's error response, if any."""
-    headers = (getattr(exc, "litellm_response_headers", None)
-               or getattr(getattr(exc, "response", None), "headers", None) or {})
+    headers = (
+        getattr(exc, "litellm_response_headers", None)
+        or getattr(getattr(exc, "response", None), "headers", None)
+        or {}
+    )
     try:
         if headers.get("retry-after-ms"):
             return float(headers["retry-after-ms"]) / 1000

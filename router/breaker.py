@@ -91,8 +91,14 @@ class Breaker:
     def _set(self, state: State) -> None:
         previous, self.state = self.state, state
         level = logging.WARNING if state == "open" else logging.INFO
-        log.log(level, "%s tier circuit %s -> %s%s", self.tier, previous, state,
-                f" for {self.retry_in_s():.1f} s after {self.failures} failures" if state == "open" else "")
+        log.log(
+            level,
+            "%s tier circuit %s -> %s%s",
+            self.tier,
+            previous,
+            state,
+            f" for {self.retry_in_s():.1f} s after {self.failures} failures" if state == "open" else "",
+        )
         if self.on_change is not None:
             self.on_change(self.tier, state)
 
@@ -111,10 +117,18 @@ class BreakerBackend:
         self.backend = backend
         self.enabled = settings.enabled
         self.on_change = on_change
-        self.state_gauge = Gauge("rightsize_breaker_state", "Tier circuit: 0 closed, 1 open, 2 half-open",
-                                 ["tier"], registry=registry)
-        self.transitions = Counter("rightsize_breaker_transitions", "Tier circuit state changes",
-                                   ["tier", "state"], registry=registry)
+        self.state_gauge = Gauge(
+            "rightsize_breaker_state",
+            "Tier circuit: 0 closed, 1 open, 2 half-open",
+            ["tier"],
+            registry=registry,
+        )
+        self.transitions = Counter(
+            "rightsize_breaker_transitions",
+            "Tier circuit state changes",
+            ["tier", "state"],
+            registry=registry,
+        )
         self.breakers = {tier: Breaker(tier, settings, self._changed, clock) for tier in TIERS}
         for tier in TIERS:
             self.state_gauge.labels(tier).set(0)
@@ -161,9 +175,12 @@ class BreakerBackend:
     def _admit(self, call: BackendCall) -> Breaker:
         breaker = self.breakers[call.tier]
         if not breaker.allow():
-            raise BackendError(call.tier, call.settings.model, "circuit_open",
-                               f"circuit open after repeated failures; next probe in "
-                               f"{breaker.retry_in_s():.1f} s")
+            raise BackendError(
+                call.tier,
+                call.settings.model,
+                "circuit_open",
+                f"circuit open after repeated failures; next probe in {breaker.retry_in_s():.1f} s",
+            )
         return breaker
 
     def _changed(self, tier: Tier, state: State) -> None:

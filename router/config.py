@@ -364,8 +364,9 @@ def _resolve_embedded(tier: TierSettings, key: str, base: Path) -> TierSettings:
     embedded = tier.embedded
     if embedded not in CATALOG:
         if not embedded.endswith(".gguf"):
-            raise ConfigError(f"{key}.embedded: expected {' or '.join(CATALOG)} or a path to a .gguf file, "
-                              f"got {embedded!r}")
+            raise ConfigError(
+                f"{key}.embedded: expected {' or '.join(CATALOG)} or a path to a .gguf file, got {embedded!r}"
+            )
         path = Path(embedded).expanduser()
         embedded = str(path if path.is_absolute() else (base / path).resolve())
     try:

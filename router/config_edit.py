@@ -98,8 +98,10 @@ def _set_tenant(text: str, routing: Any, tenant: str, value: str) -> Edit:
         if pairs != {"tenant": tenant}:
             continue
         if _get(item, "tier") is not None:
-            raise ConfigError(f"routing.overrides[{index}] forces a tier for tenant {tenant}; "
-                              "a threshold would never apply to it")
+            raise ConfigError(
+                f"routing.overrides[{index}] forces a tier for tenant {tenant}; "
+                "a threshold would never apply to it"
+            )
         return _set_key(text, item, "threshold", value, f"routing.overrides[{index}].threshold")
     index = len(overrides.value)
     if overrides.flow_style:

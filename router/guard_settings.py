@@ -27,8 +27,10 @@ class ApiKeyEntry(_Strict):
         scheme = value.split("$", 1)[0]
         if scheme not in HASH_SCHEMES:
             schemes = " or ".join(HASH_SCHEMES)
-            raise ValueError(f"expected a hash made by `rightsize keys create` ({schemes}$...), "
-                             f"got one starting {scheme[:12]!r}")
+            raise ValueError(
+                f"expected a hash made by `rightsize keys create` ({schemes}$...), "
+                f"got one starting {scheme[:12]!r}"
+            )
         return value
 
 

@@ -16,7 +16,9 @@ Guard = Callable[[Any, grpc.aio.ServicerContext], AbstractAsyncContextManager[An
 
 
 async def refuse(
-    context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str,
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    details: str,
     trailing_metadata: tuple[tuple[str, str | bytes], ...] = (),
 ) -> NoReturn:
     """End the call with `code` and `details` (context.abort raises)."""
@@ -89,7 +91,8 @@ def guard_handler(handler: grpc.RpcMethodHandler, guard: Guard) -> grpc.RpcMetho
                     await refuse(context, grpc.StatusCode.DEADLINE_EXCEEDED, guarded.reason)
 
         return grpc.unary_unary_rpc_method_handler(
-            unary_behaviour, lenient(handler.request_deserializer), handler.response_serializer)
+            unary_behaviour, lenient(handler.request_deserializer), handler.response_serializer
+        )
     if handler.unary_stream is not None:
         stream = handler.unary_stream
 
@@ -110,7 +113,8 @@ def guard_handler(handler: grpc.RpcMethodHandler, guard: Guard) -> grpc.RpcMetho
                     yield response
 
         return grpc.unary_stream_rpc_method_handler(
-            stream_behaviour, lenient(handler.request_deserializer), handler.response_serializer)
+            stream_behaviour, lenient(handler.request_deserializer), handler.response_serializer
+        )
     return handler
 
 

@@ -59,8 +59,11 @@ class TokenBucket:
 
     def _remember(self, client: str, tokens: float, now: float) -> None:
         if client not in self._buckets and len(self._buckets) >= _MAX_BUCKETS:
-            full = [name for name, (held, at) in self._buckets.items()
-                    if held + (now - at) * self.rate >= self.burst]
+            full = [
+                name
+                for name, (held, at) in self._buckets.items()
+                if held + (now - at) * self.rate >= self.burst
+            ]
             for name in full or list(self._buckets)[: _MAX_BUCKETS // 10]:
                 del self._buckets[name]
         self._buckets[client] = (tokens, now)
@@ -71,14 +74,21 @@ def retry_status(retry_ms: int) -> status_pb2.Status:
     delay = duration_pb2.Duration(seconds=retry_ms // 1000, nanos=retry_ms % 1000 * 1_000_000)
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-    return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED,
-                             message=f"rate limit exceeded: retry in {retry_ms} ms", details=[detail])
+    return status_pb2.Status(
+        code=code_pb2.RESOURCE_EXHAUSTED,
+        message=f"rate limit exceeded: retry in {retry_ms} ms",
+        details=[detail],
+    )
 
 
 async def _refuse_until(context: grpc.aio.ServicerContext, retry_ms: int) -> NoReturn:
     status = rpc_status.to_status(retry_status(retry_ms))
-    await refuse(context, status.code, status.details,
-                 trailing_metadata=(*status.trailing_metadata, (RETRY_AFTER_KEY, str(retry_ms))))
+    await refuse(
+        context,
+        status.code,
+        status.details,
+        trailing_metadata=(*status.trailing_metadata, (RETRY_AFTER_KEY, str(retry_ms))),
+    )
 
 
 class LimitsInterceptor(PrefixGuardInterceptor):
@@ -89,19 +99,23 @@ class LimitsInterceptor(PrefixGuardInterceptor):
         self.guarded_prefix = guarded_prefix
         self.bucket = TokenBucket(settings.rate_limit) if settings.rate_limit else None
         self.in_flight = 0
-        self.rejected = Counter("rightsize_rejected", "Router calls refused by a bound, by reason",
-                                ["reason"], registry=registry)
+        self.rejected = Counter(
+            "rightsize_rejected", "Router calls refused by a bound, by reason", ["reason"], registry=registry
+        )
         Gauge("rightsize_in_flight", "Router calls in flight", registry=registry).set_function(
-            lambda: self.in_flight)
+            lambda: self.in_flight
+        )
 
     @contextlib.asynccontextmanager
     async def _guard(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         messages = getattr(request, "messages", ())
         if len(messages) > self.settings.max_messages:
             self.rejected.labels("max_messages").inc()
-            await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
-                           f"the request holds {len(messages)} messages, over the limit of "
-                           f"{self.settings.max_messages}")
+            await refuse(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request holds {len(messages)} messages, over the limit of {self.settings.max_messages}",
+            )
         if self.bucket is not None:
             wait_s = self.bucket.take(CLIENT_ID.get() or "anonymous")
             if wait_s > 0:
@@ -110,8 +124,11 @@ class LimitsInterceptor(PrefixGuardInterceptor):
         limit = self.settings.max_concurrent_calls
         if limit is not None and self.in_flight >= limit:
             self.rejected.labels("concurrency").inc()
-            await refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                           f"server busy: {limit} calls in flight; retry later")
+            await refuse(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"server busy: {limit} calls in flight; retry later",
+            )
         self.in_flight += 1
         try:
             yield self._with_default_deadline(context)
@@ -122,6 +139,8 @@ class LimitsInterceptor(PrefixGuardInterceptor):
         default_s = self.settings.default_deadline_s
         if default_s is None or context.time_remaining() is not None:
             return context
-        return DeadlineContext(context, time.monotonic() + default_s,
-                               f"deadline exceeded: the server's default of {default_s:g} s "
-                               "(the client sent no deadline)")
+        return DeadlineContext(
+            context,
+            time.monotonic() + default_s,
+            f"deadline exceeded: the server's default of {default_s:g} s (the client sent no deadline)",
+        )

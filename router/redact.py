@@ -26,7 +26,8 @@ _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){2,4}(?!\w)")
+    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){2,4}(?!\w)"
+)
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 
 
@@ -164,7 +165,10 @@ def redacted(record: R, redactor: Redactor | None) -> R:
     `redactor` None (redaction off) returns `record` itself."""
     if redactor is None:
         return record
-    changes = {name: redactor.apply(value) for name in TEXT_FIELDS
-               if isinstance(value := getattr(record, name, None), str)}
+    changes = {
+        name: redactor.apply(value)
+        for name in TEXT_FIELDS
+        if isinstance(value := getattr(record, name, None), str)
+    }
     replaced: Any = dataclasses.replace(record, **changes) if changes else record  # type: ignore[type-var]
     return replaced

@@ -61,13 +61,20 @@ class ReloadMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         from prometheus_client import Counter, Gauge
 
-        self.reloads = Counter("rightsize_config_reloads",
-                               "Config reloads by result (applied, unchanged, invalid)", ["result"],
-                               registry=registry)
-        self.valid = Gauge("rightsize_config_valid", "1 when the last config file read was valid",
-                           registry=registry)
-        self.last_applied = Gauge("rightsize_config_last_applied_timestamp_seconds",
-                                  "Unix time the served config was last installed", registry=registry)
+        self.reloads = Counter(
+            "rightsize_config_reloads",
+            "Config reloads by result (applied, unchanged, invalid)",
+            ["result"],
+            registry=registry,
+        )
+        self.valid = Gauge(
+            "rightsize_config_valid", "1 when the last config file read was valid", registry=registry
+        )
+        self.last_applied = Gauge(
+            "rightsize_config_last_applied_timestamp_seconds",
+            "Unix time the served config was last installed",
+            registry=registry,
+        )
         self.valid.set(1)
         self.last_applied.set_to_current_time()
 
@@ -87,20 +94,29 @@ def restart_only_changes(running: RouterConfig, loaded: RouterConfig) -> list[st
 
 def keep_running(running: RouterConfig, loaded: RouterConfig) -> RouterConfig:
     """`loaded` with every section outside LIVE_SECTIONS taken from `running`."""
-    kept: dict[str, Any] = {section: getattr(running, section) for section in type(running).model_fields
-                            if section not in LIVE_SECTIONS}
+    kept: dict[str, Any] = {
+        section: getattr(running, section)
+        for section in type(running).model_fields
+        if section not in LIVE_SECTIONS
+    }
     embedded = _embedded_changes(running, loaded)
     if embedded:
-        tiers: dict[str, Any] = {tier: (running if tier in embedded else loaded).tiers.get(tier)
-                                 for tier in TIERS}
+        tiers: dict[str, Any] = {
+            tier: (running if tier in embedded else loaded).tiers.get(tier) for tier in TIERS
+        }
         kept["tiers"] = loaded.tiers.model_copy(update=tiers)
     return loaded.model_copy(update=kept)
 
 
 def _embedded_changes(running: RouterConfig, loaded: RouterConfig) -> list[Tier]:
-    return [tier for tier in TIERS
-            if any(getattr(running.tiers.get(tier), key, None) != getattr(loaded.tiers.get(tier), key, None)
-                   for key in EMBEDDED_KEYS)]
+    return [
+        tier
+        for tier in TIERS
+        if any(
+            getattr(running.tiers.get(tier), key, None) != getattr(loaded.tiers.get(tier), key, None)
+            for key in EMBEDDED_KEYS
+        )
+    ]
 
 
 def _differences(prefix: str, old: Any, new: Any) -> list[str]:
@@ -129,8 +145,14 @@ def _digest(path: Path) -> str | None:
 class ConfigReloader:
     """Watches `source.path`; `request_reload()` (SIGHUP) forces a reload even when the file is unchanged."""
 
-    def __init__(self, source: ConfigSource, target_share: TargetShare, registry: CollectorRegistry,
-                 *, poll_interval_s: float = POLL_INTERVAL_S):
+    def __init__(
+        self,
+        source: ConfigSource,
+        target_share: TargetShare,
+        registry: CollectorRegistry,
+        *,
+        poll_interval_s: float = POLL_INTERVAL_S,
+    ):
         self.source = source
         self.target_share = target_share
         self.metrics = ReloadMetrics(registry)
@@ -192,8 +214,12 @@ class ConfigReloader:
         summary = f"threshold {config.routing.threshold:g}"
         if resolved is not None:
             summary = resolved.reason
-        log.info("config reloaded from %s (%s, %d overrides)", self.source.path, summary,
-                 len(config.routing.overrides))
+        log.info(
+            "config reloaded from %s (%s, %d overrides)",
+            self.source.path,
+            summary,
+            len(config.routing.overrides),
+        )
         return "applied"
 
     async def _watch(self) -> None:

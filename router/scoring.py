@@ -20,6 +20,7 @@ from router.memory import release_free_memory
 # resident. The worker hands them back at most this often: trimming after every batch cost about 0.5 ms.
 TRIM_INTERVAL_S = 2.0
 
+
 class TextScorer(Protocol):
     """The classifier seam: texts -> float scores in [0, 1] (classifier.scoring.Scorer satisfies it)."""
 

@@ -132,8 +132,9 @@ class RouterServer:
         loaded = self.backend.ready
         wanted = {COMPLETION_HEALTH_SERVICE: loaded and self.local.all_up()}
         for tier, service in TIER_HEALTH_SERVICES.items():
-            wanted[service] = (loaded and self.local.is_up(tier)
-                               and not self.pipeline.config.tiers.get(tier).missing_key_env)
+            wanted[service] = (
+                loaded and self.local.is_up(tier) and not self.pipeline.config.tiers.get(tier).missing_key_env
+            )
         loop = asyncio.get_running_loop()
         statuses = health_pb2.HealthCheckResponse
         for service, serving in wanted.items():
@@ -196,8 +197,10 @@ def create_server(
         FewShotMetrics(metrics.registry),
     )
     # SO_REUSEPORT off: a second server on a busy port must fail, not silently share it.
-    grpc_server = grpc.aio.server(interceptors=_interceptors(config, metrics),
-                                  options=[("grpc.so_reuseport", 0), *grpc_options(config.server.limits)])
+    grpc_server = grpc.aio.server(
+        interceptors=_interceptors(config, metrics),
+        options=[("grpc.so_reuseport", 0), *grpc_options(config.server.limits)],
+    )
     request_log = RequestLog(config, pipeline, backend, metrics.registry)
     pb_grpc.add_RouterServicer_to_server(RouterService(request_log.pipeline, metrics), grpc_server)
     health = health_aio.HealthServicer()
@@ -237,8 +240,11 @@ def _breaker_health(health: health_aio.HealthServicer) -> Callable[[Tier, State]
     updates: set[asyncio.Task[None]] = set()
 
     def report(tier: Tier, state: State) -> None:
-        status = health_pb2.HealthCheckResponse.NOT_SERVING if state == "open" else \
-            health_pb2.HealthCheckResponse.SERVING
+        status = (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if state == "open"
+            else health_pb2.HealthCheckResponse.SERVING
+        )
         task = asyncio.get_running_loop().create_task(health.set(BREAKER_HEALTH_SERVICES[tier], status))
         updates.add(task)
         task.add_done_callback(updates.discard)
@@ -281,8 +287,11 @@ async def serve(config: RouterConfig, source: ConfigSource | None = None) -> int
     server, port = create_server(config, source=source)
     release_free_memory()  # loading the embedder leaves its parse buffers freed but resident
     freeze_startup_objects()  # start-up objects live as long as the process: no GC walks them
-    install_secret_filter(tier.api_key.get_secret_value() for tier in (config.tiers.small, config.tiers.large)
-                          if tier.api_key is not None)
+    install_secret_filter(
+        tier.api_key.get_secret_value()
+        for tier in (config.tiers.small, config.tiers.large)
+        if tier.api_key is not None
+    )
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)

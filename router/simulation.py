@@ -72,8 +72,9 @@ class Simulation:
 def tier_price(settings: TierSettings) -> TierPrice | None:
     """The tier's price (see the module docstring for the order); None when nothing knows it."""
     if settings.has_price:
-        return TierPrice(settings.input_cost_per_token or 0.0, settings.output_cost_per_token or 0.0,
-                         "config")
+        return TierPrice(
+            settings.input_cost_per_token or 0.0, settings.output_cost_per_token or 0.0, "config"
+        )
     if settings.is_local:
         return TierPrice(0.0, 0.0, "local (free)")
     from router.backends import import_litellm
@@ -86,8 +87,11 @@ def tier_price(settings: TierSettings) -> TierPrice | None:
     except Exception as exc:  # LiteLLM raises a bare Exception for models missing from its map
         log.debug("no price for %s: %s", settings.model, exc)
         return None
-    return TierPrice(float(info.get("input_cost_per_token") or 0.0),
-                     float(info.get("output_cost_per_token") or 0.0), "litellm price map")
+    return TierPrice(
+        float(info.get("input_cost_per_token") or 0.0),
+        float(info.get("output_cost_per_token") or 0.0),
+        "litellm price map",
+    )
 
 
 def simulate(
@@ -106,15 +110,17 @@ def simulate(
     labelled = np.array([row.small_ok is not None for row in rows])
     graded = bool(labelled.any()) and all(
         row.small_score is not None and row.large_score is not None
-        for row in rows if row.small_ok is not None
+        for row in rows
+        if row.small_ok is not None
     )
     basis = "small_score/large_score" if graded else "small_ok (large assumed good enough)"
     prompt = np.array([row.prompt_tokens or 0 for row in rows], dtype=np.float64)
     completion = np.array([row.completion_tokens or 0 for row in rows], dtype=np.float64)
     costs = None
     if priced.any() and small is not None and large is not None:
-        costs = tuple(prompt * price.input_per_token + completion * price.output_per_token
-                      for price in (small, large))
+        costs = tuple(
+            prompt * price.input_per_token + completion * price.output_per_token for price in (small, large)
+        )
     if graded:
         small_quality = np.array([row.small_score or 0.0 for row in rows], dtype=np.float64)
         large_quality = np.array([row.large_score or 0.0 for row in rows], dtype=np.float64)
@@ -156,8 +162,13 @@ def format_table(simulation: Simulation) -> str:
     return "\n".join(lines)
 
 
-def plot(simulation: Simulation, rows: Sequence[TrafficRow], small: TierPrice | None, large: TierPrice | None,
-         path: Path) -> None:
+def plot(
+    simulation: Simulation,
+    rows: Sequence[TrafficRow],
+    small: TierPrice | None,
+    large: TierPrice | None,
+    path: Path,
+) -> None:
     """Save large share, quality and cost against the threshold, the chosen thresholds marked."""
     import matplotlib
 
@@ -179,11 +190,16 @@ def plot(simulation: Simulation, rows: Sequence[TrafficRow], small: TierPrice | 
     top.set_title(f"What-if on {simulation.rows} requests")
     if simulation.priced_rows and curve[0].cost_usd is not None:
         bottom.plot(grid, [o.cost_usd for o in curve], color="#2ca02c", label="estimated cost")
-        bottom.scatter([o.threshold for o in simulation.outcomes],
-                       [o.cost_usd for o in simulation.outcomes], color="#2ca02c", zorder=3)
+        bottom.scatter(
+            [o.threshold for o in simulation.outcomes],
+            [o.cost_usd for o in simulation.outcomes],
+            color="#2ca02c",
+            zorder=3,
+        )
     else:
-        bottom.text(0.5, 0.5, "no usage or prices: cost not estimated", ha="center",
-                    transform=bottom.transAxes)
+        bottom.text(
+            0.5, 0.5, "no usage or prices: cost not estimated", ha="center", transform=bottom.transAxes
+        )
     bottom.set_xlabel("threshold (large when score >= threshold)")
     bottom.set_ylabel("USD")
     bottom.grid(alpha=0.3)

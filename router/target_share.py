@@ -139,17 +139,25 @@ class TargetMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         from prometheus_client import Counter, Gauge
 
-        self.threshold = Gauge("rightsize_target_threshold",
-                               "Threshold resolved from routing.target_large_fraction (NaN: none)",
-                               registry=registry)
-        self.fraction = Gauge("rightsize_target_large_fraction", "The configured target large share",
-                              registry=registry)
-        self.requests = Gauge("rightsize_target_threshold_requests",
-                              "Logged requests the resolved threshold was computed on (0: manifest)",
-                              registry=registry)
-        self.resolutions = Counter("rightsize_target_resolutions",
-                                   "Target-share resolutions by basis (logs, manifest, none, error)",
-                                   ["result"], registry=registry)
+        self.threshold = Gauge(
+            "rightsize_target_threshold",
+            "Threshold resolved from routing.target_large_fraction (NaN: none)",
+            registry=registry,
+        )
+        self.fraction = Gauge(
+            "rightsize_target_large_fraction", "The configured target large share", registry=registry
+        )
+        self.requests = Gauge(
+            "rightsize_target_threshold_requests",
+            "Logged requests the resolved threshold was computed on (0: manifest)",
+            registry=registry,
+        )
+        self.resolutions = Counter(
+            "rightsize_target_resolutions",
+            "Target-share resolutions by basis (logs, manifest, none, error)",
+            ["result"],
+            registry=registry,
+        )
         self.threshold.set(math.nan)
 
     def observe(self, resolved: ResolvedThreshold | None) -> None:
@@ -230,14 +238,19 @@ class TargetShare:
                     records = store.iter_records(since=window_start(routing.target_window))
                     scores = recent_scores(records, routing.target_window, classifier_version=version or None)
         except Exception as exc:  # a log outage must not stop routing: fall back, say so once per attempt
-            log.warning("target share: cannot read the request log (%s); using the model's suggested "
-                        "thresholds", " ".join(str(exc).split())[:200])
+            log.warning(
+                "target share: cannot read the request log (%s); using the model's suggested thresholds",
+                " ".join(str(exc).split())[:200],
+            )
             self.metrics.resolutions.labels("error").inc()
         resolved = resolve(routing.target_large_fraction, scores, routing.target_window, suggested, version)
         self.metrics.resolutions.labels(resolved.basis if resolved else "none").inc()
         if resolved is None:
-            log.warning("target share: no logged scores and no suggested thresholds in the model; "
-                        "routing.threshold %g applies", routing.threshold)
+            log.warning(
+                "target share: no logged scores and no suggested thresholds in the model; "
+                "routing.threshold %g applies",
+                routing.threshold,
+            )
         return resolved
 
     def _open(self, config: RouterConfig) -> RequestLogStore | None:

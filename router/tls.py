@@ -16,7 +16,8 @@ def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
     key = _read(tls.key_file, "server.tls.key_file")
     client_ca = _read(tls.client_ca_file, "server.tls.client_ca_file") if tls.client_ca_file else None
     return grpc.ssl_server_credentials(
-        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None)
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 def channel_credentials(

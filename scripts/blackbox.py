@@ -39,9 +39,11 @@ from tests.router.standins import StandIn  # noqa: E402
 
 SMALL_REPLY, LARGE_REPLY = "small stand-in answer", "large stand-in answer"
 EASY = "Turn this sentence into JSON: 'John is 35'"
-HARD = ("Design a globally distributed, strongly consistent key-value store: explain the replication "
-        "protocol, leader election, failure detection, and how you would handle network partitions and "
-        "clock skew.")
+HARD = (
+    "Design a globally distributed, strongly consistent key-value store: explain the replication "
+    "protocol, leader election, failure detection, and how you would handle network partitions and "
+    "clock skew."
+)
 THRESHOLD = 0.35  # the shipped classifier scores EASY about 0.2 and HARD about 0.54
 KEY_ENV = "RIGHTSIZE_BLACKBOX_OPENAI_KEY"
 COMPLETE_HEALTH = "rightsize.v1.Router/Complete"
@@ -55,8 +57,10 @@ def _config(small: StandIn, large: StandIn, directory: Path, threshold: float) -
             # StandIn.url already ends in /v1 for OpenAI, which is what LiteLLM's api_base wants.
             "large": {"model": "openai/gpt-4o", "api_base": large.url, "api_key_env": KEY_ENV, "timeout": 10},
         },
-        "routing": {"threshold": threshold,
-                    "overrides": [{"metadata": {"tenant": "bigco"}, "tier": "large"}]},
+        "routing": {
+            "threshold": threshold,
+            "overrides": [{"metadata": {"tenant": "bigco"}, "tier": "large"}],
+        },
         "log": {"url": f"sqlite:///{directory / 'requests.db'}", "spill_dir": str(directory / "spill")},
     }
 
@@ -154,8 +158,14 @@ def walk(verbose: bool = False) -> int:
     return checks.failures
 
 
-def _walk_server(checks: Walk, server: ServeProcess, channel: grpc.Channel, small: StandIn, large: StandIn,
-                 config_path: Path) -> None:
+def _walk_server(
+    checks: Walk,
+    server: ServeProcess,
+    channel: grpc.Channel,
+    small: StandIn,
+    large: StandIn,
+    config_path: Path,
+) -> None:
     stub = pb_grpc.RouterStub(channel)
 
     def route(text: str, **fields: Any) -> pb.Decision:
@@ -176,17 +186,22 @@ def _walk_server(checks: Walk, server: ServeProcess, channel: grpc.Channel, smal
         return decision.reason
 
     checks.check("Route: a tenant override decides, and says so", tenant_override)
-    checks.check("Complete's health service is SERVING (LiteLLM loaded)",
-                 lambda: f"{_wait_serving(channel, COMPLETE_HEALTH, 30):.1f} s")
+    checks.check(
+        "Complete's health service is SERVING (LiteLLM loaded)",
+        lambda: f"{_wait_serving(channel, COMPLETE_HEALTH, 30):.1f} s",
+    )
 
     def complete(text: str, reply: str, tier: str, standin: StandIn) -> Callable[[], str]:
         def run() -> str:
             seen = len(standin.requests)
             answer = stub.Complete(pb.CompleteRequest(messages=_messages(text)), timeout=15)
-            _expect((answer.text, answer.decision.tier, answer.fallback) == (reply, tier, False),
-                    f"{answer.text!r} from {answer.decision.tier}, fallback={answer.fallback}")
+            _expect(
+                (answer.text, answer.decision.tier, answer.fallback) == (reply, tier, False),
+                f"{answer.text!r} from {answer.decision.tier}, fallback={answer.fallback}",
+            )
             _expect(len(standin.requests) > seen, "the stand-in was not called")
             return f"{answer.model}, {answer.usage.completion_tokens} tokens"
+
         return run
 
     checks.check("Complete: small tier (Ollama stand-in)", complete(EASY, SMALL_REPLY, "small", small))
@@ -205,9 +220,11 @@ def _walk_server(checks: Walk, server: ServeProcess, channel: grpc.Channel, smal
         calls = {
             "no messages": lambda: stub.Route(pb.RouteRequest(), timeout=5),
             "unknown role": lambda: stub.Route(
-                pb.RouteRequest(messages=[pb.Message(role="robot", content="hi")]), timeout=5),
+                pb.RouteRequest(messages=[pb.Message(role="robot", content="hi")]), timeout=5
+            ),
             "unknown force_tier": lambda: stub.Complete(
-                pb.CompleteRequest(messages=_messages("hi"), force_tier="medium"), timeout=5),
+                pb.CompleteRequest(messages=_messages("hi"), force_tier="medium"), timeout=5
+            ),
             "garbage bytes": lambda: garbage(b"\xff\xfe not a protobuf", timeout=5),
         }
         codes = {name: _status(call) for name, call in calls.items()}
@@ -244,8 +261,15 @@ def _walk_server(checks: Walk, server: ServeProcess, channel: grpc.Channel, smal
     checks.check("SIGTERM drains and exits 0", sigterm)
 
 
-def _walk_reload(checks: Walk, server: ServeProcess, channel: grpc.Channel, route: Callable[..., pb.Decision],
-                 config_path: Path, small: StandIn, large: StandIn) -> None:
+def _walk_reload(
+    checks: Walk,
+    server: ServeProcess,
+    channel: grpc.Channel,
+    route: Callable[..., pb.Decision],
+    config_path: Path,
+    small: StandIn,
+    large: StandIn,
+) -> None:
     def flip() -> str:
         _write(config_path, json.dumps(_config(small, large, config_path.parent, 0.0)))
         server.process.send_signal(signal.SIGHUP)  # the file is also polled; SIGHUP makes it immediate

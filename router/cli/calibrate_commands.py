@@ -24,10 +24,17 @@ def register(subparsers: Any) -> None:
     )
     calibrate.add_argument("--target-large-fraction", type=unit_float, required=True, help="share in [0, 1]")
     add_source_arguments(calibrate, input_help="JSONL prompts typical of your traffic")
-    calibrate.add_argument("--tenant", metavar="T",
-                           help="calibrate tenant T's traffic (metadata tenant=T) and write its override")
-    calibrate.add_argument("--write", type=Path, metavar="CONFIG",
-                           help="set the threshold in this config file, in place (comments and layout kept)")
+    calibrate.add_argument(
+        "--tenant",
+        metavar="T",
+        help="calibrate tenant T's traffic (metadata tenant=T) and write its override",
+    )
+    calibrate.add_argument(
+        "--write",
+        type=Path,
+        metavar="CONFIG",
+        help="set the threshold in this config file, in place (comments and layout kept)",
+    )
     calibrate.set_defaults(handler=calibrate_command)
 
 
@@ -45,8 +52,11 @@ def calibrate_command(args: argparse.Namespace) -> int:
     threshold = stable_threshold(scores, fraction)
     share = float((scores >= threshold).mean())
     print(f"{threshold:.6f}")
-    print(f"threshold {threshold:.6f} sends {share:.1%} of {len(scores)} {what} to the large tier "
-          f"(target {fraction:.1%})", file=sys.stderr)
+    print(
+        f"threshold {threshold:.6f} sends {share:.1%} of {len(scores)} {what} to the large tier "
+        f"(target {fraction:.1%})",
+        file=sys.stderr,
+    )
     if args.write is not None:
         _write(args.write, threshold, args.tenant)
     return 0
@@ -111,4 +121,3 @@ def _write(path: Path, threshold: float, tenant: str | None) -> None:
         check.unlink(missing_ok=True)
     write_atomically(path, edit.text)
     print(f"wrote {path}: {edit.change}", file=sys.stderr)
-

@@ -72,7 +72,6 @@ def register(subparsers: Any) -> None:
     evaluate.set_defaults(handler=eval_command)
 
 
-
 def score_command(args: argparse.Namespace) -> int:
     """Score each prompt; write {"id", "score", "tier"} per line, in input order."""
     from classifier.data import read_prompts

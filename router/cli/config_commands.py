@@ -17,17 +17,29 @@ def register(subparsers: Any) -> None:
     config = subparsers.add_parser("config", help="check a config file")
     commands = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     commands.required = True
-    check = commands.add_parser("check", help="validate a config file without serving",
-                                description=check_command.__doc__)
+    check = commands.add_parser(
+        "check", help="validate a config file without serving", description=check_command.__doc__
+    )
     check.add_argument("file", type=Path, metavar="FILE")
     check.set_defaults(handler=check_command)
 
-    simulate = subparsers.add_parser("simulate", help="large share, cost and quality at other thresholds",
-                                     description=simulate_command.__doc__)
-    add_source_arguments(simulate, input_help="JSONL with prompt|messages or score, and optionally small_ok, "
-                                              "small_score/large_score, prompt_tokens/completion_tokens")
-    simulate.add_argument("--thresholds", type=_thresholds, required=True, metavar="T1,T2,...",
-                          help="comma-separated thresholds in [0, 1], e.g. 0.3,0.5,0.7")
+    simulate = subparsers.add_parser(
+        "simulate",
+        help="large share, cost and quality at other thresholds",
+        description=simulate_command.__doc__,
+    )
+    add_source_arguments(
+        simulate,
+        input_help="JSONL with prompt|messages or score, and optionally small_ok, "
+        "small_score/large_score, prompt_tokens/completion_tokens",
+    )
+    simulate.add_argument(
+        "--thresholds",
+        type=_thresholds,
+        required=True,
+        metavar="T1,T2,...",
+        help="comma-separated thresholds in [0, 1], e.g. 0.3,0.5,0.7",
+    )
     simulate.add_argument("--png", type=Path, metavar="FILE", help="write the curves as a PNG")
     simulate.add_argument("--json", action="store_true", help="print the figures as JSON")
     simulate.set_defaults(handler=simulate_command)
@@ -42,8 +54,10 @@ def check_command(args: argparse.Namespace) -> int:
     threshold = f"threshold {routing.threshold:g}"
     if routing.target_large_fraction is not None:
         threshold = f"target large fraction {routing.target_large_fraction:g}"
-    print(f"{args.file}: ok ({threshold}, {len(routing.overrides)} overrides; "
-          f"small {config.tiers.small.model}, large {config.tiers.large.model})")
+    print(
+        f"{args.file}: ok ({threshold}, {len(routing.overrides)} overrides; "
+        f"small {config.tiers.small.model}, large {config.tiers.large.model})"
+    )
     return 0
 
 
@@ -83,15 +97,21 @@ def simulate_command(args: argparse.Namespace) -> int:
 def _print_report(result: Any, small: Any, large: Any, config: Any) -> None:
     from router.simulation import format_table
 
-    print(f"requests {result.rows}; with usage {result.priced_rows}; labelled {result.labelled_rows}"
-          + (f" (quality from {result.quality_basis})" if result.labelled_rows else ""))
+    print(
+        f"requests {result.rows}; with usage {result.priced_rows}; labelled {result.labelled_rows}"
+        + (f" (quality from {result.quality_basis})" if result.labelled_rows else "")
+    )
     for name, price, tier in (("small", small, config.tiers.small), ("large", large, config.tiers.large)):
         if price is None:
-            print(f"{name} tier {tier.model}: no known price (set input/output_cost_per_token): "
-                  "cost not estimated")
+            print(
+                f"{name} tier {tier.model}: no known price (set input/output_cost_per_token): "
+                "cost not estimated"
+            )
         else:
-            print(f"{name} tier {tier.model}: ${price.input_per_token:.3g}/input token, "
-                  f"${price.output_per_token:.3g}/output token ({price.source})")
+            print(
+                f"{name} tier {tier.model}: ${price.input_per_token:.3g}/input token, "
+                f"${price.output_per_token:.3g}/output token ({price.source})"
+            )
     print()
     print(format_table(result))
 

@@ -29,8 +29,11 @@ NOT_PROMOTED = 3
 
 def register(subparsers: Any) -> None:
     """Add label, retrain, report and models to the `rightsize` parser."""
-    label = subparsers.add_parser("label", help="have the large model judge logged small-tier answers",
-                                  description=label_command.__doc__)
+    label = subparsers.add_parser(
+        "label",
+        help="have the large model judge logged small-tier answers",
+        description=label_command.__doc__,
+    )
     _from_logs(label)
     add_log_arguments(label)
     label.add_argument("--sample", type=_positive_int, metavar="N", help="label a random N of the candidates")
@@ -38,23 +41,36 @@ def register(subparsers: Any) -> None:
     label.add_argument("--seed", type=int, default=0, help="seed of --sample (default: 0)")
     label.set_defaults(handler=label_command)
 
-    retrain = subparsers.add_parser("retrain", help="train a challenger on labelled logs and compare",
-                                    description=retrain_command.__doc__)
+    retrain = subparsers.add_parser(
+        "retrain", help="train a challenger on labelled logs and compare", description=retrain_command.__doc__
+    )
     _from_logs(retrain)
     add_log_arguments(retrain)
     retrain.add_argument("--base-data", type=Path, metavar="FILE", help="JSONL training data mixed in")
-    retrain.add_argument("--base-weight", type=float, default=1.0, metavar="W",
-                         help="weight of each base row (a logged row weighs 1; default: 1)")
-    retrain.add_argument("--out", type=Path, metavar="DIR",
-                         help="candidate directory (default: MODELS_DIR/candidates/<UTC time>)")
+    retrain.add_argument(
+        "--base-weight",
+        type=float,
+        default=1.0,
+        metavar="W",
+        help="weight of each base row (a logged row weighs 1; default: 1)",
+    )
+    retrain.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="candidate directory (default: MODELS_DIR/candidates/<UTC time>)",
+    )
     retrain.add_argument("--holdout", type=float, default=0.2, help="share of logged prompts held out")
     retrain.add_argument("--promote", action="store_true", help="serve the challenger if not worse")
     retrain.add_argument("--force", action="store_true", help="with --promote: promote even if worse")
     _models_dir(retrain)
     retrain.set_defaults(handler=retrain_command)
 
-    report = subparsers.add_parser("report", help="savings, tier mix, latency and fallbacks from the log",
-                                   description=report_command.__doc__)
+    report = subparsers.add_parser(
+        "report",
+        help="savings, tier mix, latency and fallbacks from the log",
+        description=report_command.__doc__,
+    )
     add_log_arguments(report)
     report.add_argument("--png", type=Path, metavar="FILE", help="write the tier-mix and savings chart")
     report.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -63,11 +79,14 @@ def register(subparsers: Any) -> None:
     models = subparsers.add_parser("models", help="list promoted models, or roll back to the previous one")
     commands = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
     commands.required = True
-    for name, handler, text in (("list", models_list_command, "list models and the one served"),
-                                ("rollback", models_rollback_command, "serve the previously promoted model")):
+    for name, handler, text in (
+        ("list", models_list_command, "list models and the one served"),
+        ("rollback", models_rollback_command, "serve the previously promoted model"),
+    ):
         command = commands.add_parser(name, help=text, description=handler.__doc__)
-        command.add_argument("--config", type=Path, required=True, metavar="FILE",
-                             help="the server's config file")
+        command.add_argument(
+            "--config", type=Path, required=True, metavar="FILE", help="the server's config file"
+        )
         _models_dir(command)
         command.set_defaults(handler=handler)
 
@@ -152,8 +171,10 @@ def retrain_command(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     champion = registry.current_path()
     recipe = champion_recipe(champion)
-    _say(f"training with the champion's recipe: embedder {recipe.embedder}, long_text {recipe.long_text}, "
-         f"label {recipe.label}, C={recipe.C:g}, balance {recipe.balance}")
+    _say(
+        f"training with the champion's recipe: embedder {recipe.embedder}, long_text {recipe.long_text}, "
+        f"label {recipe.label}, C={recipe.C:g}, balance {recipe.balance}"
+    )
     train_candidate(train, base, out, registry.root / "cache" / "embeddings.npz", _say, recipe)
     comparison = compare(champion, out, holdout, len(train), len(base))
     markdown, png = write_retrain_report(comparison, out)
@@ -214,8 +235,12 @@ def _say(line: str) -> None:
 
 
 def _from_logs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from-logs", action="store_true", required=True,
-                        help="work from the request log (the only source for now)")
+    parser.add_argument(
+        "--from-logs",
+        action="store_true",
+        required=True,
+        help="work from the request log (the only source for now)",
+    )
 
 
 def _models_dir(parser: argparse.ArgumentParser) -> None:

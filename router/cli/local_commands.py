@@ -11,20 +11,28 @@ from router.cli import CliError
 
 def register(subparsers: Any) -> None:
     """Add the local-model command group to the `rightsize` parser."""
-    group = subparsers.add_parser("local-model", help="run the embedded llama.cpp model on its own",
-                                  description=__doc__)
+    group = subparsers.add_parser(
+        "local-model", help="run the embedded llama.cpp model on its own", description=__doc__
+    )
     commands = group.add_subparsers(dest="local_command", metavar="COMMAND")
     commands.required = True
-    serve = commands.add_parser("serve", help="serve the model on loopback until Ctrl-C or SIGTERM",
-                                description=serve_command.__doc__)
-    serve.add_argument("--model", default="smollm2-135m",
-                       help="smollm2-135m (the [local] extra's SmolLM2) or a path to a .gguf file "
-                            "(default: %(default)s)")
+    serve = commands.add_parser(
+        "serve", help="serve the model on loopback until Ctrl-C or SIGTERM", description=serve_command.__doc__
+    )
+    serve.add_argument(
+        "--model",
+        default="smollm2-135m",
+        help="smollm2-135m (the [local] extra's SmolLM2) or a path to a .gguf file (default: %(default)s)",
+    )
     serve.add_argument("--port", type=int, default=0, help="loopback port (default: 0, any free port)")
     serve.add_argument("--n-ctx", type=int, default=2048, help="context in tokens (default: %(default)s)")
     serve.add_argument("--threads", type=int, help="CPU threads (default: half the CPUs)")
-    serve.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                       help="DEBUG also shows the llama.cpp server's own output")
+    serve.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="DEBUG also shows the llama.cpp server's own output",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -67,8 +75,11 @@ def serve_command(args: argparse.Namespace) -> int:
             if process.state.phase == "backoff":
                 raise CliError(f"{spec.alias} did not start: {process.state.detail.split('; restart')[0]}")
         if process.state.up:
-            print(f"serving {spec.gguf.name} as {spec.alias} on {spec.api_base} (pid {process.state.pid}); "
-                  f"LiteLLM model: {spec.litellm_model}, api_base: {spec.api_base}", flush=True)
+            print(
+                f"serving {spec.gguf.name} as {spec.alias} on {spec.api_base} (pid {process.state.pid}); "
+                f"LiteLLM model: {spec.litellm_model}, api_base: {spec.api_base}",
+                flush=True,
+            )
         while not stopping.wait(0.5):
             pass
     finally:

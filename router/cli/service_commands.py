@@ -23,14 +23,16 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     serve.set_defaults(handler=serve_command)
 
-    route = subparsers.add_parser("route", help="ask a running router which tier a prompt goes to",
-                                  description=route_command.__doc__)
+    route = subparsers.add_parser(
+        "route", help="ask a running router which tier a prompt goes to", description=route_command.__doc__
+    )
     _client_arguments(route, timeout=10.0)
     route.add_argument("--json", action="store_true", help="print the decision as one JSON object")
     route.set_defaults(handler=route_command)
 
-    complete = subparsers.add_parser("complete", help="route a prompt and print the model's answer",
-                                     description=complete_command.__doc__)
+    complete = subparsers.add_parser(
+        "complete", help="route a prompt and print the model's answer", description=complete_command.__doc__
+    )
     _client_arguments(complete, timeout=120.0)
     complete.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     complete.add_argument("--tier", choices=("small", "large"), help="force a tier (no fallback)")
@@ -42,8 +44,13 @@ def register(subparsers: Any) -> None:
 def _client_arguments(parser: argparse.ArgumentParser, *, timeout: float) -> None:
     parser.add_argument("text", help="the user message")
     parser.add_argument("--system", help="a system message sent before it")
-    parser.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
-                        help="request metadata (repeatable), e.g. tenant=acme")
+    parser.add_argument(
+        "--metadata",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="request metadata (repeatable), e.g. tenant=acme",
+    )
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help="router HOST:PORT (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=timeout, help="deadline, s (default: %(default)s)")
     client_channel.add_arguments(parser)
@@ -82,11 +89,20 @@ def route_command(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps({
-            "request_id": response.request_id, "tier": decision.tier, "model": decision.model,
-            "score": decision.score, "threshold": decision.threshold, "reason": decision.reason,
-            "classifier_version": decision.classifier_version, "latency_ms": round(latency_ms, 3),
-        }))
+        print(
+            json.dumps(
+                {
+                    "request_id": response.request_id,
+                    "tier": decision.tier,
+                    "model": decision.model,
+                    "score": decision.score,
+                    "threshold": decision.threshold,
+                    "reason": decision.reason,
+                    "classifier_version": decision.classifier_version,
+                    "latency_ms": round(latency_ms, 3),
+                }
+            )
+        )
         return 0
     print(f"tier       {decision.tier}")
     print(f"model      {decision.model}")
@@ -103,8 +119,9 @@ def complete_command(args: argparse.Namespace) -> int:
     from router._proto import router_pb2 as pb
 
     params = pb.GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature)
-    request = pb.CompleteRequest(messages=_messages(args), metadata=_metadata(args.metadata), params=params,
-                                 force_tier=args.tier or "")
+    request = pb.CompleteRequest(
+        messages=_messages(args), metadata=_metadata(args.metadata), params=params, force_tier=args.tier or ""
+    )
     started = time.perf_counter()
     if not args.stream:
         response = _call(args, "Complete", request)
@@ -133,8 +150,11 @@ def _print_decision(decision: Any, model: str, fallback: bool, fallback_reason: 
 
 def _print_footer(usage: Any, cost_usd: float, finish_reason: str, started: float) -> None:
     latency_ms = (time.perf_counter() - started) * 1000
-    print(f"[{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens, ${cost_usd:.6f}, "
-          f"{finish_reason or 'no finish reason'}, {latency_ms:.0f} ms]", file=sys.stderr)
+    print(
+        f"[{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens, ${cost_usd:.6f}, "
+        f"{finish_reason or 'no finish reason'}, {latency_ms:.0f} ms]",
+        file=sys.stderr,
+    )
 
 
 def _messages(args: argparse.Namespace) -> list[Any]:
@@ -163,7 +183,8 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
     with client_channel.open_channel(args) as channel:
         try:
             return getattr(pb_grpc.RouterStub(channel), method)(
-                request, timeout=args.timeout, metadata=client_channel.call_metadata(args))
+                request, timeout=args.timeout, metadata=client_channel.call_metadata(args)
+            )
         except grpc.RpcError as exc:
             raise CliError(_rpc_error_message(exc, args.address)) from exc
 
@@ -177,7 +198,8 @@ def _stream(args: argparse.Namespace, request: Any) -> Iterator[Any]:
     with client_channel.open_channel(args) as channel:
         try:
             yield from pb_grpc.RouterStub(channel).CompleteStream(
-                request, timeout=args.timeout, metadata=client_channel.call_metadata(args))
+                request, timeout=args.timeout, metadata=client_channel.call_metadata(args)
+            )
         except grpc.RpcError as exc:
             raise CliError(_rpc_error_message(exc, args.address)) from exc
 

@@ -20,14 +20,25 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, input_help: str) ->
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--from-logs", action="store_true", help="use the scores logged by the server")
     source.add_argument("--input", type=Path, metavar="FILE", help=input_help)
-    parser.add_argument("--since", metavar="WHEN",
-                        help="with --from-logs: requests since an ISO date/time or an age (24h, 7d); "
-                             "default: routing.target_window of the config")
-    parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="the server's config file: the request log, tiers and models it names")
-    parser.add_argument("--model", type=Path, metavar="DIR",
-                        help="with --input: the model to score with (default: the model the --config file "
-                             "serves; without --config the shipped model, as `rightsize score`)")
+    parser.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="with --from-logs: requests since an ISO date/time or an age (24h, 7d); "
+        "default: routing.target_window of the config",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the server's config file: the request log, tiers and models it names",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        metavar="DIR",
+        help="with --input: the model to score with (default: the model the --config file "
+        "serves; without --config the shipped model, as `rightsize score`)",
+    )
 
 
 def input_model_dir(model: Path | None, config_path: Path | None) -> Path:
@@ -102,8 +113,10 @@ def scored_records(
         hint = ""
         if other_versions:
             others = ", ".join(sorted(other_versions))
-            hint = (f"; logged scores are from classifier {others}, not the served {version}: "
-                    "use --input to score prompts with it")
+            hint = (
+                f"; logged scores are from classifier {others}, not the served {version}: "
+                "use --input to score prompts with it"
+            )
         where = " with " + " ".join(f"{k}={v}" for k, v in metadata.items()) if metadata else ""
         raise CliError(f"no scored requests{where} in the request log window{hint}")
     return list(kept)
@@ -117,8 +130,11 @@ def input_rows(path: Path, model: Callable[[], Path]) -> list[TrafficRow]:
     lines = list(iter_json_lines(path))
     if not lines:
         raise CliError(f"{path} holds no rows")
-    unscored = [(index, text_of(obj, f"{path}:{number}")) for index, (number, obj) in enumerate(lines)
-                if _number(obj, "score") is None]
+    unscored = [
+        (index, text_of(obj, f"{path}:{number}"))
+        for index, (number, obj) in enumerate(lines)
+        if _number(obj, "score") is None
+    ]
     scores: dict[int, float] = {}
     if unscored:
         from classifier.scoring import Scorer
@@ -131,14 +147,16 @@ def input_rows(path: Path, model: Callable[[], Path]) -> list[TrafficRow]:
         if label not in (None, 0, 1, True, False):
             raise CliError(f"{path}:{number}: small_ok must be 0, 1 or null, got {label!r}")
         score = _number(obj, "score")
-        rows.append(TrafficRow(
-            score=scores[index] if score is None else score,
-            prompt_tokens=_int(obj, "prompt_tokens"),
-            completion_tokens=_int(obj, "completion_tokens"),
-            small_ok=None if label is None else int(label),
-            small_score=_number(obj, "small_score"),
-            large_score=_number(obj, "large_score"),
-        ))
+        rows.append(
+            TrafficRow(
+                score=scores[index] if score is None else score,
+                prompt_tokens=_int(obj, "prompt_tokens"),
+                completion_tokens=_int(obj, "completion_tokens"),
+                small_ok=None if label is None else int(label),
+                small_score=_number(obj, "small_score"),
+                large_score=_number(obj, "large_score"),
+            )
+        )
     return rows
 
 

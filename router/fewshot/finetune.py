@@ -79,11 +79,16 @@ SCHEMAS: dict[Format, type[_Strict]] = {"openai-chat": OpenAIChatLine, "sharegpt
 def training_line(pair: ApprovedPair, fmt: Format) -> dict[str, object]:
     """The JSON object for one pair in `fmt`, validated against that format's schema."""
     if fmt == "openai-chat":
-        raw: dict[str, object] = {"messages": [{"role": "user", "content": pair.prompt},
-                                               {"role": "assistant", "content": pair.answer}]}
+        raw: dict[str, object] = {
+            "messages": [
+                {"role": "user", "content": pair.prompt},
+                {"role": "assistant", "content": pair.answer},
+            ]
+        }
     else:
-        raw = {"conversations": [{"from": "human", "value": pair.prompt},
-                                 {"from": "gpt", "value": pair.answer}]}
+        raw = {
+            "conversations": [{"from": "human", "value": pair.prompt}, {"from": "gpt", "value": pair.answer}]
+        }
     SCHEMAS[fmt].model_validate(raw)
     return raw
 

@@ -49,10 +49,15 @@ class FewShotMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         from prometheus_client import Counter, Gauge
 
-        self.exemplars = Gauge("rightsize_fewshot_exemplars", "Exemplars in the few-shot store",
-                               registry=registry)
-        self.requests = Counter("rightsize_fewshot_requests", "Small-tier requests by few-shot outcome",
-                                ["outcome"], registry=registry)
+        self.exemplars = Gauge(
+            "rightsize_fewshot_exemplars", "Exemplars in the few-shot store", registry=registry
+        )
+        self.requests = Counter(
+            "rightsize_fewshot_requests",
+            "Small-tier requests by few-shot outcome",
+            ["outcome"],
+            registry=registry,
+        )
 
 
 class FewShot:
@@ -172,8 +177,11 @@ class FewShot:
         wanted = {_prompt_key(e.prompt) for e in exemplars}
         self._cache = {key: vector for key, vector in self._cache.items() if key in wanted}
         dim = next(iter(self._cache.values())).shape[0] if self._cache else 0
-        matrix = np.stack([self._cache[_prompt_key(e.prompt)] for e in exemplars]) if exemplars else \
-            np.zeros((0, dim), dtype=np.float32)
+        matrix = (
+            np.stack([self._cache[_prompt_key(e.prompt)] for e in exemplars])
+            if exemplars
+            else np.zeros((0, dim), dtype=np.float32)
+        )
         return ExemplarStore.from_embedded(exemplars, matrix)
 
     def _collect(self, settings: FewShotSettings) -> list[Exemplar]:
@@ -184,8 +192,9 @@ class FewShot:
             if self._log_store is None:
                 self._log_store = open_store(self.log_settings.url, timeout_ms=self.log_settings.timeout_ms)
             since = datetime.now(UTC) - timedelta(days=settings.log_window_days)
-            pairs = deduplicated(approved_pairs(self._log_store, since=since,
-                                                min_quality=settings.min_quality))
+            pairs = deduplicated(
+                approved_pairs(self._log_store, since=since, min_quality=settings.min_quality)
+            )
             logged = [pair.exemplar() for pair in pairs]  # oldest first
             room = max(settings.max_exemplars - len(exemplars), 0)
             exemplars += logged[len(logged) - room :] if room else []  # curated first, then the newest logged
@@ -249,4 +258,3 @@ def embedder_of(scorer: object) -> TextEmbedder | None:
     """The scorer's embedder, when it exposes one (classifier.scoring.Scorer does)."""
     embedder = getattr(scorer, "embedder", None)
     return embedder if callable(getattr(embedder, "embed", None)) else None
-

@@ -62,6 +62,7 @@ class FewShotSettings(BaseModel):
 
     def resolved(self, base: Path) -> FewShotSettings:
         """A copy with relative file paths made absolute against `base` (the config file's directory)."""
-        sources = tuple(item if item == LOGS else str((base / Path(item).expanduser()).resolve())
-                        for item in self.source)
+        sources = tuple(
+            item if item == LOGS else str((base / Path(item).expanduser()).resolve()) for item in self.source
+        )
         return self if sources == self.source else self.model_copy(update={"source": sources})

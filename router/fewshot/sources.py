@@ -85,8 +85,15 @@ class ApprovedPair:
     approval: str  # "feedback" (rated GOOD) or "judge"
 
     def exemplar(self) -> Exemplar:
-        return Exemplar(id=f"log-{self.request_id}", prompt=self.prompt, answer=self.answer, source="logs",
-                        quality=self.quality, tenant=self.tenant, request_id=self.request_id)
+        return Exemplar(
+            id=f"log-{self.request_id}",
+            prompt=self.prompt,
+            answer=self.answer,
+            source="logs",
+            quality=self.quality,
+            tenant=self.tenant,
+            request_id=self.request_id,
+        )
 
 
 def approved_pairs(
@@ -136,7 +143,7 @@ def redacted(text: str) -> bool:
 
 
 def _approval(record: LogRecord) -> str | None:
-    """"feedback", "judge" or None: why this record's large answer counts as approved."""
+    """ "feedback", "judge" or None: why this record's large answer counts as approved."""
     if record.error is not None or record.tier is None or not (record.prompt or "").strip():
         return None  # failed, or redacted (only the prompt's hash kept)
     if record.feedback_rating == "BAD":

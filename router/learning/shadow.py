@@ -41,7 +41,9 @@ class ShadowMetrics:
         from prometheus_client import Counter
 
         self.calls = Counter(
-            "rightsize_shadow_calls", "Shadow calls to the large tier by outcome", ["outcome"],
+            "rightsize_shadow_calls",
+            "Shadow calls to the large tier by outcome",
+            ["outcome"],
             registry=registry,
         )
 

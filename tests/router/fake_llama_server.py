@@ -39,13 +39,27 @@ def main() -> int:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-            self._json(200, {
-                "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": alias,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 3,
-                          "total_tokens": prompt_tokens + 3},
-            })
+            self._json(
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": alias,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": REPLY},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": 3,
+                        "total_tokens": prompt_tokens + 3,
+                    },
+                },
+            )
 
         def _json(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()

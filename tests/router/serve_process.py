@@ -22,8 +22,11 @@ class ServeProcess:
     def __init__(self, config_path: Path, env: dict[str, str] | None = None):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "router", "serve", "--config", str(config_path)],
-            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -150,18 +150,25 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> dict[str, Any]:
         prompt_tokens, completion_tokens = tokens or self.server.standin.tokens(body)
         return {
-            "model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
+            "model": body.get("model"),
+            "created_at": "2026-01-01T00:00:00Z",
             "message": {"role": "assistant", "content": content},
-            "done": True, "done_reason": "stop",
-            "prompt_eval_count": prompt_tokens, "eval_count": completion_tokens,
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": prompt_tokens,
+            "eval_count": completion_tokens,
         }
 
     def _ollama_stream(self, body: dict[str, Any]) -> None:
         self._start_chunked("application/x-ndjson")
         for piece in self.server.standin.pieces():
             message = {"role": "assistant", "content": piece}
-            line = {"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
-                    "message": message, "done": False}
+            line = {
+                "model": body.get("model"),
+                "created_at": "2026-01-01T00:00:00Z",
+                "message": message,
+                "done": False,
+            }
             self._send_chunk(json.dumps(line) + "\n")
         self._send_chunk(json.dumps(self._ollama_final(body, "")) + "\n")
         self._end_chunked()
@@ -172,27 +179,40 @@ class _Handler(BaseHTTPRequestHandler):
         reply = standin.next_reply()
         prompt_tokens, completion_tokens = standin.tokens(body, reply)
         return {
-            "id": "chatcmpl-standin", "object": "chat.completion", "created": int(time.time()),
+            "id": "chatcmpl-standin",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": body.get("model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
     def _openai_stream(self, body: dict[str, Any]) -> None:
         standin = self.server.standin
         self._start_chunked("text/event-stream")
-        base = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": body.get("model")}
+        base = {
+            "id": "chatcmpl-standin",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model"),
+        }
         for piece in standin.pieces():
             delta = {"role": "assistant", "content": piece}
             self._send_event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         self._send_event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             prompt_tokens, completion_tokens = standin.tokens(body)
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                     "total_tokens": prompt_tokens + completion_tokens}
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
             self._send_event({**base, "choices": [], "usage": usage})
         self._send_chunk("data: [DONE]\n\n")
         self._end_chunked()

@@ -54,8 +54,14 @@ def config_dict(backends: Backends, **routing: Any) -> dict[str, Any]:
         "server": {"address": "127.0.0.1:0", "metrics_port": 0, "grace_period_s": 2},
         "tiers": {
             "small": {"model": "ollama_chat/llama3:8b", "api_base": backends.small.url, "timeout": 10},
-            "large": {"model": "openai/gpt-4o", "api_base": backends.large.url, "api_key": "sk-test",
-                      "timeout": 10, "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
+            "large": {
+                "model": "openai/gpt-4o",
+                "api_base": backends.large.url,
+                "api_key": "sk-test",
+                "timeout": 10,
+                "input_cost_per_token": 1e-6,
+                "output_cost_per_token": 2e-6,
+            },
         },
         "routing": routing,
         "models": {"dir": str(MODEL_DIR.parent), "active": MODEL_DIR.name},
@@ -64,8 +70,13 @@ def config_dict(backends: Backends, **routing: Any) -> dict[str, Any]:
 
 def log_section(directory: Path) -> dict[str, Any]:
     """A `log:` config section keeping the request log and its spill files under `directory`."""
-    return {"log": {"url": f"sqlite:///{directory / 'requestlog' / 'requests.db'}",
-                    "spill_dir": str(directory / "requestlog" / "spill"), "flush_interval_ms": 50}}
+    return {
+        "log": {
+            "url": f"sqlite:///{directory / 'requestlog' / 'requests.db'}",
+            "spill_dir": str(directory / "requestlog" / "spill"),
+            "flush_interval_ms": 50,
+        }
+    }
 
 
 def user(text: str) -> list[pb.Message]:

@@ -192,8 +192,15 @@ def test_loading_litellm_ignores_a_dotenv_file_in_the_working_directory(tmp_path
     )
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "LITELLM_MODE")}
     env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["None", "None"]
 

@@ -26,15 +26,17 @@ async def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str,
 async def test_route_prints_tier_score_model_and_latency(
     start_server: StartServer, make_config: MakeConfig, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server = await start_server(make_config(threshold=0.5), with_scorer=KeyedScorer(default=0.75),
-                                wait_completion=False)
+    server = await start_server(
+        make_config(threshold=0.5), with_scorer=KeyedScorer(default=0.75), wait_completion=False
+    )
     status, out, _ = await run(capsys, "route", "Design a distributed system", "--address", server.address)
     assert status == 0
     assert "tier       large" in out and "model      openai/gpt-4o" in out
     assert "score      0.750 (threshold 0.5)" in out and "reason     global threshold 0.5" in out
     assert " ms" in out.split("latency")[1].splitlines()[0]
-    status, out, _ = await run(capsys, "route", "x", "--json", "--metadata", "tenant=acme", "--address",
-                               server.address)
+    status, out, _ = await run(
+        capsys, "route", "x", "--json", "--metadata", "tenant=acme", "--address", server.address
+    )
     decision = json.loads(out)
     assert status == 0 and decision["tier"] == "large" and decision["classifier_version"] == "fake-1"
 

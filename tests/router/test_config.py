@@ -41,11 +41,17 @@ def test_the_issue_minimal_example_is_valid_and_reads_the_key_from_the_environme
 
 
 def test_unknown_tier_keys_pass_through_to_litellm(tmp_path: Path) -> None:
-    text = MINIMAL.replace('api_base: "http://127.0.0.1:11434" }',
-                           'api_base: "http://127.0.0.1:11434", num_retries: 2, extra_headers: {X-Team: a} }')
+    text = MINIMAL.replace(
+        'api_base: "http://127.0.0.1:11434" }',
+        'api_base: "http://127.0.0.1:11434", num_retries: 2, extra_headers: {X-Team: a} }',
+    )
     kwargs = load_config(write(tmp_path, text), environ={}).tiers.small.litellm_kwargs()
-    assert kwargs == {"model": "ollama_chat/llama3:8b", "api_base": "http://127.0.0.1:11434",
-                      "num_retries": 2, "extra_headers": {"X-Team": "a"}}
+    assert kwargs == {
+        "model": "ollama_chat/llama3:8b",
+        "api_base": "http://127.0.0.1:11434",
+        "num_retries": 2,
+        "extra_headers": {"X-Team": "a"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -53,12 +59,15 @@ def test_unknown_tier_keys_pass_through_to_litellm(tmp_path: Path) -> None:
     [
         ("threshold: 0.5", "threshold: 1.5", "routing.threshold"),
         ("threshold: 0.5", "treshold: 0.5", "routing.treshold"),
-        ('metrics_port: 9464', 'metrics_port: "x"', "server.metrics_port"),
+        ("metrics_port: 9464", 'metrics_port: "x"', "server.metrics_port"),
         ('address: "127.0.0.1:50051"', 'address: "nowhere"', "server.address"),
         ('model: "openai/gpt-4o", ', "", "tiers.large.model"),
         ('model: "openai/gpt-4o", ', 'model: "openai/gpt-4o", stream: true, ', "tiers.large"),
-        ("routing: { threshold: 0.5 }", "routing: { overrides: [{metadata: {tenant: a}}] }",
-         "routing.overrides.0"),
+        (
+            "routing: { threshold: 0.5 }",
+            "routing: { overrides: [{metadata: {tenant: a}}] }",
+            "routing.overrides.0",
+        ),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:

@@ -66,8 +66,14 @@ async def served(backends: Backends, scorer: object) -> AsyncIterator[Served]:
 
 
 def ask_the_child_directly(api_base: str, text: str) -> dict[str, object]:
-    body = json.dumps({"model": "smollm2-135m", "messages": [{"role": "user", "content": text}],
-                       "max_tokens": 48, "temperature": 0}).encode()
+    body = json.dumps(
+        {
+            "model": "smollm2-135m",
+            "messages": [{"role": "user", "content": text}],
+            "max_tokens": 48,
+            "temperature": 0,
+        }
+    ).encode()
     headers = {"Content-Type": "application/json"}
     request = urllib.request.Request(f"{api_base}/chat/completions", body, headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -88,9 +94,11 @@ async def test_a_small_routed_complete_is_real_text_with_the_models_token_counts
     direct = ask_the_child_directly(served.server.local.processes["small"].spec.api_base, JSON_PROMPT)
     assert direct["choices"][0]["message"]["content"] == response.text  # type: ignore[index]
     usage = response.usage
-    assert direct["usage"] == {"prompt_tokens": usage.prompt_tokens,  # type: ignore[comparison-overlap]
-                               "completion_tokens": usage.completion_tokens,
-                               "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+    assert direct["usage"] == {
+        "prompt_tokens": usage.prompt_tokens,  # type: ignore[comparison-overlap]
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
     assert backends.small.requests == [] and backends.large.requests == []
 
 
@@ -110,8 +118,9 @@ async def test_a_killed_child_is_restarted_and_later_calls_succeed(served: Serve
     await wait_health(served.channel, TIER_HEALTH_SERVICES["small"], NOT_SERVING)
     await wait_health(served.channel, COMPLETION_HEALTH_SERVICE, SERVING, timeout_s=60)
     assert served.child_pid() != first and not alive(first)
-    response = await served.stub.Complete(pb.CompleteRequest(messages=user("Say hello."), params=GREEDY),
-                                          timeout=60)
+    response = await served.stub.Complete(
+        pb.CompleteRequest(messages=user("Say hello."), params=GREEDY), timeout=60
+    )
     assert response.text.strip() and response.model == MODEL and not response.fallback
     registry = served.server.metrics.registry
     assert registry.get_sample_value("rightsize_local_model_restarts_total", {"tier": "small"}) == 1
@@ -128,8 +137,14 @@ class Process:
     """A `rightsize` command in its own process, its stderr and stdout lines collected."""
 
     def __init__(self, *args: str, env: dict[str, str]):
-        self.popen = subprocess.Popen([sys.executable, "-m", "router", *args], cwd=ROOT, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "router", *args],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -162,7 +177,9 @@ class Process:
 @pytest.fixture
 def env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"} | {
-        "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
 
 
 @pytest.fixture
@@ -178,11 +195,15 @@ def test_the_shipped_config_answers_with_smollm2_and_sigterm_leaves_no_child(
 ) -> None:
     # The shipped config, plus a metadata rule that sends a prompt to the (keyless) large tier.
     config = tmp_path / "router.yaml"
-    config.write_text(DEFAULT_CONFIG_PATH.read_text().replace(
-        "  max_prompt_chars: 200000",
-        "  max_prompt_chars: 200000\n  overrides: [{ metadata: { tier: hard }, tier: large }]"))
-    serve = Process("serve", "--config", str(config), "--address", "127.0.0.1:0", "--metrics-port", "0",
-                    env=env)
+    config.write_text(
+        DEFAULT_CONFIG_PATH.read_text().replace(
+            "  max_prompt_chars: 200000",
+            "  max_prompt_chars: 200000\n  overrides: [{ metadata: { tier: hard }, tier: large }]",
+        )
+    )
+    serve = Process(
+        "serve", "--config", str(config), "--address", "127.0.0.1:0", "--metrics-port", "0", env=env
+    )
     process_cleanup.append(serve)
     serve.wait_for(r"tier large: NOT live: openai/gpt-4o has no API key: set OPENAI_API_KEY")
     address = serve.wait_for(r"serving rightsize\.v1\.Router on (\S+:\d+)").group(1)
@@ -190,17 +211,44 @@ def test_the_shipped_config_answers_with_smollm2_and_sigterm_leaves_no_child(
     serve.wait_for("completion backend ready")
 
     started = time.monotonic()
-    easy = subprocess.run([sys.executable, "-m", "router", "complete", "--address", address, JSON_PROMPT],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    easy = subprocess.run(
+        [sys.executable, "-m", "router", "complete", "--address", address, JSON_PROMPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert easy.returncode == 0, easy.stderr
     assert time.monotonic() - started < 10
     assert easy.stdout.strip() and f"[small] {MODEL}" in easy.stderr
-    hard = subprocess.run([sys.executable, "-m", "router", "complete", "--address", address, "--metadata",
-                           "tier=hard", "--max-tokens", "16", HARD_PROMPT],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    hard = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "router",
+            "complete",
+            "--address",
+            address,
+            "--metadata",
+            "tier=hard",
+            "--max-tokens",
+            "16",
+            HARD_PROMPT,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert hard.returncode == 0, hard.stderr
-    assert (f"[fallback] answered by {MODEL}: large tier openai/gpt-4o has no API key: set OPENAI_API_KEY"
-            in hard.stderr)
+    assert (
+        f"[fallback] answered by {MODEL}: large tier openai/gpt-4o has no API key: set OPENAI_API_KEY"
+        in hard.stderr
+    )
 
     serve.popen.send_signal(signal.SIGTERM)
     assert serve.popen.wait(30) == 0

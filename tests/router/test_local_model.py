@@ -51,8 +51,9 @@ def fake_spec(gguf: Path, monkeypatch: pytest.MonkeyPatch) -> MakeSpec:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the child finds the stand-in module
 
     def make(alias: str = "fake") -> LocalModelSpec:
-        return LocalModelSpec(gguf=gguf, alias=alias, port=free_port(), ready_timeout_s=20,
-                              server_module=FAKE_MODULE)
+        return LocalModelSpec(
+            gguf=gguf, alias=alias, port=free_port(), ready_timeout_s=20, server_module=FAKE_MODULE
+        )
 
     return make
 
@@ -200,8 +201,9 @@ def test_the_child_dies_with_a_parent_killed_by_sigkill(gguf: Path) -> None:
 
 
 @pytest.fixture
-def embedded_config(backends: Backends, gguf: Path, fake_spec: MakeSpec,
-                    monkeypatch: pytest.MonkeyPatch) -> RouterConfig:
+def embedded_config(
+    backends: Backends, gguf: Path, fake_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> RouterConfig:
     original = LocalModelSpec.from_embedded
 
     def from_embedded(embedded: str, options: object = None) -> LocalModelSpec:
@@ -251,9 +253,12 @@ def test_the_start_lines_say_which_tiers_are_live(backends: Backends) -> None:
     raw["tiers"]["large"] = {"model": "openai/gpt-4o", "api_key_env": "RIGHTSIZE_TEST_UNSET_KEY"}
     lines = tier_status_lines(RouterConfig.model_validate(raw), LocalTiers({}))
     assert lines[0] == (True, f"tier small: live: ollama_chat/llama3:8b at {backends.small.url}")
-    assert lines[1] == (False, "tier large: NOT live: openai/gpt-4o has no API key: set "
-                               "RIGHTSIZE_TEST_UNSET_KEY; large-routed prompts are answered by the small "
-                               "tier (ollama_chat/llama3:8b) as a fallback")
+    assert lines[1] == (
+        False,
+        "tier large: NOT live: openai/gpt-4o has no API key: set "
+        "RIGHTSIZE_TEST_UNSET_KEY; large-routed prompts are answered by the small "
+        "tier (ollama_chat/llama3:8b) as a fallback",
+    )
     backends.small.kill()
     raw["tiers"]["large"] = {"model": "openai/gpt-4o", "api_key": "sk-x"}
     small, large = tier_status_lines(RouterConfig.model_validate(raw), LocalTiers({}))

@@ -37,8 +37,12 @@ async def test_a_large_routed_complete_is_answered_by_small_saying_what_to_set(
     assert response.decision.tier == "large" and response.decision.model == "openai/gpt-4o"
     assert (response.text, response.model) == (SMALL_REPLY, "ollama_chat/llama3:8b")
     assert response.fallback and response.fallback_reason == REASON
-    chunks = [chunk async for chunk in running.stub.CompleteStream(
-        pb.CompleteRequest(messages=user("a hard one")), timeout=10)]
+    chunks = [
+        chunk
+        async for chunk in running.stub.CompleteStream(
+            pb.CompleteRequest(messages=user("a hard one")), timeout=10
+        )
+    ]
     assert "".join(chunk.delta for chunk in chunks) == SMALL_REPLY
     assert chunks[0].fallback and chunks[0].fallback_reason == REASON
     assert backends.large.requests == []  # known without a network round trip

@@ -57,24 +57,45 @@ def trap() -> Iterator[ProxyTrap]:
 
 def offline_env(trap: ProxyTrap) -> dict[str, str]:
     """The test's environment without the cost-map switch (the code must set it), all traffic to the trap."""
-    env = {key: value for key, value in os.environ.items()
-           if key != "LITELLM_LOCAL_MODEL_COST_MAP" and not key.lower().endswith("_proxy")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key != "LITELLM_LOCAL_MODEL_COST_MAP" and not key.lower().endswith("_proxy")
+    }
     names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
     proxies = dict.fromkeys(names, trap.url)
     loopback = "127.0.0.1,localhost"  # the stand-ins and the router itself are reached directly
-    return {**env, **proxies, "NO_PROXY": loopback, "no_proxy": loopback, "PYTHONUNBUFFERED": "1",
-            "PYTHONWARNINGS": "ignore"}
+    return {
+        **env,
+        **proxies,
+        "NO_PROXY": loopback,
+        "no_proxy": loopback,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
 
 
 def rightsize(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "router", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "router", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_the_trap_sees_a_bare_litellm_import_fetch_its_price_map(trap: ProxyTrap) -> None:
     # The control for the test below: without LITELLM_LOCAL_MODEL_COST_MAP, importing LiteLLM goes online.
-    subprocess.run([sys.executable, "-c", "import litellm"], env=offline_env(trap), capture_output=True,
-                   timeout=120, check=True)
+    subprocess.run(
+        [sys.executable, "-c", "import litellm"],
+        env=offline_env(trap),
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert trap.hits >= 1
 
 
@@ -88,8 +109,14 @@ def test_serve_and_the_cli_start_without_touching_the_network(
 
     path = tmp_path / "router.yaml"
     path.write_text(json.dumps(config_dict(backends)))
-    serve = subprocess.Popen([sys.executable, "-m", "router", "serve", "--config", str(path)], cwd=ROOT,
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "router", "serve", "--config", str(path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(line.rstrip() for line in serve.stderr or ()))
     reader.start()
@@ -97,8 +124,11 @@ def test_serve_and_the_cli_start_without_touching_the_network(
         started = time.monotonic()
         wait_until(lambda: any("completion backend ready" in line for line in lines), 60)
         ready_s = time.monotonic() - started
-        address = next(match.group(1) for line in lines
-                       if (match := re.search(r"serving rightsize\.v1\.Router on (\S+:\d+)", line)))
+        address = next(
+            match.group(1)
+            for line in lines
+            if (match := re.search(r"serving rightsize\.v1\.Router on (\S+:\d+)", line))
+        )
         completed = rightsize(env, "complete", "--address", address, "hello")
         assert completed.returncode == 0, completed.stderr
         assert completed.stdout.strip() == SMALL_REPLY

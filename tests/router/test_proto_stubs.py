@@ -45,8 +45,18 @@ def test_contract_names_are_the_fixed_ones() -> None:
     }
     assert fields["Decision"] == {"tier", "model", "score", "threshold", "reason", "classifier_version"}
     assert {"messages", "metadata", "request_id", "params", "force_tier"} == fields["CompleteRequest"]
-    assert {"text", "decision", "model", "usage", "cost_usd", "fallback", "fallback_reason", "finish_reason",
-            "request_id", "exemplar_ids"} == fields["CompleteResponse"]
+    assert {
+        "text",
+        "decision",
+        "model",
+        "usage",
+        "cost_usd",
+        "fallback",
+        "fallback_reason",
+        "finish_reason",
+        "request_id",
+        "exemplar_ids",
+    } == fields["CompleteResponse"]
     assert pb.CompleteResponse.DESCRIPTOR.fields_by_name["exemplar_ids"].number == 10
     assert {"delta", "decision", "usage", "fallback", "finish_reason"} <= fields["CompleteChunk"]
     assert fields["FeedbackRequest"] == {"request_id", "rating", "score", "comment"}

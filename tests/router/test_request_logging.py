@@ -105,8 +105,9 @@ async def test_a_down_store_never_slows_calls_and_spills_every_record(
 
     # Nothing was dropped: every record waits in the spill file, ready to replay into a working store.
     replayed: list[str] = []
-    SpillFile(config.log.spill_dir).replay(lambda batch: replayed.extend(r.request_id for r in batch),
-                                           batch_size=100)
+    SpillFile(config.log.spill_dir).replay(
+        lambda batch: replayed.extend(r.request_id for r in batch), batch_size=100
+    )
     assert sorted(replayed) == sorted(response.request_id for response in responses)
 
 

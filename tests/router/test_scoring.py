@@ -33,7 +33,8 @@ async def test_scores_come_back_to_their_own_callers() -> None:
     queue = ScoringQueue(scorer)
     try:
         assert await asyncio.gather(queue.score("a"), queue.score("b"), queue.score("c")) == pytest.approx(
-            [0.1, 0.9, 0.5])
+            [0.1, 0.9, 0.5]
+        )
     finally:
         queue.close()
 

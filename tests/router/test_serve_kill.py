@@ -41,8 +41,10 @@ async def _load(address: str, on_answered: Callable[[int], None]) -> list[str]:
             for i in range(100_000):
                 request_id = f"c{number:02d}-{i:05d}"
                 try:
-                    await stub.Route(pb.RouteRequest(messages=user(f"question {i} from {number}"),
-                                                     request_id=request_id), timeout=5)
+                    await stub.Route(
+                        pb.RouteRequest(messages=user(f"question {i} from {number}"), request_id=request_id),
+                        timeout=5,
+                    )
                 except grpc.aio.AioRpcError:
                     return  # killed: nothing answers any more
                 answered.append(request_id)
@@ -66,8 +68,14 @@ def test_kill_9_under_load_then_restart_loses_at_most_the_documented_window(
 ) -> None:
     db, spill_dir = tmp_path / "requests.db", tmp_path / "spill"
     config = config_dict(backends)
-    config["log"] = {"url": f"sqlite:///{db}", "spill_dir": str(spill_dir), "sync": sync,
-                     "queue_size": QUEUE_SIZE, "batch_size": BATCH_SIZE, "timeout_ms": 200}
+    config["log"] = {
+        "url": f"sqlite:///{db}",
+        "spill_dir": str(spill_dir),
+        "sync": sync,
+        "queue_size": QUEUE_SIZE,
+        "batch_size": BATCH_SIZE,
+        "timeout_ms": 200,
+    }
     path = tmp_path / "router.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
 

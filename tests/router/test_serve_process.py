@@ -68,8 +68,11 @@ def test_serves_route_at_once_and_drains_on_sigterm_with_exit_0(
         backends.small.chunk_delay_s = 0.3  # 3 words + the final chunk: about 1.2 s in flight
         seen = len(backends.small.requests)
         chunks: list[pb.CompleteChunk] = []
-        stream = threading.Thread(target=lambda: chunks.extend(
-            stub.CompleteStream(pb.CompleteRequest(messages=user("tell me")), timeout=20)))
+        stream = threading.Thread(
+            target=lambda: chunks.extend(
+                stub.CompleteStream(pb.CompleteRequest(messages=user("tell me")), timeout=20)
+            )
+        )
         stream.start()
         while len(backends.small.requests) == seen:  # the stream reached the backend: it is in flight
             time.sleep(0.01)

@@ -80,8 +80,10 @@ async def test_both_tiers_down_is_unavailable_naming_both(
     backends.small.kill()
     backends.large.status = 500
     server = await start_server(make_config(), with_scorer=SMALL_SCORE)
-    for call in (server.stub.Complete(pb.CompleteRequest(messages=user("hi"))),
-                 server.stub.CompleteStream(pb.CompleteRequest(messages=user("hi")))):
+    for call in (
+        server.stub.Complete(pb.CompleteRequest(messages=user("hi"))),
+        server.stub.CompleteStream(pb.CompleteRequest(messages=user("hi"))),
+    ):
         error = await rpc_error(call)
         assert error.code() == grpc.StatusCode.UNAVAILABLE
         details = error.details() or ""
@@ -115,8 +117,12 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize(("messages", "force_tier", "message"), BAD_REQUESTS)
 async def test_bad_input_is_invalid_argument_and_the_server_keeps_serving(
-    start_server: StartServer, make_config: MakeConfig, backends: Backends,
-    messages: list[pb.Message], force_tier: str, message: str,
+    start_server: StartServer,
+    make_config: MakeConfig,
+    backends: Backends,
+    messages: list[pb.Message],
+    force_tier: str,
+    message: str,
 ) -> None:
     server = await start_server(make_config(max_prompt_chars=1000), with_scorer=SMALL_SCORE)
     request = pb.CompleteRequest(messages=messages, force_tier=force_tier)

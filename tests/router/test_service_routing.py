@@ -51,8 +51,10 @@ async def test_a_design_prompt_outscores_a_json_prompt_and_a_threshold_between_s
     easy, hard = (float(score) for score in scorer.score([JSON_PROMPT, HARD_PROMPT]))
     assert hard > easy
     server = await start_server(make_config(threshold=(easy + hard) / 2), wait_completion=False)
-    tiers = [(await server.stub.Route(pb.RouteRequest(messages=user(text)))).decision.tier
-             for text in (JSON_PROMPT, HARD_PROMPT)]
+    tiers = [
+        (await server.stub.Route(pb.RouteRequest(messages=user(text)))).decision.tier
+        for text in (JSON_PROMPT, HARD_PROMPT)
+    ]
     assert tiers == ["small", "large"]
 
 
@@ -60,8 +62,9 @@ async def test_a_design_prompt_outscores_a_json_prompt_and_a_threshold_between_s
 async def test_tier_follows_the_threshold_at_its_edge(
     start_server: StartServer, make_config: MakeConfig, score: float, tier: str
 ) -> None:
-    server = await start_server(make_config(threshold=0.3), with_scorer=KeyedScorer({"q": score}),
-                                wait_completion=False)
+    server = await start_server(
+        make_config(threshold=0.3), with_scorer=KeyedScorer({"q": score}), wait_completion=False
+    )
     decision = (await server.stub.Route(pb.RouteRequest(messages=user("q")))).decision
     assert (decision.tier, decision.score) == (tier, pytest.approx(score))
 
@@ -86,8 +89,9 @@ async def test_complete_on_the_small_tier_is_free_and_forwards_params(
 ) -> None:
     server = await start_server(make_config(threshold=1.0), with_scorer=KeyedScorer(default=0.1))
     params = pb.GenerationParams(max_tokens=16, temperature=0.0, stop=["END"])
-    response = await server.stub.Complete(pb.CompleteRequest(messages=user("hello there"), params=params,
-                                                             request_id="r-1"))
+    response = await server.stub.Complete(
+        pb.CompleteRequest(messages=user("hello there"), params=params, request_id="r-1")
+    )
     assert (response.text, response.model) == (SMALL_REPLY, "ollama_chat/llama3:8b")
     assert response.decision.tier == "small"
     assert response.cost_usd == 0.0 and response.usage.prompt_tokens == 2

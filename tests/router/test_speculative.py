@@ -39,7 +39,8 @@ class SlowScorer(KeyedScorer):
 
 def speculative(registry: object, outcome: str) -> float | None:
     return registry.get_sample_value(  # type: ignore[attr-defined]
-        "rightsize_speculative_small_calls_total", {"outcome": outcome})
+        "rightsize_speculative_small_calls_total", {"outcome": outcome}
+    )
 
 
 async def test_a_small_routed_complete_reaches_the_small_tier_before_the_decision(

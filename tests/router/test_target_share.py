@@ -28,13 +28,19 @@ TIERS = {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "openai
 TARGET = ResolvedThreshold(fraction=0.3, threshold=0.61, requests=1234, basis="logs")
 
 
-@pytest.mark.parametrize(("fraction", "threshold"), [
-    (0.3, 0.55), (0.1, 0.7), (0.5, 0.45),
-    (0.2, 0.625),  # halfway between the 0.1 and 0.3 points
-    (0.0, 1.0), (1.0, 0.0),  # the anchors: nothing large / everything large
-    (0.05, 0.85),  # between the anchor (0, 1) and (0.1, 0.7)
-    (0.75, 0.225),  # between (0.5, 0.45) and the anchor (1, 0)
-])
+@pytest.mark.parametrize(
+    ("fraction", "threshold"),
+    [
+        (0.3, 0.55),
+        (0.1, 0.7),
+        (0.5, 0.45),
+        (0.2, 0.625),  # halfway between the 0.1 and 0.3 points
+        (0.0, 1.0),
+        (1.0, 0.0),  # the anchors: nothing large / everything large
+        (0.05, 0.85),  # between the anchor (0, 1) and (0.1, 0.7)
+        (0.75, 0.225),  # between (0.5, 0.45) and the anchor (1, 0)
+    ],
+)
 def test_suggested_thresholds_interpolate_linearly_in_the_share(fraction: float, threshold: float) -> None:
     assert threshold_from_suggested(fraction, SUGGESTED) == pytest.approx(threshold)
 
@@ -53,18 +59,32 @@ def test_enough_logged_scores_resolve_to_the_share_and_too_few_fall_back_to_the_
     assert resolved.reason == expected
     few = resolve(0.3, scores[:99], TargetWindow(min_requests=100), SUGGESTED)
     assert few == ResolvedThreshold(0.3, 0.55, 99, "manifest")
-    assert few.reason == ("target large fraction 0.3 -> threshold 0.55 "
-                          "(model's suggested thresholds; 99 logged requests)")
+    assert few.reason == (
+        "target large fraction 0.3 -> threshold 0.55 (model's suggested thresholds; 99 logged requests)"
+    )
 
 
 def record(i: int, score: float | None, version: str = "v1", **metadata: str) -> LogRecord:
-    return LogRecord(request_id=f"r{i}", ts=datetime.now(UTC) - timedelta(seconds=100 - i), rpc="Route",
-                     prompt_sha256="x", metadata=metadata, score=score, classifier_version=version)
+    return LogRecord(
+        request_id=f"r{i}",
+        ts=datetime.now(UTC) - timedelta(seconds=100 - i),
+        rpc="Route",
+        prompt_sha256="x",
+        metadata=metadata,
+        score=score,
+        classifier_version=version,
+    )
 
 
 def test_recent_scores_keep_the_newest_of_this_version_and_metadata() -> None:
-    records = [record(0, 0.1), record(1, None), record(2, 0.2, "v0"), record(3, 0.3, tenant="a"),
-               record(4, 0.4, tenant="b"), record(5, 0.5, tenant="a")]
+    records = [
+        record(0, 0.1),
+        record(1, None),
+        record(2, 0.2, "v0"),
+        record(3, 0.3, tenant="a"),
+        record(4, 0.4, tenant="b"),
+        record(5, 0.5, tenant="a"),
+    ]
     window = TargetWindow(max_requests=2)
     assert recent_scores(records, window, classifier_version="v1") == [0.4, 0.5]
     tenant_a = recent_scores(records, TargetWindow(), classifier_version="v1", metadata={"tenant": "a"})
@@ -88,33 +108,103 @@ OVERRIDES = [
 TARGET_REASON = "target large fraction 0.3 -> threshold 0.61 (1234 logged requests)"
 CASES = [
     # score, request, routing, target, tier, threshold, rule, reason
-    (0.6, request(), {"threshold": 0.5, "target_large_fraction": 0.3}, TARGET, "small", 0.61, "target",
-     TARGET_REASON),
+    (
+        0.6,
+        request(),
+        {"threshold": 0.5, "target_large_fraction": 0.3},
+        TARGET,
+        "small",
+        0.61,
+        "target",
+        TARGET_REASON,
+    ),
     (0.61, request(), {"target_large_fraction": 0.3}, TARGET, "large", 0.61, "target", TARGET_REASON),
     # the target is ignored without target_large_fraction, and a stale one (other fraction) never applies
     (0.6, request(), {"threshold": 0.5}, TARGET, "large", 0.5, "global", "global threshold 0.5"),
-    (0.6, request(), {"threshold": 0.5, "target_large_fraction": 0.4}, TARGET, "large", 0.5, "global",
-     "global threshold 0.5 (target large fraction 0.4 not resolved)"),
-    (0.6, request(), {"threshold": 0.5, "target_large_fraction": 0.3}, None, "large", 0.5, "global",
-     "global threshold 0.5 (target large fraction 0.3 not resolved)"),
+    (
+        0.6,
+        request(),
+        {"threshold": 0.5, "target_large_fraction": 0.4},
+        TARGET,
+        "large",
+        0.5,
+        "global",
+        "global threshold 0.5 (target large fraction 0.4 not resolved)",
+    ),
+    (
+        0.6,
+        request(),
+        {"threshold": 0.5, "target_large_fraction": 0.3},
+        None,
+        "large",
+        0.5,
+        "global",
+        "global threshold 0.5 (target large fraction 0.3 not resolved)",
+    ),
     # overrides come before the target; the request's force before everything
-    (0.7, request(tenant="acme"), {"target_large_fraction": 0.3, "overrides": OVERRIDES}, TARGET, "small",
-     0.8, "override[0]", "override[0] tenant=acme threshold=0.8"),
-    (0.9, request(task="extraction"), {"target_large_fraction": 0.3, "overrides": OVERRIDES}, TARGET, "small",
-     0.61, "override[1]", "override[1] task=extraction tier=small"),
-    (0.7, request(tenant="other"), {"target_large_fraction": 0.3, "overrides": OVERRIDES}, TARGET, "large",
-     0.61, "target", TARGET_REASON),
-    (0.1, request(force_tier="large", tenant="acme"), {"target_large_fraction": 0.3, "overrides": OVERRIDES},
-     TARGET, "large", 0.8, "forced", "forced by request"),
-    (0.9, request(force_tier="small"), {"target_large_fraction": 0.3}, TARGET, "small", 0.61, "forced",
-     "forced by request"),
+    (
+        0.7,
+        request(tenant="acme"),
+        {"target_large_fraction": 0.3, "overrides": OVERRIDES},
+        TARGET,
+        "small",
+        0.8,
+        "override[0]",
+        "override[0] tenant=acme threshold=0.8",
+    ),
+    (
+        0.9,
+        request(task="extraction"),
+        {"target_large_fraction": 0.3, "overrides": OVERRIDES},
+        TARGET,
+        "small",
+        0.61,
+        "override[1]",
+        "override[1] task=extraction tier=small",
+    ),
+    (
+        0.7,
+        request(tenant="other"),
+        {"target_large_fraction": 0.3, "overrides": OVERRIDES},
+        TARGET,
+        "large",
+        0.61,
+        "target",
+        TARGET_REASON,
+    ),
+    (
+        0.1,
+        request(force_tier="large", tenant="acme"),
+        {"target_large_fraction": 0.3, "overrides": OVERRIDES},
+        TARGET,
+        "large",
+        0.8,
+        "forced",
+        "forced by request",
+    ),
+    (
+        0.9,
+        request(force_tier="small"),
+        {"target_large_fraction": 0.3},
+        TARGET,
+        "small",
+        0.61,
+        "forced",
+        "forced by request",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("score", "req", "routing", "target", "tier", "threshold", "rule", "reason"), CASES)
 def test_rule_precedence_with_a_target_share(
-    score: float, req: Request, routing: dict[str, Any], target: ResolvedThreshold | None, tier: str,
-    threshold: float, rule: str, reason: str,
+    score: float,
+    req: Request,
+    routing: dict[str, Any],
+    target: ResolvedThreshold | None,
+    tier: str,
+    threshold: float,
+    rule: str,
+    reason: str,
 ) -> None:
     decision = decide(score, req, config(**routing), target=target)
     got = (decision.tier, decision.threshold, decision.rule, decision.reason)
@@ -136,8 +226,11 @@ async def test_a_server_resolves_the_target_from_its_log_and_shows_it_in_decisio
 ) -> None:
     path = tmp_path / "router.yaml"
     db = tmp_path / "requests.db"
-    routing = {"target_large_fraction": 0.3, "target_window": {"hours": 1, "min_requests": 50},
-               "recalibrate_every_s": 1}
+    routing = {
+        "target_large_fraction": 0.3,
+        "target_window": {"hours": 1, "min_requests": 50},
+        "recalibrate_every_s": 1,
+    }
     payload = {**config_dict(backends, **routing), "log": {"url": f"sqlite:///{db}"}}
     path.write_text(json.dumps(payload))
     source = ConfigSource(path)
@@ -149,8 +242,10 @@ async def test_a_server_resolves_the_target_from_its_log_and_shows_it_in_decisio
             stub = pb_grpc.RouterStub(channel)
             decision = (await stub.Route(pb.RouteRequest(messages=user("hi")), timeout=5)).decision
             assert (decision.tier, decision.threshold) == ("large", 0.55)
-            assert decision.reason == ("target large fraction 0.3 -> threshold 0.55 "
-                                       "(model's suggested thresholds; 0 logged requests)")
+            assert decision.reason == (
+                "target large fraction 0.3 -> threshold 0.55 "
+                "(model's suggested thresholds; 0 logged requests)"
+            )
 
             store = open_store(f"sqlite:///{db}")
             store.write_batch([record(i, i / 100) for i in range(100)])  # scores 0.00 .. 0.99

@@ -35,8 +35,9 @@ CLIENTS = 64
 CRASHES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 
-async def _client(server: Running, stop_at: float, seed: int, counts: collections.Counter[str],
-                  answered: list[str]) -> None:
+async def _client(
+    server: Running, stop_at: float, seed: int, counts: collections.Counter[str], answered: list[str]
+) -> None:
     rng = random.Random(seed)
     while time.monotonic() < stop_at:
         request = pb.CompleteRequest(messages=user(f"question {rng.random()}"))
@@ -56,10 +57,14 @@ async def _client(server: Running, stop_at: float, seed: int, counts: collection
 
 async def _chaos(backends: Backends, server: Running, seconds: float, serving: list[bool]) -> None:
     """Kill and restart the small tier twice; slow the large one for the middle half."""
-    steps = [(0.15, backends.small.kill), (0.35, backends.small.restart),
-             (0.25, lambda: setattr(backends.large, "delay_s", 0.3)),
-             (0.55, backends.small.kill), (0.75, lambda: setattr(backends.large, "delay_s", 0.0)),
-             (0.80, backends.small.restart)]
+    steps = [
+        (0.15, backends.small.kill),
+        (0.35, backends.small.restart),
+        (0.25, lambda: setattr(backends.large, "delay_s", 0.3)),
+        (0.55, backends.small.kill),
+        (0.75, lambda: setattr(backends.large, "delay_s", 0.0)),
+        (0.80, backends.small.restart),
+    ]
     started = time.monotonic()
     for at, action in sorted(steps, key=lambda step: step[0]):
         while time.monotonic() - started < at * seconds:
@@ -69,7 +74,9 @@ async def _chaos(backends: Backends, server: Running, seconds: float, serving: l
 
 
 async def test_soak_with_backend_faults_has_no_crash_and_loses_no_log_row(
-    make_config: Callable[..., RouterConfig], backends: Backends, caplog: pytest.LogCaptureFixture,
+    make_config: Callable[..., RouterConfig],
+    backends: Backends,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = make_config(breaker=BreakerSettings(failures=3, open_s=1.0).model_dump())
     small = config.tiers.small.model_copy(update={"timeout": 1.0})
@@ -86,26 +93,35 @@ async def test_soak_with_backend_faults_has_no_crash_and_loses_no_log_row(
         await release_litellm_clients()  # under this module's warning filters
 
 
-async def _soak(server: Running, config: RouterConfig, backends: Backends,
-                caplog: pytest.LogCaptureFixture) -> None:
+async def _soak(
+    server: Running, config: RouterConfig, backends: Backends, caplog: pytest.LogCaptureFixture
+) -> None:
     await server.stub.Complete(pb.CompleteRequest(messages=user("warm up")), timeout=30)
 
     counts: collections.Counter[str] = collections.Counter()
     answered: list[str] = []
     serving: list[bool] = []
     stop_at = time.monotonic() + SOAK_S
-    await asyncio.gather(_chaos(backends, server, SOAK_S, serving),
-                         *(_client(server, stop_at, seed, counts, answered) for seed in range(CLIENTS)))
+    await asyncio.gather(
+        _chaos(backends, server, SOAK_S, serving),
+        *(_client(server, stop_at, seed, counts, answered) for seed in range(CLIENTS)),
+    )
     print(f"\nsoak {SOAK_S:g} s, {CLIENTS} clients: {dict(sorted(counts.items()))}")
 
-    crashes = {name: count for name, count in counts.items() if name.split(":")[-1] in
-               {code.name for code in CRASHES}}
+    crashes = {
+        name: count
+        for name, count in counts.items()
+        if name.split(":")[-1] in {code.name for code in CRASHES}
+    }
     assert not crashes, crashes
     assert counts["ok"] > 0 and counts["fallback"] > 0
     assert all(serving) and await health(server.channel, "") == SERVING
     # The router's and gRPC's own records (asyncio reports LiteLLM's unclosed aiohttp sessions at ERROR).
-    assert not [record.getMessage() for record in caplog.records
-                if record.levelno >= logging.ERROR and record.name.startswith(("router", "grpc"))]
+    assert not [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno >= logging.ERROR and record.name.startswith(("router", "grpc"))
+    ]
 
     store = open_store(config.log.url)
     try:

@@ -32,8 +32,17 @@ def test_items_are_deterministic_distinct_and_exactly_graded() -> None:
 @pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 def test_the_lift_evaluation_runs_at_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "fewshot.json"
-    command = [sys.executable, str(ROOT / "benchmarks" / "bench_fewshot.py"), "--smoke", "--test-items", "2",
-               "--pool-items", "40", "--json", str(out)]
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "bench_fewshot.py"),
+        "--smoke",
+        "--test-items",
+        "2",
+        "--pool-items",
+        "40",
+        "--json",
+        str(out),
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(out.read_text())

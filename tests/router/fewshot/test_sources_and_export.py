@@ -114,8 +114,9 @@ def write_config(tmp_path: Path) -> Path:
 def export_finetune(tmp_path: Path, fmt: str, out: Path, *extra: str) -> int:
     """`rightsize export-finetune --from-logs` with the test config, in this process; its exit status."""
     config = str(write_config(tmp_path))
-    return main(["export-finetune", "--from-logs", "--config", config, "--format", fmt, *extra,
-                 "--out", str(out)])
+    return main(
+        ["export-finetune", "--from-logs", "--config", config, "--format", fmt, *extra, "--out", str(out)]
+    )
 
 
 @pytest.mark.parametrize(("fmt", "schema"), [("openai-chat", OpenAIChatLine), ("sharegpt", ShareGPTLine)])

@@ -38,7 +38,8 @@ def test_pbkdf2_hashes_are_accepted_too() -> None:
     salt = b"0123456789ab"
     derived = hashlib.pbkdf2_hmac("sha256", b"my-key", salt, 1000, 32)
     line = "pbkdf2_sha256$1000${}${}".format(
-        *(base64.urlsafe_b64encode(raw).rstrip(b"=").decode() for raw in (salt, derived)))
+        *(base64.urlsafe_b64encode(raw).rstrip(b"=").decode() for raw in (salt, derived))
+    )
     assert verify_key("my-key", line) and not verify_key("my-kez", line)
 
 
@@ -51,13 +52,16 @@ async def test_the_keyring_picks_the_entry_by_salt_and_remembers_verified_keys()
     assert await ring.identify("no-prefix") is None
 
 
-@pytest.mark.parametrize(("metadata", "key"), [
-    ((("authorization", "Bearer abc"),), "abc"),
-    ((("authorization", "bearer  abc "),), "abc"),
-    ((("authorization", "Basic abc"),), None),
-    ((("authorization", "Bearer "),), None),
-    ((), None),
-])
+@pytest.mark.parametrize(
+    ("metadata", "key"),
+    [
+        ((("authorization", "Bearer abc"),), "abc"),
+        ((("authorization", "bearer  abc "),), "abc"),
+        ((("authorization", "Basic abc"),), None),
+        ((("authorization", "Bearer "),), None),
+        ((), None),
+    ],
+)
 def test_bearer_key_parsing(metadata: tuple[tuple[str, str], ...], key: str | None) -> None:
     assert bearer_key(metadata) == key
 
@@ -92,18 +96,21 @@ async def test_router_calls_need_a_valid_key_and_the_right_tenant(
     start_server: StartServer, make_config: Callable[..., RouterConfig]
 ) -> None:
     config = make_config(overrides=[{"metadata": {"tenant": "acme"}, "tier": "large"}])
-    auth = AuthSettings(api_keys=(ApiKeyEntry(hash=ACME.hash, tenant="acme"),
-                                  ApiKeyEntry(hash=ANY_TENANT.hash)))
-    server = await start_server(with_server(config, auth=auth), with_scorer=KeyedScorer(),
-                                wait_completion=False)
+    auth = AuthSettings(
+        api_keys=(ApiKeyEntry(hash=ACME.hash, tenant="acme"), ApiKeyEntry(hash=ANY_TENANT.hash))
+    )
+    server = await start_server(
+        with_server(config, auth=auth), with_scorer=KeyedScorer(), wait_completion=False
+    )
     request = pb.RouteRequest(messages=user("hi"))
 
     missing = await status_of(server.stub.Route(request))
     assert missing.code() == grpc.StatusCode.UNAUTHENTICATED and "missing" in (missing.details() or "")
     wrong = await status_of(server.stub.Route(request, metadata=_bearer(ACME.key[:-2] + "zz")))
     assert wrong.code() == grpc.StatusCode.UNAUTHENTICATED and ACME.key[:-2] not in (wrong.details() or "")
-    assert (await status_of(server.stub.Route(request, metadata=(("authorization", ACME.key),)))).code() \
-        == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        await status_of(server.stub.Route(request, metadata=(("authorization", ACME.key),)))
+    ).code() == grpc.StatusCode.UNAUTHENTICATED
 
     # No tenant in the request: the key's tenant is filled in, so the tenant override applies.
     decided = await server.stub.Route(request, metadata=_bearer(ACME.key))

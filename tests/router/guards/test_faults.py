@@ -83,8 +83,14 @@ async def test_a_429_falls_back_and_its_retry_after_is_respected(
     vllm = StandIn("openai", reply=SMALL_REPLY)
     backends.small.kill()
     backends.small = vllm
-    config = faulty_config(make_config, BreakerSettings(failures=50), model="openai/small", api_base=vllm.url,
-                           api_key=SecretStr("sk-small"), timeout=5)
+    config = faulty_config(
+        make_config,
+        BreakerSettings(failures=50),
+        model="openai/small",
+        api_base=vllm.url,
+        api_key=SecretStr("sk-small"),
+        timeout=5,
+    )
     server = await start_server(config, with_scorer=KeyedScorer())
     vllm.status, vllm.retry_after_s = 429, 1.0
     first, _ = await _fallback(server)

@@ -22,9 +22,15 @@ from tests.router.waiting import SERVING, health
 
 METHODS = ["Route", "Complete", "CompleteStream", "Feedback", "NoSuchMethod"]
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-CLEAN = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED,
-         grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
-         grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.OK}
+CLEAN = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.OK,
+}
 
 
 async def _raw_junk(port: int, payload: bytes) -> None:
@@ -42,8 +48,11 @@ async def test_random_payloads_and_frames_get_clean_errors_and_the_server_keeps_
     start_server: StartServer, make_config: Callable[..., RouterConfig], caplog: pytest.LogCaptureFixture
 ) -> None:
     limits = LimitsSettings(max_message_bytes=64 * 1024)
-    server = await start_server(with_server(make_config(fallback=False), limits=limits),
-                                with_scorer=KeyedScorer(), wait_completion=False)
+    server = await start_server(
+        with_server(make_config(fallback=False), limits=limits),
+        with_scorer=KeyedScorer(),
+        wait_completion=False,
+    )
     rng = random.Random(7)
     codes: set[grpc.StatusCode] = set()
     for index in range(120):
@@ -65,15 +74,22 @@ async def test_random_payloads_and_frames_get_clean_errors_and_the_server_keeps_
         except grpc.aio.AioRpcError as exc:
             codes.add(exc.code())
     assert codes <= CLEAN, codes
-    assert {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNIMPLEMENTED,
-            grpc.StatusCode.INVALID_ARGUMENT} <= codes
+    assert {
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    } <= codes
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]  # no crash traces
 
     port = int(server.address.rsplit(":", 1)[1])
-    junk = [rng.randbytes(200), PREFACE + rng.randbytes(500), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-            # A SETTINGS frame with a length that lies, then a HEADERS frame on stream 0.
-            PREFACE + struct.pack(">I", 0xFFFFFF)[1:] + b"\x04\x00\x00\x00\x00\x00" + b"\x00" * 32,
-            PREFACE + b"\x00\x00\x05\x01\x04\x00\x00\x00\x00" + rng.randbytes(5)]
+    junk = [
+        rng.randbytes(200),
+        PREFACE + rng.randbytes(500),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        # A SETTINGS frame with a length that lies, then a HEADERS frame on stream 0.
+        PREFACE + struct.pack(">I", 0xFFFFFF)[1:] + b"\x04\x00\x00\x00\x00\x00" + b"\x00" * 32,
+        PREFACE + b"\x00\x00\x05\x01\x04\x00\x00\x00\x00" + rng.randbytes(5),
+    ]
     await asyncio.gather(*(_raw_junk(port, payload) for payload in junk * 4))
 
     assert await health(server.channel, "") == SERVING

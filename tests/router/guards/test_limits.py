@@ -39,8 +39,9 @@ async def test_too_many_messages_and_too_many_bytes_are_refused(
     start_server: StartServer, make_config: MakeConfig
 ) -> None:
     limits = LimitsSettings(max_messages=3, max_message_bytes=64 * 1024)
-    server = await start_server(with_server(make_config(), limits=limits), with_scorer=KeyedScorer(),
-                                wait_completion=False)
+    server = await start_server(
+        with_server(make_config(), limits=limits), with_scorer=KeyedScorer(), wait_completion=False
+    )
     many = pb.RouteRequest(messages=user("hi") * 4)
     refused = await status_of(server.stub.Route(many))
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and "4 messages" in (refused.details() or "")
@@ -55,8 +56,9 @@ async def test_calls_beyond_the_concurrency_bound_are_refused_at_once(
 ) -> None:
     backends.small.delay_s = 1.0
     limits = LimitsSettings(max_concurrent_calls=2)
-    server = await start_server(with_server(make_config(fallback=False), limits=limits),
-                                with_scorer=KeyedScorer())
+    server = await start_server(
+        with_server(make_config(fallback=False), limits=limits), with_scorer=KeyedScorer()
+    )
     request = pb.CompleteRequest(messages=user("hi"))
     slow = [asyncio.ensure_future(server.stub.Complete(request, timeout=10)) for _ in range(2)]
     await asyncio.sleep(0.3)
@@ -74,8 +76,9 @@ async def test_the_rate_limit_is_per_key_and_says_when_to_retry(
     first, second = create_key(), create_key()
     auth = AuthSettings(api_keys=(ApiKeyEntry(hash=first.hash), ApiKeyEntry(hash=second.hash)))
     limits = LimitsSettings(rate_limit=RateLimitSettings(per_second=1, burst=2))
-    server = await start_server(with_server(make_config(), auth=auth, limits=limits),
-                                with_scorer=KeyedScorer(), wait_completion=False)
+    server = await start_server(
+        with_server(make_config(), auth=auth, limits=limits), with_scorer=KeyedScorer(), wait_completion=False
+    )
     request = pb.RouteRequest(messages=user("hi"))
     as_first = (("authorization", f"Bearer {first.key}"),)
     for _ in range(2):
@@ -102,8 +105,9 @@ async def test_a_call_without_a_deadline_gets_the_default_one(
     backends.small.delay_s = 5.0
     backends.small.chunk_delay_s = 5.0
     limits = LimitsSettings(default_deadline_s=0.5)
-    server = await start_server(with_server(make_config(fallback=False), limits=limits),
-                                with_scorer=KeyedScorer())
+    server = await start_server(
+        with_server(make_config(fallback=False), limits=limits), with_scorer=KeyedScorer()
+    )
     request = pb.CompleteRequest(messages=user("hi"))
     for call in (lambda: server.stub.Complete(request), lambda: server.stub.CompleteStream(request).read()):
         started = time.monotonic()

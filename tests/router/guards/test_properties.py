@@ -21,11 +21,16 @@ from router.errors import ConfigError, InvalidRequestError
 from router.pipeline import validated_scoring_text
 from router.policy import decide
 
-CONFIG = RouterConfig.model_validate({
-    "tiers": {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "openai/gpt-4o"}},
-    "routing": {"max_prompt_chars": 2000, "context_turns": 2,
-                "overrides": [{"metadata": {"tenant": "acme"}, "threshold": 0.8}]},
-})
+CONFIG = RouterConfig.model_validate(
+    {
+        "tiers": {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "openai/gpt-4o"}},
+        "routing": {
+            "max_prompt_chars": 2000,
+            "context_turns": 2,
+            "overrides": [{"metadata": {"tenant": "acme"}, "threshold": 0.8}],
+        },
+    }
+)
 ROLE = st.one_of(st.sampled_from(sorted(ROLES)), st.text(max_size=8))
 MESSAGE = st.builds(Message, ROLE, st.text(max_size=400))
 REQUEST = st.builds(
@@ -64,13 +69,36 @@ def test_any_bytes_decode_to_a_request_or_fail_to_decode(raw: bytes) -> None:
         validated_scoring_text(request, CONFIG)
 
 
-YAML_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
-                        st.text(max_size=12))
-YAML_VALUE = st.recursive(YAML_SCALAR, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=10), inner, max_size=3)), max_leaves=8)
+YAML_SCALAR = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True), st.text(max_size=12)
+)
+YAML_VALUE = st.recursive(
+    YAML_SCALAR,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 SECTIONS = ["server", "tiers", "routing", "scoring", "models", "log", "learning", "auth", "tls", "limits"]
-KEYS = ["address", "metrics_port", "threshold", "fallback", "breaker", "api_keys", "max_messages", "url",
-        "rate_limit", "model", "small", "large", "timeout", "redact", "builtin", "patterns", "overrides"]
+KEYS = [
+    "address",
+    "metrics_port",
+    "threshold",
+    "fallback",
+    "breaker",
+    "api_keys",
+    "max_messages",
+    "url",
+    "rate_limit",
+    "model",
+    "small",
+    "large",
+    "timeout",
+    "redact",
+    "builtin",
+    "patterns",
+    "overrides",
+]
 
 
 def _nested_edit() -> st.SearchStrategy[dict[str, Any]]:
@@ -81,18 +109,26 @@ def _nested_edit() -> st.SearchStrategy[dict[str, Any]]:
 def _merge(base: dict[str, Any], edit: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in edit.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(
-            merged.get(key), dict) else value
+        merged[key] = (
+            _merge(merged[key], value)
+            if isinstance(value, dict) and isinstance(merged.get(key), dict)
+            else value
+        )
     return merged
 
 
-BASE = {"tiers": {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "openai/gpt-4o"}},
-        "log": {"url": "sqlite:///requests.db"}}
+BASE = {
+    "tiers": {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "openai/gpt-4o"}},
+    "log": {"url": "sqlite:///requests.db"},
+}
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(_nested_edit().map(lambda edit: json.dumps(_merge(BASE, edit), default=str)),
-                 st.text(max_size=200)))
+@given(
+    st.one_of(
+        _nested_edit().map(lambda edit: json.dumps(_merge(BASE, edit), default=str)), st.text(max_size=200)
+    )
+)
 def test_any_config_file_loads_or_fails_with_a_config_error(text: str) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "router.yaml"

@@ -26,19 +26,24 @@ PROVIDER_ENV = "RIGHTSIZE_TEST_PLANTED_KEY"
 
 def test_builtin_patterns_mask_checked_numbers_only() -> None:
     redactor = Redactor(RedactSettings(builtin=("email", "phone", "card", "iban"), patterns=(r"ACME-\d+",)))
-    text = ("mail ann.lee+x@example.co.uk or call +44 20 7946 0958; card 4111 1111 1111 1111, "
-            "not 4111 1111 1111 1112; IBAN GB82 WEST 1234 5698 7654 32; ticket ACME-123; order 12345")
+    text = (
+        "mail ann.lee+x@example.co.uk or call +44 20 7946 0958; card 4111 1111 1111 1111, "
+        "not 4111 1111 1111 1112; IBAN GB82 WEST 1234 5698 7654 32; ticket ACME-123; order 12345"
+    )
     assert redactor.apply(text) == (
         "mail [EMAIL] or call [PHONE]; card [CARD], not 4111 1111 1111 1112; IBAN [IBAN]; "
-        "ticket [REDACTED]; order 12345")
+        "ticket [REDACTED]; order 12345"
+    )
     assert luhn_valid("79927398713") and not luhn_valid("79927398710")
     assert iban_valid("DE89370400440532013000") and not iban_valid("DE89370400440532013001")
     assert Redactor(RedactSettings()).apply(text) == text
 
 
 def test_scrub_masks_secrets_and_bearer_tokens() -> None:
-    assert scrub(f"key {PROVIDER_KEY} and authorization: Bearer abcdefgh123", [PROVIDER_KEY]) == \
-        "key *** and authorization: Bearer ***"
+    assert (
+        scrub(f"key {PROVIDER_KEY} and authorization: Bearer abcdefgh123", [PROVIDER_KEY])
+        == "key *** and authorization: Bearer ***"
+    )
 
 
 @pytest.fixture
@@ -60,9 +65,14 @@ def test_planted_keys_appear_in_no_output(
     path, client_key = planted_config
     backends.large.status, backends.large.echo_key = 401, True  # the provider echoes the key it got
     env = {**os.environ, PROVIDER_ENV: PROVIDER_KEY, "PYTHONUNBUFFERED": "1"}
-    serve = subprocess.Popen([sys.executable, "-m", "router", "serve", "--config", str(path),
-                              "--log-level", "DEBUG"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "router", "serve", "--config", str(path), "--log-level", "DEBUG"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(serve.stderr or ()), daemon=True)
     reader.start()
@@ -90,8 +100,13 @@ def test_planted_keys_appear_in_no_output(
     assert main(["logs", "export", "--config", str(path)]) == 0
     exported = capsys.readouterr().out
     assert "write to [EMAIL]" in exported and "bob@example.com" not in exported
-    outputs = {"server log": "\n".join(lines), "client": cli.out + cli.err, "metrics": metrics,
-               "export": exported, "stdout": stdout}
+    outputs = {
+        "server log": "\n".join(lines),
+        "client": cli.out + cli.err,
+        "metrics": metrics,
+        "export": exported,
+        "stdout": stdout,
+    }
     assert "large tier" in outputs["server log"] and "401" in outputs["server log"]
     for name, text in outputs.items():
         for secret in (PROVIDER_KEY, client_key, client_key[20:]):

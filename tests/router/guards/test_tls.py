@@ -22,8 +22,11 @@ REQUEST = pb.RouteRequest(messages=user("hi"))
 
 
 async def _route(address: str, credentials: grpc.ChannelCredentials | None) -> pb.RouteResponse:
-    channel = (grpc.aio.secure_channel(address, credentials) if credentials is not None
-               else grpc.aio.insecure_channel(address))
+    channel = (
+        grpc.aio.secure_channel(address, credentials)
+        if credentials is not None
+        else grpc.aio.insecure_channel(address)
+    )
     async with channel:
         return await pb_grpc.RouterStub(channel).Route(REQUEST, timeout=5)
 
@@ -33,8 +36,9 @@ async def _tls_server(
 ) -> Running:
     issued = ca.issue("server", server=True)
     tls = TlsSettings(cert_file=issued.cert_file, key_file=issued.key_file, client_ca_file=client_ca)
-    return await start_server(with_server(make_config(), tls=tls), with_scorer=KeyedScorer(),
-                              wait_completion=False)
+    return await start_server(
+        with_server(make_config(), tls=tls), with_scorer=KeyedScorer(), wait_completion=False
+    )
 
 
 async def test_tls_refuses_plaintext_and_untrusted_servers(
@@ -74,8 +78,11 @@ def test_a_missing_certificate_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 async def test_the_cli_client_talks_tls_with_an_api_key(
-    start_server: StartServer, make_config: Callable[..., RouterConfig], tmp_path: Path,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    start_server: StartServer,
+    make_config: Callable[..., RouterConfig],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import asyncio
     import json
@@ -90,8 +97,19 @@ async def test_the_cli_client_talks_tls_with_an_api_key(
     key = create_key()
     config = with_server(make_config(), tls=tls, auth=AuthSettings(api_keys=(ApiKeyEntry(hash=key.hash),)))
     server = await start_server(config, with_scorer=KeyedScorer(), wait_completion=False)
-    args = ["route", "hi", "--json", "--address", server.address, "--ca-file", str(ca.ca_file),
-            "--cert-file", str(client.cert_file), "--key-file", str(client.key_file)]
+    args = [
+        "route",
+        "hi",
+        "--json",
+        "--address",
+        server.address,
+        "--ca-file",
+        str(ca.ca_file),
+        "--cert-file",
+        str(client.cert_file),
+        "--key-file",
+        str(client.key_file),
+    ]
     monkeypatch.setenv("RIGHTSIZE_API_KEY", key.key)
     assert await asyncio.to_thread(main, args) == 0
     assert json.loads(capsys.readouterr().out)["tier"] == "small"

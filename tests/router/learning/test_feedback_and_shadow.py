@@ -25,8 +25,9 @@ from tests.router.support import (
 )
 
 
-def learning_config(backends: Backends, tmp_path: Path, log: dict[str, Any] | None = None,
-                    **learning: Any) -> RouterConfig:
+def learning_config(
+    backends: Backends, tmp_path: Path, log: dict[str, Any] | None = None, **learning: Any
+) -> RouterConfig:
     raw = {**config_dict(backends), **log_section(tmp_path), "learning": learning}
     raw["log"] = {**raw["log"], **(log or {})}
     return RouterConfig.model_validate(raw)
@@ -52,7 +53,11 @@ async def test_feedback_right_after_the_answer_labels_it_and_the_last_one_wins(
     first = store.get(answer.request_id)
     assert first is not None
     assert (first.small_ok, first.label_source, first.feedback_rating, first.feedback_score) == (
-        1, "feedback", "GOOD", 0.9)
+        1,
+        "feedback",
+        "GOOD",
+        0.9,
+    )
 
     await running.stub.Feedback(
         pb.FeedbackRequest(request_id=answer.request_id, rating=pb.BAD, comment="wrong year")
@@ -60,7 +65,11 @@ async def test_feedback_right_after_the_answer_labels_it_and_the_last_one_wins(
     last = store.get(answer.request_id)
     assert last is not None
     assert (last.small_ok, last.feedback_rating, last.feedback_score, last.feedback_comment) == (
-        0, "BAD", None, "wrong year")
+        0,
+        "BAD",
+        None,
+        "wrong year",
+    )
 
 
 async def test_feedback_on_a_large_tier_answer_is_kept_without_a_small_ok_label(
@@ -85,13 +94,23 @@ async def test_feedback_on_a_large_tier_answer_is_kept_without_a_small_ok_label(
     ],
 )
 async def test_bad_feedback_gets_a_clean_status(
-    start_server: StartServer, backends: Backends, tmp_path: Path, request_id: str, rating: int,
-    score: float, code: grpc.StatusCode,
+    start_server: StartServer,
+    backends: Backends,
+    tmp_path: Path,
+    request_id: str,
+    rating: int,
+    score: float,
+    code: grpc.StatusCode,
 ) -> None:
     running = await start_server(learning_config(backends, tmp_path), with_scorer=KeyedScorer())
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await running.stub.Feedback(pb.FeedbackRequest(request_id=request_id, rating=rating,  # type: ignore[arg-type]
-                                                       score=score))
+        await running.stub.Feedback(
+            pb.FeedbackRequest(
+                request_id=request_id,
+                rating=rating,  # type: ignore[arg-type]
+                score=score,
+            )
+        )
     assert raised.value.code() == code
 
 
@@ -108,8 +127,9 @@ async def wait_for_answers(store: RequestLogStore, request_id: str, timeout_s: f
 async def test_a_shadow_call_never_delays_the_client_and_both_answers_are_logged(
     start_server: StartServer, backends: Backends, tmp_path: Path, store: RequestLogStore
 ) -> None:
-    running = await start_server(learning_config(backends, tmp_path, shadow_rate=1.0),
-                                 with_scorer=KeyedScorer(default=0.2))
+    running = await start_server(
+        learning_config(backends, tmp_path, shadow_rate=1.0), with_scorer=KeyedScorer(default=0.2)
+    )
     await running.stub.Complete(pb.CompleteRequest(messages=user("warm up")))  # LiteLLM's first-call costs
     backends.large.delay_s = 1.5
     started = time.perf_counter()
@@ -127,8 +147,9 @@ async def test_a_shadow_call_never_delays_the_client_and_both_answers_are_logged
 async def test_a_failing_shadow_call_never_fails_the_client(
     start_server: StartServer, backends: Backends, tmp_path: Path, store: RequestLogStore
 ) -> None:
-    running = await start_server(learning_config(backends, tmp_path, shadow_rate=1.0),
-                                 with_scorer=KeyedScorer(default=0.2))
+    running = await start_server(
+        learning_config(backends, tmp_path, shadow_rate=1.0), with_scorer=KeyedScorer(default=0.2)
+    )
     backends.large.status = 500
     answer = await running.stub.Complete(pb.CompleteRequest(messages=user("what is 3 + 3?")))
     assert answer.text == SMALL_REPLY and not answer.fallback
@@ -139,8 +160,9 @@ async def test_a_failing_shadow_call_never_fails_the_client(
 async def test_no_shadow_calls_at_rate_zero_nor_for_large_tier_answers(
     start_server: StartServer, backends: Backends, tmp_path: Path
 ) -> None:
-    running = await start_server(learning_config(backends, tmp_path, shadow_rate=0.0),
-                                 with_scorer=KeyedScorer(default=0.2))
+    running = await start_server(
+        learning_config(backends, tmp_path, shadow_rate=0.0), with_scorer=KeyedScorer(default=0.2)
+    )
     for i in range(5):
         await running.stub.Complete(pb.CompleteRequest(messages=user(f"q {i}")))
     await asyncio.sleep(0.2)
@@ -159,7 +181,10 @@ async def test_log_redact_masks_shadow_answers_and_feedback_comments_before_stor
     large, small = await wait_for_answers(store, answer.request_id)
     assert (large.response, small.response) == ("the teacher says: mail [EMAIL]", "write to [EMAIL]")
 
-    await running.stub.Feedback(pb.FeedbackRequest(request_id=answer.request_id, rating=pb.BAD,
-                                                   comment="ask carol@example.net instead"))
+    await running.stub.Feedback(
+        pb.FeedbackRequest(
+            request_id=answer.request_id, rating=pb.BAD, comment="ask carol@example.net instead"
+        )
+    )
     record = store.get(answer.request_id)
     assert record is not None and record.feedback_comment == "ask [EMAIL] instead"

@@ -60,8 +60,11 @@ def test_label_judges_both_answers_and_stores_verdict_model_and_cost(
     assert main(["label", "--from-logs", "--config", str(config)]) == 0
 
     labels: dict[str, Any] = {i: store.get(i) for i in ids}
-    assert [(labels[i].small_ok, labels[i].label_source) for i in ids] == [(1, "judge"), (0, "judge"),
-                                                                          (1, "judge")]
+    assert [(labels[i].small_ok, labels[i].label_source) for i in ids] == [
+        (1, "judge"),
+        (0, "judge"),
+        (1, "judge"),
+    ]
     assert labels["r0"].judge_model == "openai/gpt-4o" and labels["r0"].judge_reason == "same facts"
     # r0's verdict took two judge calls
     assert labels["r0"].judge_cost_usd and labels["r0"].judge_cost_usd > labels["r1"].judge_cost_usd
@@ -131,8 +134,15 @@ def test_parse_verdict_accepts_exactly_the_format(text: str, verdict: Verdict) -
 
 @pytest.mark.parametrize(
     "text",
-    ["", "yes", "```json\n" + OK + "\n```", '{"small_ok": 1, "reason": "r"}', '{"small_ok": true}',
-     '{"small_ok": true, "reason": "r", "confidence": 0.9}', "[true]"],
+    [
+        "",
+        "yes",
+        "```json\n" + OK + "\n```",
+        '{"small_ok": 1, "reason": "r"}',
+        '{"small_ok": true}',
+        '{"small_ok": true, "reason": "r", "confidence": 0.9}',
+        "[true]",
+    ],
 )
 def test_parse_verdict_rejects_anything_else(text: str) -> None:
     with pytest.raises(MalformedVerdictError):

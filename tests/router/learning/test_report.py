@@ -20,8 +20,12 @@ from tests.router.support import Backends
 def record(request_id: str, minute: int, **fields: Any) -> LogRecord:
     values: dict[str, Any] = dict(rpc="Complete", tier="small", fallback=False, cost_usd=0.0)
     values.update(fields)
-    return LogRecord(request_id=request_id, ts=T0 + timedelta(minutes=minute),
-                     prompt_sha256=prompt_digest(request_id), **values)
+    return LogRecord(
+        request_id=request_id,
+        ts=T0 + timedelta(minutes=minute),
+        prompt_sha256=prompt_digest(request_id),
+        **values,
+    )
 
 
 # The large tier costs $1e-6 per prompt token and $2e-6 per completion token (tests/router/support.py).
@@ -29,8 +33,16 @@ FIXED_LOG = [
     record("c1", 0, prompt_tokens=100, completion_tokens=50, total_ms=100.0),
     record("c2", 1, prompt_tokens=200, completion_tokens=100, total_ms=300.0),
     record("c3", 2, tier="large", prompt_tokens=100, completion_tokens=100, cost_usd=0.0003, total_ms=1000.0),
-    record("c4", 3, fallback=True, fallback_reason="small down", prompt_tokens=50, completion_tokens=50,
-           cost_usd=0.00015, total_ms=2000.0),
+    record(
+        "c4",
+        3,
+        fallback=True,
+        fallback_reason="small down",
+        prompt_tokens=50,
+        completion_tokens=50,
+        cost_usd=0.00015,
+        total_ms=2000.0,
+    ),
     record("c5", 4, rpc="CompleteStream", prompt_tokens=10, completion_tokens=20, total_ms=50.0),
     record("r1", 5, rpc="Route", cost_usd=None),
     record("e1", 6, tier=None, error="AllTiersFailedError: ...", cost_usd=None),

@@ -123,8 +123,12 @@ def test_retrain_refuses_to_promote_a_worse_challenger_unless_forced(
 ) -> None:
     models = models_dir
     db = tmp_path / "requests.db"
-    config = write_config(tmp_path / "rightsize.yaml", backends,
-                          models={"dir": str(models), "active": "champion"}, log={"url": f"sqlite:///{db}"})
+    config = write_config(
+        tmp_path / "rightsize.yaml",
+        backends,
+        models={"dir": str(models), "active": "champion"},
+        log={"url": f"sqlite:///{db}"},
+    )
     store = open_store(f"sqlite:///{db}")
     # The training slice teaches the truth, but the held-out slice agrees with the (inverted) champion.
     examples = [
@@ -197,8 +201,12 @@ def test_the_challenger_is_trained_with_the_champions_recipe(
     recipe = replace(Recipe(), embedder="fp32", C=0.1)
     train_tiny(models / "champion", synthetic_examples(60, seed=7), tmp_path / "cache.npz", recipe)
     db = tmp_path / "requests.db"
-    config = write_config(tmp_path / "rightsize.yaml", backends,
-                          models={"dir": str(models), "active": "champion"}, log={"url": f"sqlite:///{db}"})
+    config = write_config(
+        tmp_path / "rightsize.yaml",
+        backends,
+        models={"dir": str(models), "active": "champion"},
+        log={"url": f"sqlite:///{db}"},
+    )
     store = open_store(f"sqlite:///{db}")
     labelled_log(store, synthetic_examples(LOGGED, seed=3))
     store.close()

@@ -216,14 +216,24 @@ def test_redact_url() -> None:
 
 def test_tier_answers_and_judge_reasons_round_trip(store: RequestLogStore, make_record: MakeRecord) -> None:
     store.write_batch([make_record(1)])
-    large = ShadowAnswer("req-000001", "large", "openai/gpt-4o", T0, response="big", prompt_tokens=3,
-                         completion_tokens=4, cost_usd=0.5, total_ms=12.5)
+    large = ShadowAnswer(
+        "req-000001",
+        "large",
+        "openai/gpt-4o",
+        T0,
+        response="big",
+        prompt_tokens=3,
+        completion_tokens=4,
+        cost_usd=0.5,
+        total_ms=12.5,
+    )
     assert store.add_answer(large)
     assert store.add_answer(ShadowAnswer("req-000001", "small", "ollama/x", T0, error="down"))
     assert store.add_answer(ShadowAnswer("req-000001", "small", "ollama/x", T0, response="again"))  # replaces
     assert not store.add_answer(ShadowAnswer("req-999999", "large", "m", T0))
     assert store.answers("req-000001") == [
-        large, ShadowAnswer("req-000001", "small", "ollama/x", T0, response="again")
+        large,
+        ShadowAnswer("req-000001", "small", "ollama/x", T0, response="again"),
     ]
     assert store.answers("req-999999") == []
 
@@ -235,9 +245,18 @@ def test_tier_answers_and_judge_reasons_round_trip(store: RequestLogStore, make_
 def test_redacted_masks_every_free_text_field_of_a_record(make_record: MakeRecord) -> None:
     """Errors are stored text too: a provider's 400 may quote the prompt back."""
     redactor = Redactor(RedactSettings(builtin=("email",)))
-    record = make_record(1, prompt="mail bo@example.com", response="ok, bo@example.com",
-                         error="400: cannot parse 'bo@example.com'", fallback_reason="small: bo@example.com")
+    record = make_record(
+        1,
+        prompt="mail bo@example.com",
+        response="ok, bo@example.com",
+        error="400: cannot parse 'bo@example.com'",
+        fallback_reason="small: bo@example.com",
+    )
     masked = redacted(record, redactor)
     assert (masked.prompt, masked.response, masked.error, masked.fallback_reason) == (
-        "mail [EMAIL]", "ok, [EMAIL]", "400: cannot parse '[EMAIL]'", "small: [EMAIL]")
+        "mail [EMAIL]",
+        "ok, [EMAIL]",
+        "400: cannot parse '[EMAIL]'",
+        "small: [EMAIL]",
+    )
     assert masked.request_id == record.request_id and redacted(record, None) is record
