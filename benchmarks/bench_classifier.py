@@ -108,7 +108,7 @@ def main() -> int:
 
 def litellm_keyword_router() -> Callable[[str], object]:
     """LiteLLM's keyword `complexity_router`, decision only, in this process (no LLM call)."""
-    from router.backends import import_litellm
+    from router.backends.litellm import import_litellm
 
     import_litellm()  # as the service does (offline price map, no ./.env)
     from litellm.router_strategy.complexity_router.complexity_router import ComplexityRouter

@@ -224,8 +224,8 @@ def main() -> int:
     test_count = args.test_items or (4 if args.smoke else 30)
 
     from classifier.scoring import Scorer
+    from router.backends.llama_child import LocalModelProcess, LocalModelSpec, missing_requirement
     from router.config import DEFAULT_MODELS_DIR
-    from router.local_model import LocalModelProcess, LocalModelSpec, missing_requirement
 
     missing = missing_requirement("smollm2-135m")
     if missing is not None:

@@ -34,9 +34,9 @@ import grpc  # noqa: E402
 
 from router._proto import router_pb2 as pb  # noqa: E402
 from router._proto import router_pb2_grpc as pb_grpc  # noqa: E402
-from router.backends import import_litellm  # noqa: E402
+from router.backends.litellm import import_litellm  # noqa: E402
+from router.backends.llama_child import LocalModelProcess, LocalModelSpec, missing_requirement  # noqa: E402
 from router.config import DEFAULT_CONFIG_PATH  # noqa: E402
-from router.local_model import LocalModelProcess, LocalModelSpec, missing_requirement  # noqa: E402
 
 PROMPTS = [
     "Turn this sentence into JSON: 'John is 35'",
@@ -154,7 +154,7 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[str], str, str]:
 async def wait_serving(channel: grpc.aio.Channel) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from router.server import COMPLETION_HEALTH_SERVICE
+    from router.rpc.server import COMPLETION_HEALTH_SERVICE
 
     stub = health_pb2_grpc.HealthStub(channel)
     for _ in range(1200):

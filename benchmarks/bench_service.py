@@ -103,7 +103,7 @@ def start_server(
 async def wait_completion_ready(channel: grpc.aio.Channel) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from router.server import COMPLETION_HEALTH_SERVICE
+    from router.rpc.server import COMPLETION_HEALTH_SERVICE
 
     stub = health_pb2_grpc.HealthStub(channel)
     for _ in range(600):
@@ -125,7 +125,7 @@ async def bench_classifier(model_dir: Path, n: int, warmup: int, scoring: dict[s
 
     from classifier.embedding import VARIANT_FILES
     from classifier.scoring import Scorer
-    from router.scoring import ScoringQueue
+    from router.scoring_queue import ScoringQueue
 
     threads = None if scoring.get("threads") is None else int(str(scoring["threads"]))
     choice = scoring.get("embedder")
@@ -193,7 +193,7 @@ async def bench_server(address: str, n: int, warmup: int, concurrency: int) -> R
 
 async def bench_direct_litellm(standin: StandIn, n: int, warmup: int) -> Results:
     """litellm.acompletion in this process against the same stand-in the server uses."""
-    from router.backends import import_litellm
+    from router.backends.litellm import import_litellm
 
     litellm = import_litellm()  # as the server does
 
@@ -203,8 +203,9 @@ async def bench_direct_litellm(standin: StandIn, n: int, warmup: int) -> Results
 
     await timed(warmup, direct)
     results = {"litellm.acompletion direct": percentiles(await timed(n, direct))}
-    # As the router calls it: the Ollama model entered in LiteLLM's map, so no /api/show lookups per call
-    # (router.backends.LiteLLMBackend._prepare); the overhead against this row is the router's own work.
+    # As the router calls it: the Ollama model entered in LiteLLM's map, so no /api/show lookups per
+    # call (router.backends.litellm.LiteLLMBackend._prepare); the overhead against this row is the router's
+    # own work.
     litellm.register_model({"ollama_chat/llama3:8b": {"litellm_provider": "ollama_chat", "mode": "chat"}})
     await timed(warmup, direct)
     results["litellm direct, model mapped"] = percentiles(await timed(n, direct))

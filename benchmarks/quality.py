@@ -38,7 +38,7 @@ from classifier.training import HeadTrainer, Recipe, build_training_set  # noqa:
 
 def keyword_scorer():  # type: ignore[no-untyped-def]
     """LiteLLM's keyword router as a scoring function (its weighted score; REASONING tier first)."""
-    from router.backends import import_litellm
+    from router.backends.litellm import import_litellm
 
     import_litellm()  # as the service does (offline price map, no ./.env)
     from litellm.router_strategy.complexity_router.complexity_router import ComplexityRouter

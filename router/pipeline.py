@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from classifier.text import TextOptions, scoring_text
-from router.backends import DEADLINE_MARGIN_S, Backend, BackendCall
+from router.backends.litellm import DEADLINE_MARGIN_S, Backend, BackendCall
 from router.config import RouterConfig
 from router.domain import (
     ROLES,
@@ -30,9 +30,9 @@ from router.domain import (
 from router.errors import AllTiersFailedError, BackendError, DeadlineExceededError, InvalidRequestError
 from router.fewshot.exemplars import Selection, inject
 from router.metrics import RouterMetrics
-from router.policy import decide
-from router.scoring import ScoringQueue
-from router.target_share import ResolvedThreshold
+from router.routing.policy import decide
+from router.routing.target_share import ResolvedThreshold
+from router.scoring_queue import ScoringQueue
 
 if TYPE_CHECKING:
     from router.fewshot.runtime import FewShot
@@ -228,7 +228,7 @@ class Pipeline:
         other: Tier = "small" if decision.tier == "large" else "large"
         reason = _fallback_reason(first_error)
         # A tier without its key is announced once at start; every request using it is not worth a warning.
-        # An open circuit was announced once when it opened (router.breaker).
+        # An open circuit was announced once when it opened (router.backends.breaker).
         level = logging.DEBUG if first_error.kind in ("unconfigured", "circuit_open") else logging.WARNING
         log.log(level, "request %s: falling back to the %s tier: %s", request.request_id, other, first_error)
         self.metrics.fallbacks.labels(first_error.kind).inc()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from router.backends import Backend
+from router.backends.litellm import Backend
 from router.config import RouterConfig
 from router.domain import Chunk, Completion, Decision, Feedback, Request, Usage
 from router.errors import InvalidRequestError, NotFoundError, NotReadyError

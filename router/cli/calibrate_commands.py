@@ -99,7 +99,7 @@ def _scores(args: argparse.Namespace, config_path: Path | None) -> tuple[np.ndar
 
 def _write(path: Path, threshold: float, tenant: str | None) -> None:
     from router.config import load_config
-    from router.config_edit import set_threshold, write_atomically
+    from router.config.edit import set_threshold, write_atomically
     from router.errors import ConfigError
 
     try:

@@ -25,7 +25,7 @@ def open_channel(args: argparse.Namespace) -> Any:
 
     if not (args.tls or args.ca_file or args.cert_file):
         return grpc.insecure_channel(args.address)
-    from router.tls import channel_credentials
+    from router.rpc.tls import channel_credentials
 
     return grpc.secure_channel(args.address, channel_credentials(args.ca_file, args.cert_file, args.key_file))
 

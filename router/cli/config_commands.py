@@ -69,7 +69,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     """
     from router.cli.traffic import record_row, scored_records
     from router.config import load_config
-    from router.simulation import plot, simulate, tier_price
+    from router.routing.simulation import plot, simulate, tier_price
 
     if args.since and not args.from_logs:
         raise CliError("--since goes with --from-logs")
@@ -95,7 +95,7 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 
 def _print_report(result: Any, small: Any, large: Any, config: Any) -> None:
-    from router.simulation import format_table
+    from router.routing.simulation import format_table
 
     print(
         f"requests {result.rows}; with usage {result.priced_rows}; labelled {result.labelled_rows}"

@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
 def create_command(args: argparse.Namespace) -> int:
     """Print a new random key (shown only now: store it in the client's secret store) and the line to add
     under server.auth.api_keys; the server keeps only that salted scrypt hash."""
-    from router.auth import create_key
+    from router.rpc.auth import create_key
 
     issued = create_key(args.tenant or None)
     if args.json:

@@ -112,7 +112,7 @@ def label_command(args: argparse.Namespace) -> int:
 
 
 async def _label(config: RouterConfig, store: Any, records: list[Any], budget: float | None) -> LabelRun:
-    from router.backends import LiteLLMBackend
+    from router.backends.litellm import LiteLLMBackend
     from router.learning.judge import Teacher
 
     backend = LiteLLMBackend()

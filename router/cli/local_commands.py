@@ -45,7 +45,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from router.local_model import (
+    from router.backends.llama_child import (
         CATALOG,
         EmbeddedOptions,
         LocalModelProcess,

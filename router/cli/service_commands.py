@@ -65,14 +65,14 @@ def serve_command(args: argparse.Namespace) -> int:
 
     tune_malloc()  # before any thread starts (see router.memory)
     from router.config import load_config, with_server
-    from router.reload import ConfigSource
-    from router.server import serve
+    from router.config.reload import ConfigSource
+    from router.rpc.server import serve
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.config is None:
         config = with_server(load_config(None), address=args.address, metrics_port=args.metrics_port)
         return asyncio.run(serve(config))
-    # With --config the file is watched, and reloaded with the same flags on top (see router.reload).
+    # With --config the file is watched, and reloaded with the same flags on top (see router.config.reload).
     source = ConfigSource(args.config, {"address": args.address, "metrics_port": args.metrics_port})
     return asyncio.run(serve(source.load(), source))
 

@@ -12,7 +12,7 @@ from router.cli import CliError
 if TYPE_CHECKING:
     from router.config import RouterConfig
     from router.requestlog import LogRecord
-    from router.simulation import TrafficRow
+    from router.routing.simulation import TrafficRow
 
 
 def add_source_arguments(parser: argparse.ArgumentParser, *, input_help: str) -> None:
@@ -65,7 +65,7 @@ def logged_records(config: RouterConfig, config_path: Path | None, since: str | 
     """Logged records since `--since` (default: the target window's start), oldest first."""
     from router.cli.log_commands import parse_since
     from router.requestlog import RequestLogError, open_store, parse_url
-    from router.target_share import window_start
+    from router.routing.target_share import window_start
 
     settings = config.log
     url = parse_url(settings.url)
@@ -125,7 +125,7 @@ def scored_records(
 def input_rows(path: Path, model: Callable[[], Path]) -> list[TrafficRow]:
     """Rows of a JSONL file: `score` if present, else scored with the model `model()` names; usage, labels."""
     from classifier.data import iter_json_lines, text_of
-    from router.simulation import TrafficRow
+    from router.routing.simulation import TrafficRow
 
     lines = list(iter_json_lines(path))
     if not lines:
@@ -162,7 +162,7 @@ def input_rows(path: Path, model: Callable[[], Path]) -> list[TrafficRow]:
 
 def record_row(record: LogRecord) -> TrafficRow:
     """A logged request as a simulation row (its logged usage; small_ok when labelled)."""
-    from router.simulation import TrafficRow
+    from router.routing.simulation import TrafficRow
 
     assert record.score is not None
     return TrafficRow(record.score, record.prompt_tokens, record.completion_tokens, record.small_ok)

@@ -26,7 +26,7 @@ from router.fewshot.exemplars import Exemplar, ExemplarStore, Query, Selection
 from router.fewshot.settings import OPT_OUT_KEY, OPT_OUT_VALUE, TENANT_KEY, FewShotSettings
 from router.fewshot.sources import approved_pairs, deduplicated, read_curated
 from router.requestlog import LogSettings, RequestLogStore, open_store
-from router.scoring import TextEmbedder
+from router.scoring_queue import TextEmbedder
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from router.backends import Backend, BackendCall
+from router.backends.litellm import Backend, BackendCall
 from router.config import RouterConfig, TierSettings
 from router.domain import GenerationParams, Message, Tier
 from router.errors import BackendError, RouterError

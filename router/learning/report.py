@@ -86,7 +86,7 @@ def large_price(large: TierSettings) -> Price:
     if large.has_price:
         return Price(large.input_cost_per_token or 0.0, large.output_cost_per_token or 0.0,
                      "config (tiers.large.input_cost_per_token / output_cost_per_token)")  # fmt: skip
-    from router.backends import import_litellm
+    from router.backends.litellm import import_litellm
 
     litellm = import_litellm()
 

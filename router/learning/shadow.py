@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from router.backends import Backend, BackendCall
+from router.backends.litellm import Backend, BackendCall
 from router.config import RouterConfig
 from router.domain import Completion, Request
 from router.errors import BackendError

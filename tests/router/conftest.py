@@ -13,7 +13,7 @@ import pytest
 
 from router._proto import router_pb2_grpc as pb_grpc
 from router.config import RouterConfig
-from router.server import RouterServer, create_server
+from router.rpc.server import RouterServer, create_server
 from tests.router.standins import StandIn
 from tests.router.support import LARGE_REPLY, MODEL_DIR, SMALL_REPLY, Backends, config_dict, log_section
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from router.backends import DEADLINE_MARGIN_S, BackendCall, LiteLLMBackend
+from router.backends.litellm import DEADLINE_MARGIN_S, BackendCall, LiteLLMBackend
 from router.config import TierSettings
 from router.domain import GenerationParams, Message
 from router.errors import BackendError
@@ -186,7 +186,7 @@ def test_loading_litellm_ignores_a_dotenv_file_in_the_working_directory(tmp_path
     (tmp_path / ".env").write_text("RIGHTSIZE_DOTENV_PROBE=planted\nOPENAI_API_KEY=sk-from-a-stray-file\n")
     script = (
         "import os\n"
-        "from router.backends import LiteLLMBackend\n"
+        "from router.backends.litellm import LiteLLMBackend\n"
         "backend = LiteLLMBackend(); backend.start_loading(); assert backend.wait_loaded(60)\n"
         "print(os.environ.get('RIGHTSIZE_DOTENV_PROBE'), os.environ.get('OPENAI_API_KEY'))\n"
     )

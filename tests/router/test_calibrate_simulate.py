@@ -17,9 +17,9 @@ from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
 from router.cli import main
 from router.config import load_config
-from router.reload import ConfigSource
+from router.config.reload import ConfigSource
 from router.requestlog import Label, LogRecord, open_store
-from router.server import create_server
+from router.rpc.server import create_server
 from tests.router.support import MODEL_DIR, Backends, KeyedScorer, user
 
 VERSION = read_manifest(MODEL_DIR).version  # the served model: calibrate uses only its logged scores

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from router.config_edit import format_threshold, set_threshold, write_atomically
+from router.config.edit import format_threshold, set_threshold, write_atomically
 from router.errors import ConfigError
 
 BLOCK = """\

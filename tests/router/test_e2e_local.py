@@ -23,9 +23,9 @@ import pytest
 
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
+from router.backends.llama_child import missing_requirement
 from router.config import DEFAULT_CONFIG_PATH, RouterConfig
-from router.local_model import missing_requirement
-from router.server import COMPLETION_HEALTH_SERVICE, TIER_HEALTH_SERVICES, RouterServer, create_server
+from router.rpc.server import COMPLETION_HEALTH_SERVICE, TIER_HEALTH_SERVICES, RouterServer, create_server
 from tests.router.support import HARD_PROMPT, JSON_PROMPT, Backends, config_dict, user
 from tests.router.waiting import NOT_SERVING, SERVING, alive, wait_gone, wait_health, wait_until
 

@@ -18,9 +18,8 @@ import pytest
 
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
-from router.config import RouterConfig, TierSettings, load_config
-from router.errors import ConfigError
-from router.local_model import (
+from router.backends.embedded import LocalTiers, tier_status_lines
+from router.backends.llama_child import (
     LocalModelProcess,
     LocalModelSpec,
     LocalModelState,
@@ -28,8 +27,9 @@ from router.local_model import (
     missing_requirement,
     serves_alias,
 )
-from router.local_tiers import LocalTiers, tier_status_lines
-from router.server import COMPLETION_HEALTH_SERVICE, TIER_HEALTH_SERVICES, create_server
+from router.config import RouterConfig, TierSettings, load_config
+from router.errors import ConfigError
+from router.rpc.server import COMPLETION_HEALTH_SERVICE, TIER_HEALTH_SERVICES, create_server
 from tests.router.fake_llama_server import REPLY
 from tests.router.support import Backends, KeyedScorer, config_dict, user
 from tests.router.waiting import NOT_SERVING, SERVING, alive, health, wait_gone, wait_health, wait_until
@@ -91,7 +91,9 @@ def test_a_relative_gguf_path_is_relative_to_the_config_file(tmp_path: Path, ggu
 def test_without_the_local_extra_if_not_installed_replaces_the_tier(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("router.config.missing_requirement", lambda name: f"{name} needs the [local] extra")
+    monkeypatch.setattr(
+        "router.config.settings.missing_requirement", lambda name: f"{name} needs the [local] extra"
+    )
     path = tmp_path / "router.yaml"
     path.write_text("tiers: { small: { embedded: smollm2-135m }, large: { model: m } }")
     with pytest.raises(ConfigError, match=r"tiers\.small\.embedded: smollm2-135m needs the \[local\] extra"):
@@ -114,7 +116,7 @@ def test_the_shipped_default_small_tier_is_smollm2_when_the_extra_is_installed()
 def test_the_child_command_and_environment(gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = LocalModelSpec(gguf=gguf, alias="tiny", port=4321, threads=1, n_ctx=1024)
     argv = spec.command(parent_pid=77)
-    assert argv[1:5] == ["-m", "router.local_launch", "77", "--"]
+    assert argv[1:5] == ["-m", "router.backends.launch", "77", "--"]
     assert argv[5:8] == [sys.executable, "-m", "llama_cpp.server"]
     flags = dict(zip(argv[8::2], argv[9::2], strict=True))
     assert flags["--model_alias"] == "tiny" and flags["--port"] == "4321" and flags["--host"] == "127.0.0.1"
@@ -124,7 +126,7 @@ def test_the_child_command_and_environment(gguf: Path, monkeypatch: pytest.Monke
     # llama_cpp.server reads any variable named like a setting: an inherited API_KEY or PORT must not pass.
     monkeypatch.setenv("API_KEY", "x")
     monkeypatch.setenv("PORT", "1")
-    from router.local_model import _child_env
+    from router.backends.llama_child import _child_env
 
     env = _child_env()
     assert "API_KEY" not in env and "PORT" not in env and env["PATH"] == os.environ["PATH"]
@@ -168,7 +170,7 @@ def test_a_child_that_fails_to_load_backs_off_exponentially_naming_its_error(fak
 KILLED_PARENT = """
 import sys, time
 from pathlib import Path
-from router.local_model import LocalModelProcess, LocalModelSpec
+from router.backends.llama_child import LocalModelProcess, LocalModelSpec
 spec = LocalModelSpec(gguf=Path(sys.argv[1]), alias="fake", port=int(sys.argv[2]), server_module=sys.argv[3])
 process = LocalModelProcess(spec)
 process.start()

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 FREEZE = """
 import gc, json
-from router.backends import import_litellm
+from router.backends.litellm import import_litellm
 from router.memory import freeze_startup_objects
 import_litellm()
 before = len(gc.get_objects())

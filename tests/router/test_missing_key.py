@@ -7,7 +7,7 @@ import pytest
 
 from router._proto import router_pb2 as pb
 from router.config import RouterConfig
-from router.server import TIER_HEALTH_SERVICES
+from router.rpc.server import TIER_HEALTH_SERVICES
 from tests.router.conftest import StartServer
 from tests.router.support import SMALL_REPLY, Backends, KeyedScorer, config_dict, user
 from tests.router.waiting import NOT_SERVING, SERVING, health, wait_health

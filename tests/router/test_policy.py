@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from router.config import RouterConfig
 from router.domain import Message, Request
-from router.policy import decide
+from router.routing.policy import decide
 
 TIERS = {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "openai/gpt-4o"}}
 OVERRIDES = [

@@ -18,9 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
 from router.config import RouterConfig
-from router.config_edit import write_atomically
-from router.reload import ConfigSource, keep_running, restart_only_changes
-from router.server import RouterServer, create_server
+from router.config.edit import write_atomically
+from router.config.reload import ConfigSource, keep_running, restart_only_changes
+from router.rpc.server import RouterServer, create_server
 from tests.router.standins import StandIn
 from tests.router.support import LARGE_REPLY, Backends, KeyedScorer, config_dict, user
 
@@ -151,7 +151,7 @@ async def test_an_invalid_edit_keeps_the_old_config_logs_one_line_and_keeps_serv
     write_config(path, config_dict(backends, threshold=0.5))
     served = await serve_file(path)
     server, stub = served.server, served.stub
-    caplog.set_level(logging.INFO, logger="router.reload")
+    caplog.set_level(logging.INFO, logger="router.config.reload")
 
     write_config(path, config_dict(backends, threshold=1.7))
     await asyncio.sleep(1.5)  # three polls: the bad file is reported once, not on every poll
@@ -187,7 +187,7 @@ async def test_restart_only_keys_are_kept_and_reported_while_live_keys_apply(
     write_config(path, config)
     served = await serve_file(path)
     server, stub = served.server, served.stub
-    caplog.set_level(logging.INFO, logger="router.reload")
+    caplog.set_level(logging.INFO, logger="router.config.reload")
     config["server"]["grace_period_s"] = 7
     config["scoring"] = {"max_batch": 4}
     config["routing"]["threshold"] = 0.9

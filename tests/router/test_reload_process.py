@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
-from router.config_edit import write_atomically
+from router.config.edit import write_atomically
 from tests.router.serve_process import ServeProcess
 from tests.router.support import HARD_PROMPT, Backends, config_dict, user
 from tests.router.test_serve_process import wait_serving

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from router.scoring import ScoringQueue
+from router.scoring_queue import ScoringQueue
 from tests.router.support import KeyedScorer
 
 
@@ -80,7 +80,7 @@ async def test_a_scoring_failure_reaches_every_waiting_caller() -> None:
 def test_the_served_embedder_is_the_trained_one_unless_configured(choice: str, served: str) -> None:
     """`scoring.embedder: trained` (the default) serves the file the shipped head was trained on (int8)."""
     from router.config import RouterConfig
-    from router.server import load_scorer
+    from router.rpc.server import load_scorer
     from tests.router.support import MODEL_DIR
 
     tiers = {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "ollama_chat/llama3:70b"}}

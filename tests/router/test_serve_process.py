@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
 from router.requestlog import open_store
-from router.server import COMPLETION_HEALTH_SERVICE
+from router.rpc.server import COMPLETION_HEALTH_SERVICE
 from tests.router.serve_process import ServeProcess
 from tests.router.support import SMALL_REPLY, Backends, config_dict, user
 

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from router._proto import router_pb2 as pb
 from router.config import RouterConfig, with_server
 from router.errors import RouterError
-from router.server import COMPLETION_HEALTH_SERVICE, ROUTER_SERVICE, create_server
+from router.rpc.server import COMPLETION_HEALTH_SERVICE, ROUTER_SERVICE, create_server
 from tests.router.conftest import Running, StartServer
 from tests.router.support import Backends, KeyedScorer, user
 

@@ -15,12 +15,12 @@ import pytest
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
 from router.config import RouterConfig, TargetWindow
+from router.config.reload import ConfigSource
 from router.domain import Message, Request
-from router.policy import decide
-from router.reload import ConfigSource
 from router.requestlog import LogRecord, open_store
-from router.server import create_server
-from router.target_share import ResolvedThreshold, recent_scores, resolve, threshold_from_suggested
+from router.routing.policy import decide
+from router.routing.target_share import ResolvedThreshold, recent_scores, resolve, threshold_from_suggested
+from router.rpc.server import create_server
 from tests.router.support import Backends, KeyedScorer, config_dict, user
 
 SUGGESTED = {"0.1": 0.7, "0.3": 0.55, "0.5": 0.45}

@@ -21,9 +21,9 @@ import pytest
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
 from router.config import RouterConfig
-from router.guard_settings import BreakerSettings
+from router.config.guards import BreakerSettings
 from router.requestlog.store import open_store
-from router.server import create_server
+from router.rpc.server import create_server
 from tests.router.conftest import LITELLM_PYDANTIC_WARNING, Running
 from tests.router.guards.conftest import LITELLM_LEFTOVERS, release_litellm_clients
 from tests.router.support import Backends, KeyedScorer, user

@@ -15,7 +15,7 @@ import pytest
 from router._proto import router_pb2 as pb
 from router.config import RouterConfig, load_config
 from router.requestlog import open_store
-from router.server import RouterServer
+from router.rpc.server import RouterServer
 from tests.router.conftest import Running, StartServer
 from tests.router.fewshot.support import good, judged, record, seeded_log
 from tests.router.support import Backends, config_dict, log_section, user
@@ -182,8 +182,8 @@ async def test_logged_approved_answers_serve_their_own_tenant_only(
 
 
 async def test_few_shot_follows_a_live_config_reload(backends: Backends, tmp_path: Path, scorer: Any) -> None:
-    from router.reload import ConfigSource
-    from router.server import create_server
+    from router.config.reload import ConfigSource
+    from router.rpc.server import create_server
 
     raw = few_shot_config(backends, tmp_path, source=str(curated_file(tmp_path)), enabled=False)
     path = tmp_path / "config.yaml"

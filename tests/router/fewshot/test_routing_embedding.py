@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from router.scoring import ScoringQueue
+from router.scoring_queue import ScoringQueue
 from tests.router.support import KeyedScorer
 
 

@@ -10,10 +10,10 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from router._proto import router_pb2 as pb
-from router.auth import KeyRing, bearer_key, create_key, verify_key
 from router.cli import main
 from router.config import RouterConfig
-from router.guard_settings import ApiKeyEntry, AuthSettings, keys_from_env
+from router.config.guards import ApiKeyEntry, AuthSettings, keys_from_env
+from router.rpc.auth import KeyRing, bearer_key, create_key, verify_key
 from tests.router.conftest import StartServer
 from tests.router.guards.helpers import status_of, with_server
 from tests.router.support import KeyedScorer, user

@@ -14,7 +14,7 @@ import pytest
 
 from router._proto import router_pb2 as pb
 from router.config import RouterConfig
-from router.guard_settings import LimitsSettings
+from router.config.guards import LimitsSettings
 from tests.router.conftest import StartServer
 from tests.router.guards.helpers import with_server
 from tests.router.support import KeyedScorer, user

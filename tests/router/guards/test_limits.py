@@ -11,10 +11,10 @@ from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 
 from router._proto import router_pb2 as pb
-from router.auth import create_key
 from router.config import RouterConfig
-from router.guard_settings import ApiKeyEntry, AuthSettings, LimitsSettings, RateLimitSettings
-from router.limits import RETRY_AFTER_KEY, TokenBucket
+from router.config.guards import ApiKeyEntry, AuthSettings, LimitsSettings, RateLimitSettings
+from router.rpc.auth import create_key
+from router.rpc.limits import RETRY_AFTER_KEY, TokenBucket
 from tests.router.conftest import StartServer
 from tests.router.guards.helpers import status_of, with_server
 from tests.router.support import Backends, KeyedScorer, user

@@ -13,13 +13,13 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router import convert
 from router._proto import router_pb2 as pb
 from router.config import RouterConfig, load_config
 from router.domain import ROLES, TIERS, Message, Request
 from router.errors import ConfigError, InvalidRequestError
 from router.pipeline import validated_scoring_text
-from router.policy import decide
+from router.routing.policy import decide
+from router.rpc import convert
 
 CONFIG = RouterConfig.model_validate(
     {

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from router.auth import create_key
 from router.cli import main
 from router.redact import Redactor, RedactSettings, iban_valid, luhn_valid, scrub
+from router.rpc.auth import create_key
 from tests.router.support import Backends, config_dict, log_section
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -11,8 +11,8 @@ import pytest
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
 from router.config import RouterConfig
-from router.guard_settings import TlsSettings
-from router.tls import channel_credentials
+from router.config.guards import TlsSettings
+from router.rpc.tls import channel_credentials
 from tests.router.conftest import Running, StartServer
 from tests.router.guards.certs import TestCA
 from tests.router.guards.helpers import status_of, with_server
@@ -71,7 +71,7 @@ async def test_mtls_requires_a_client_certificate_from_the_client_ca(
 
 def test_a_missing_certificate_file_is_a_config_error(tmp_path: Path) -> None:
     from router.errors import ConfigError
-    from router.tls import server_credentials
+    from router.rpc.tls import server_credentials
 
     with pytest.raises(ConfigError, match="server.tls.cert_file: cannot read"):
         server_credentials(TlsSettings(cert_file=tmp_path / "none.pem", key_file=tmp_path / "none.key"))
@@ -87,9 +87,9 @@ async def test_the_cli_client_talks_tls_with_an_api_key(
     import asyncio
     import json
 
-    from router.auth import create_key
     from router.cli import main
-    from router.guard_settings import ApiKeyEntry, AuthSettings
+    from router.config.guards import ApiKeyEntry, AuthSettings
+    from router.rpc.auth import create_key
 
     ca = TestCA(tmp_path, "good")
     issued, client = ca.issue("server", server=True), ca.issue("client", server=False)

@@ -18,7 +18,7 @@ from router.config import load_config
 from router.learning.retrain import RetrainError, in_holdout, labelled_examples, split
 from router.model_registry import ModelRegistry, RegistryError
 from router.requestlog import open_store
-from router.server import load_scorer
+from router.rpc.server import load_scorer
 from tests.router.conftest import StartServer
 from tests.router.learning.support import (
     embed_into,

@@ -10,8 +10,8 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
+import router.rpc.convert as convert
 from classifier.errors import ClassifierError
-from router import convert
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
 from router.errors import (

@@ -165,7 +165,7 @@ class LocalModelSpec:
         return [
             python,
             "-m",
-            "router.local_launch",
+            "router.backends.launch",
             str(parent_pid),
             "--",
             python,

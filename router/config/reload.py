@@ -24,21 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from router.config import RouterConfig, load_config, with_server
+from router.config.settings import RouterConfig, load_config, with_server
 from router.domain import TIERS, Tier
 from router.errors import ConfigError
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from router.target_share import TargetShare
+    from router.routing.target_share import TargetShare
 
 log = logging.getLogger(__name__)
 POLL_INTERVAL_S = 0.5
 # A file seen changing is re-read after this long and must read the same, so a half-written file is skipped.
 SETTLE_S = 0.05
 LIVE_SECTIONS = frozenset({"tiers", "routing"})
-# A tier's keys that start a child process at start-up (router.local_tiers): a change needs a restart.
+# A tier's keys that start a child process at start-up (router.backends.embedded): a change needs a restart.
 EMBEDDED_KEYS = ("embedded", "embedded_options", "if_not_installed")
 Result = Literal["applied", "unchanged", "invalid"]
 

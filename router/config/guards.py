@@ -38,7 +38,7 @@ class AuthSettings(_Strict):
     """`server.auth`: with any key configured, every Router call needs `authorization: Bearer <key>`.
 
     Keys come from `api_keys`, plus the same list as JSON/YAML in the environment variable named by
-    `api_keys_env` (read by `router.config.load_config`). Health and reflection stay open.
+    `api_keys_env` (read by `router.config.settings.load_config`). Health and reflection stay open.
     """
 
     api_keys: tuple[ApiKeyEntry, ...] = ()

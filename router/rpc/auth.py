@@ -25,8 +25,8 @@ from typing import Any
 
 import grpc
 
-from router.guard_settings import ApiKeyEntry, AuthSettings
-from router.guards import PrefixGuardInterceptor, refuse
+from router.config.guards import ApiKeyEntry, AuthSettings
+from router.rpc.interceptors import PrefixGuardInterceptor, refuse
 
 KEY_PREFIX = "rsk_"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~0.1 s and 16 MiB per derivation

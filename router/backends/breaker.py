@@ -16,10 +16,10 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from router.backends import Backend, BackendCall
+from router.backends.litellm import Backend, BackendCall
+from router.config.guards import BreakerSettings
 from router.domain import TIERS, Generation, GenerationDelta, Tier
 from router.errors import BackendError
-from router.guard_settings import BreakerSettings
 
 log = logging.getLogger(__name__)
 

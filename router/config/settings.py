@@ -26,14 +26,20 @@ from pydantic import (
     model_validator,
 )
 
+from router.backends.llama_child import (
+    CATALOG,
+    EmbeddedOptions,
+    embedded_alias,
+    gguf_path,
+    missing_requirement,
+)
+from router.config.guards import AuthSettings, BreakerSettings, LimitsSettings, TlsSettings, keys_from_env
 from router.domain import Tier
 from router.errors import ConfigError
 from router.fewshot.settings import FewShotSettings
-from router.guard_settings import AuthSettings, BreakerSettings, LimitsSettings, TlsSettings, keys_from_env
-from router.local_model import CATALOG, EmbeddedOptions, embedded_alias, gguf_path, missing_requirement
 from router.requestlog.settings import LogSettings
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # router/
 DEFAULT_CONFIG_PATH = PACKAGE_DIR / "default_config.yaml"
 DEFAULT_MODELS_DIR = PACKAGE_DIR.parent / "models"
 # Keys the router sets itself on every LiteLLM call; a tier may not pass them through.
@@ -53,9 +59,9 @@ class ServerSettings(_Strict):
     metrics_port: int | None = Field(default=9464, ge=0, le=65535)
     metrics_address: str | None = None  # None: the host part of `address`
     grace_period_s: float = Field(default=10.0, ge=0)
-    auth: AuthSettings = AuthSettings()  # API keys (router.auth); none configured: no authentication
+    auth: AuthSettings = AuthSettings()  # API keys (router.rpc.auth); none configured: no authentication
     tls: TlsSettings | None = None  # None: plaintext
-    limits: LimitsSettings = LimitsSettings()  # bounds per call and in total (router.limits)
+    limits: LimitsSettings = LimitsSettings()  # bounds per call and in total (router.rpc.limits)
 
     @field_validator("address")
     @classmethod
@@ -77,7 +83,7 @@ class TierSettings(BaseModel):
 
     model: str = Field(min_length=1)
     # A catalog name (smollm2-135m) or a .gguf path: the router runs the model in a llama.cpp child process
-    # and `model` becomes hosted_vllm/<alias> (see router.local_model).
+    # and `model` becomes hosted_vllm/<alias> (see router.backends.llama_child).
     embedded: str | None = Field(default=None, min_length=1)
     embedded_options: EmbeddedOptions = EmbeddedOptions()
     # The tier used instead when `embedded` cannot run here (the [local] extra is not installed).
@@ -186,7 +192,7 @@ class RoutingSettings(_Strict):
 
     threshold: float = Field(default=0.5, ge=0, le=1)
     # When set, replaces `threshold`: the threshold that sent this share of recent logged traffic to large
-    # (see router.target_share), recomputed every `recalibrate_every_s` seconds in the background.
+    # (see router.routing.target_share), recomputed every `recalibrate_every_s` seconds in the background.
     target_large_fraction: float | None = Field(default=None, ge=0, le=1)
     target_window: TargetWindow = TargetWindow()
     recalibrate_every_s: float = Field(default=300.0, ge=1)
@@ -195,7 +201,7 @@ class RoutingSettings(_Strict):
     # large: a small-routed Complete then waits for the model only, not for the decision first. Meant for a
     # small tier that serves calls concurrently (Ollama, vLLM); unary Complete only, not with few-shot.
     speculative_small: bool = False
-    breaker: BreakerSettings = BreakerSettings()  # per-tier circuit breaker (router.breaker)
+    breaker: BreakerSettings = BreakerSettings()  # per-tier circuit breaker (router.backends.breaker)
     overrides: tuple[Override, ...] = ()
     max_prompt_chars: int = Field(default=200_000, gt=0)  # all message contents together
     context_turns: int = Field(default=0, ge=0)  # earlier turns scored with the last user message

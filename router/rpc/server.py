@@ -5,7 +5,7 @@ Health is reported per service:
   (Route is ready; a Complete that arrives while LiteLLM still loads waits for it within its deadline);
 - "rightsize.v1.Router/Complete": SERVING once LiteLLM is imported (2-3 s after start) and every
   embedded tier's llama.cpp child answers; NOT_SERVING before that, if the import failed, or while a child
-  is down (it is restarted with backoff; see router.local_model);
+  is down (it is restarted with backoff; see router.backends.llama_child);
 - "rightsize.v1.Router/Complete/small" and ".../large": the same for one tier; a tier whose API key is
   missing is NOT_SERVING (its prompts are answered by the other tier, flagged as a fallback).
 All turn NOT_SERVING when the drain starts.
@@ -28,32 +28,32 @@ from grpc_reflection.v1alpha import reflection
 
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
-from router.auth import AuthInterceptor
-from router.backends import LiteLLMBackend
-from router.breaker import BreakerBackend, State
+from router.backends.breaker import BreakerBackend, State
+from router.backends.embedded import LocalTiers, tier_status_lines
+from router.backends.litellm import LiteLLMBackend
 from router.config import RouterConfig
+from router.config.reload import ConfigReloader, ConfigSource
 from router.domain import TIERS, Tier
 from router.errors import RouterError
 from router.fewshot.runtime import FewShot, FewShotMetrics, embedder_of
-from router.limits import LimitsInterceptor, grpc_options
-from router.local_tiers import LocalTiers, tier_status_lines
 from router.memory import freeze_startup_objects, release_free_memory
 from router.metrics import RouterMetrics
 from router.model_registry import ModelRegistry, ModelWatcher
 from router.pipeline import Pipeline
 from router.recording import RequestLog
 from router.redact import install_secret_filter
-from router.reload import ConfigReloader, ConfigSource
-from router.scoring import ScoringQueue, TextScorer
-from router.service import RouterService
-from router.target_share import TargetShare
+from router.routing.target_share import TargetShare
+from router.rpc.auth import AuthInterceptor
+from router.rpc.limits import LimitsInterceptor, grpc_options
+from router.rpc.service import RouterService
+from router.scoring_queue import ScoringQueue, TextScorer
 
 log = logging.getLogger(__name__)
 
 ROUTER_SERVICE = pb.DESCRIPTOR.services_by_name["Router"].full_name
 COMPLETION_HEALTH_SERVICE = f"{ROUTER_SERVICE}/Complete"
 TIER_HEALTH_SERVICES = {tier: f"{COMPLETION_HEALTH_SERVICE}/{tier}" for tier in TIERS}
-# NOT_SERVING while the tier's circuit breaker is open (router.breaker).
+# NOT_SERVING while the tier's circuit breaker is open (router.backends.breaker).
 BREAKER_HEALTH_SERVICES = {tier: f"{ROUTER_SERVICE}/breaker/{tier}" for tier in TIERS}
 
 
@@ -173,7 +173,7 @@ def create_server(
 ) -> tuple[RouterServer, int]:
     """Build the server and bind `config.server.address`; returns it (not started) and the bound port.
 
-    With `source` (the file `config` was loaded from), the server reloads it live (see router.reload).
+    With `source` (the file `config` was loaded from), the server reloads it live (see router.config.reload).
 
     `scorer` defaults to the model directory `config.models.path`, loaded and verified here (slow: ~0.3 s);
     pass one to share it between servers. Raises RouterError / ClassifierError when it cannot start.
@@ -214,7 +214,7 @@ def create_server(
         if config.server.tls is None:
             port = grpc_server.add_insecure_port(config.server.address)
         else:
-            from router.tls import server_credentials
+            from router.rpc.tls import server_credentials
 
             port = grpc_server.add_secure_port(config.server.address, server_credentials(config.server.tls))
     except RuntimeError as exc:

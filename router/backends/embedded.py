@@ -18,11 +18,11 @@ import time
 import urllib.parse
 from collections.abc import AsyncGenerator, Callable
 
-from router.backends import DEADLINE_MARGIN_S, Backend, BackendCall
+from router.backends.litellm import DEADLINE_MARGIN_S, Backend, BackendCall
+from router.backends.llama_child import LocalModelProcess, LocalModelSpec, LocalModelState, terminate_all
 from router.config import RouterConfig, TierSettings
 from router.domain import TIERS, Generation, GenerationDelta, Tier
 from router.errors import BackendError, RouterError
-from router.local_model import LocalModelProcess, LocalModelSpec, LocalModelState, terminate_all
 from router.metrics import RouterMetrics
 
 log = logging.getLogger(__name__)

@@ -77,7 +77,7 @@ def tier_price(settings: TierSettings) -> TierPrice | None:
         )
     if settings.is_local:
         return TierPrice(0.0, 0.0, "local (free)")
-    from router.backends import import_litellm
+    from router.backends.litellm import import_litellm
 
     litellm = import_litellm()  # slow (~2 s): only when a tier has no configured price
 

@@ -6,7 +6,7 @@ Refusals are immediate, never queued:
   error detail (a google.rpc.Status holding a google.rpc.RetryInfo, in the `grpc-status-details-bin`
   trailer; `grpc_status.rpc_status.from_call` decodes it) and the plain trailer `retry-after-ms`;
 - `max_concurrent_calls` already in flight: RESOURCE_EXHAUSTED.
-A call without a client deadline gets `default_deadline_s` (see router.guards.DeadlineContext).
+A call without a client deadline gets `default_deadline_s` (see router.rpc.interceptors.DeadlineContext).
 The largest received message (`max_message_bytes`) is gRPC's own option: see `grpc_options()`.
 """
 
@@ -24,9 +24,9 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from router.auth import CLIENT_ID
-from router.guard_settings import LimitsSettings, RateLimitSettings
-from router.guards import DeadlineContext, PrefixGuardInterceptor, refuse
+from router.config.guards import LimitsSettings, RateLimitSettings
+from router.rpc.auth import CLIENT_ID
+from router.rpc.interceptors import DeadlineContext, PrefixGuardInterceptor, refuse
 
 RETRY_AFTER_KEY = "retry-after-ms"
 _MAX_BUCKETS = 10_000  # clients tracked at once; idle full buckets are forgotten first

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import grpc
 
+from router.config.guards import TlsSettings
 from router.errors import ConfigError
-from router.guard_settings import TlsSettings
 
 
 def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
