@@ -224,8 +224,9 @@ def main() -> int:
     test_count = args.test_items or (4 if args.smoke else 30)
 
     from classifier.scoring import Scorer
-    from router.backends.llama_child import LocalModelProcess, LocalModelSpec, missing_requirement
+    from router.backends.llama_child import EmbeddedProcess, EmbeddedSpec
     from router.config import DEFAULT_MODELS_DIR
+    from router.config.embedded import missing_requirement
 
     missing = missing_requirement("smollm2-135m")
     if missing is not None:
@@ -248,7 +249,7 @@ def main() -> int:
     )
     test_vectors = embedder.embed([item.prompt for item in test])
 
-    process = LocalModelProcess(LocalModelSpec.from_embedded("smollm2-135m"), name="bench")
+    process = EmbeddedProcess(EmbeddedSpec.from_embedded("smollm2-135m"), name="bench")
     process.start()
     try:
         if not process.wait_ready(120):

@@ -35,8 +35,9 @@ import grpc  # noqa: E402
 from router._proto import router_pb2 as pb  # noqa: E402
 from router._proto import router_pb2_grpc as pb_grpc  # noqa: E402
 from router.backends.litellm import import_litellm  # noqa: E402
-from router.backends.llama_child import LocalModelProcess, LocalModelSpec, missing_requirement  # noqa: E402
+from router.backends.llama_child import EmbeddedProcess, EmbeddedSpec  # noqa: E402
 from router.config import DEFAULT_CONFIG_PATH  # noqa: E402
+from router.config.embedded import missing_requirement  # noqa: E402
 
 PROMPTS = [
     "Turn this sentence into JSON: 'John is 35'",
@@ -94,8 +95,8 @@ def stream_direct(api_base: str, prompt: str, max_tokens: int) -> dict[str, floa
 
 
 def bench_child(prompts: list[str], max_tokens: int) -> dict[str, Any]:
-    spec = LocalModelSpec.from_embedded("smollm2-135m")
-    process = LocalModelProcess(spec, name="bench")
+    spec = EmbeddedSpec.from_embedded("smollm2-135m")
+    process = EmbeddedProcess(spec, name="bench")
     started = time.perf_counter()
     process.start()
     try:

@@ -233,7 +233,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:1000]
 
 
-class RequestLog:
+class RequestRecorder:
     """The server's request log: store, writer, metrics, shadow sampler, and the recording pipeline."""
 
     def __init__(

@@ -17,7 +17,7 @@ from typing import Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from router.backends.litellm import Backend, BackendCall
-from router.config.guards import BreakerSettings
+from router.config.settings import BreakerSettings
 from router.domain import TIERS, Generation, GenerationDelta, Tier
 from router.errors import BackendError
 

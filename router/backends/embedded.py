@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import AsyncGenerator, Callable
 
 from router.backends.litellm import DEADLINE_MARGIN_S, Backend, BackendCall
-from router.backends.llama_child import LocalModelProcess, LocalModelSpec, LocalModelState, terminate_all
+from router.backends.llama_child import EmbeddedProcess, EmbeddedSpec, EmbeddedState, terminate_all
 from router.config import RouterConfig, TierSettings
 from router.domain import TIERS, Generation, GenerationDelta, Tier
 from router.errors import BackendError, RouterError
@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 0.3
 
 
-class LocalTiers:
+class EmbeddedTiers:
     """The children of the config's embedded tiers (none: every method is a no-op)."""
 
-    def __init__(self, processes: dict[Tier, LocalModelProcess], metrics: RouterMetrics | None = None):
+    def __init__(self, processes: dict[Tier, EmbeddedProcess], metrics: RouterMetrics | None = None):
         self.processes = processes
         self._metrics = metrics
         self._events: dict[Tier, asyncio.Event] = {}
@@ -42,17 +42,17 @@ class LocalTiers:
         self._restarts_seen: dict[Tier, int] = dict.fromkeys(processes, 0)
 
     @classmethod
-    def from_config(cls, config: RouterConfig, metrics: RouterMetrics | None = None) -> LocalTiers:
+    def from_config(cls, config: RouterConfig, metrics: RouterMetrics | None = None) -> EmbeddedTiers:
         """One (not yet started) child per embedded tier; picks each one's port now."""
         local = cls({}, metrics)
         for tier in TIERS:
             settings = config.tiers.get(tier)
             if settings.embedded is not None:
                 try:
-                    spec = LocalModelSpec.from_embedded(settings.embedded, settings.embedded_options)
+                    spec = EmbeddedSpec.from_embedded(settings.embedded, settings.embedded_options)
                 except FileNotFoundError as exc:
                     raise RouterError(f"tiers.{tier}.embedded: {exc}") from exc
-                local.processes[tier] = LocalModelProcess(
+                local.processes[tier] = EmbeddedProcess(
                     spec, on_change=local._listener(tier), name=f"tier {tier}"
                 )
                 local._restarts_seen[tier] = 0
@@ -106,7 +106,7 @@ class LocalTiers:
         settings = call.settings.model_copy(update={"api_base": process.spec.api_base})
         return dataclasses.replace(call, settings=settings)
 
-    async def _wait_up(self, call: BackendCall, process: LocalModelProcess) -> None:
+    async def _wait_up(self, call: BackendCall, process: EmbeddedProcess) -> None:
         event = self._events.get(call.tier)
         if event is None:
             return
@@ -119,8 +119,8 @@ class LocalTiers:
                     event.clear()
                     await event.wait()
 
-    def _listener(self, tier: Tier) -> Callable[[LocalModelState], None]:
-        def changed(state: LocalModelState) -> None:  # on the child's supervisor thread
+    def _listener(self, tier: Tier) -> Callable[[EmbeddedState], None]:
+        def changed(state: EmbeddedState) -> None:  # on the child's supervisor thread
             if self._metrics is not None:
                 self._metrics.local_model_up.labels(tier).set(1 if state.up else 0)
                 new_restarts = state.restarts - self._restarts_seen.get(tier, 0)
@@ -143,23 +143,23 @@ class LocalTiers:
 
 
 class _GatedBackend:
-    """A Backend whose embedded tiers' calls go through `LocalTiers.prepare()` first."""
+    """A Backend whose embedded tiers' calls go through `EmbeddedTiers.prepare()` first."""
 
-    def __init__(self, inner: Backend, local: LocalTiers):
+    def __init__(self, inner: Backend, local: EmbeddedTiers):
         self.inner = inner
-        self.local = local
+        self.embedded = local
 
     async def complete(self, call: BackendCall) -> Generation:
-        return await self.inner.complete(await self.local.prepare(call))
+        return await self.inner.complete(await self.embedded.prepare(call))
 
     async def stream(self, call: BackendCall) -> AsyncGenerator[GenerationDelta, None]:
-        call = await self.local.prepare(call)
+        call = await self.embedded.prepare(call)
         async with contextlib.aclosing(self.inner.stream(call)) as deltas:
             async for delta in deltas:
                 yield delta
 
 
-def tier_status_lines(config: RouterConfig, local: LocalTiers) -> list[tuple[bool, str]]:
+def tier_status_lines(config: RouterConfig, local: EmbeddedTiers) -> list[tuple[bool, str]]:
     """One (usable, line) per tier for `rightsize serve`'s start: live, starting, configured or NOT live."""
     lines = []
     for tier in TIERS:

@@ -1,4 +1,4 @@
-"""`python -m router.backends.launch PARENT_PID -- ARGV...`: exec ARGV so that it dies with its parent.
+"""`python -P router/backends/launch.py PARENT_PID -- ARGV...`: exec ARGV so that it dies with its parent.
 
 PR_SET_PDEATHSIG survives execve, so the llama.cpp server gets SIGTERM even when the router is killed
 with SIGKILL and cannot stop it. Set here rather than in a Popen preexec_fn, which is unsafe in a
@@ -18,7 +18,7 @@ PR_SET_PDEATHSIG = 1
 def main(argv: list[str]) -> int:
     """Arrange the death signal, check the parent still lives, then exec; returns only on bad usage."""
     if len(argv) < 3 or argv[1] != "--" or not argv[0].isdigit():
-        print("usage: python -m router.backends.launch PARENT_PID -- PROGRAM [ARGS...]", file=sys.stderr)
+        print("usage: python -P router/backends/launch.py PARENT_PID -- PROGRAM [ARGS...]", file=sys.stderr)
         return 2
     parent_pid, command = int(argv[0]), argv[2:]
     if sys.platform.startswith("linux"):

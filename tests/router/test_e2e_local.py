@@ -23,8 +23,8 @@ import pytest
 
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
-from router.backends.llama_child import missing_requirement
 from router.config import DEFAULT_CONFIG_PATH, RouterConfig
+from router.config.embedded import missing_requirement
 from router.rpc.server import COMPLETION_HEALTH_SERVICE, TIER_HEALTH_SERVICES, RouterServer, create_server
 from tests.router.support import HARD_PROMPT, JSON_PROMPT, Backends, config_dict, user
 from tests.router.waiting import NOT_SERVING, SERVING, alive, wait_gone, wait_health, wait_until
@@ -45,7 +45,7 @@ class Served:
         self.stub = pb_grpc.RouterStub(self.channel)
 
     def child_pid(self) -> int:
-        pid = self.server.local.processes["small"].state.pid
+        pid = self.server.embedded.processes["small"].state.pid
         assert pid is not None
         return pid
 
@@ -91,7 +91,7 @@ async def test_a_small_routed_complete_is_real_text_with_the_models_token_counts
     assert 0 < response.usage.completion_tokens <= 48 and response.usage.prompt_tokens > 10
     assert response.finish_reason in ("stop", "length") and response.cost_usd == 0
     # The same request sent to llama.cpp without the router: the same text and the same counts.
-    direct = ask_the_child_directly(served.server.local.processes["small"].spec.api_base, JSON_PROMPT)
+    direct = ask_the_child_directly(served.server.embedded.processes["small"].spec.api_base, JSON_PROMPT)
     assert direct["choices"][0]["message"]["content"] == response.text  # type: ignore[index]
     usage = response.usage
     assert direct["usage"] == {

@@ -18,16 +18,16 @@ import pytest
 
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
-from router.backends.embedded import LocalTiers, tier_status_lines
+from router.backends.embedded import EmbeddedTiers, tier_status_lines
 from router.backends.llama_child import (
-    LocalModelProcess,
-    LocalModelSpec,
-    LocalModelState,
+    EmbeddedProcess,
+    EmbeddedSpec,
+    EmbeddedState,
     free_port,
-    missing_requirement,
     serves_alias,
 )
 from router.config import RouterConfig, TierSettings, load_config
+from router.config.embedded import missing_requirement
 from router.errors import ConfigError
 from router.rpc.server import COMPLETION_HEALTH_SERVICE, TIER_HEALTH_SERVICES, create_server
 from tests.router.fake_llama_server import REPLY
@@ -36,7 +36,7 @@ from tests.router.waiting import NOT_SERVING, SERVING, alive, health, wait_gone,
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_MODULE = "tests.router.fake_llama_server"
-MakeSpec = Callable[..., LocalModelSpec]
+MakeSpec = Callable[..., EmbeddedSpec]
 
 
 @pytest.fixture
@@ -50,8 +50,8 @@ def gguf(tmp_path: Path) -> Path:
 def fake_spec(gguf: Path, monkeypatch: pytest.MonkeyPatch) -> MakeSpec:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the child finds the stand-in module
 
-    def make(alias: str = "fake") -> LocalModelSpec:
-        return LocalModelSpec(
+    def make(alias: str = "fake") -> EmbeddedSpec:
+        return EmbeddedSpec(
             gguf=gguf, alias=alias, port=free_port(), ready_timeout_s=20, server_module=FAKE_MODULE
         )
 
@@ -114,9 +114,9 @@ def test_the_shipped_default_small_tier_is_smollm2_when_the_extra_is_installed()
 
 
 def test_the_child_command_and_environment(gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = LocalModelSpec(gguf=gguf, alias="tiny", port=4321, threads=1, n_ctx=1024)
+    spec = EmbeddedSpec(gguf=gguf, alias="tiny", port=4321, threads=1, n_ctx=1024)
     argv = spec.command(parent_pid=77)
-    assert argv[1:5] == ["-m", "router.backends.launch", "77", "--"]
+    assert argv[1:5] == ["-P", str(ROOT / "router" / "backends" / "launch.py"), "77", "--"]
     assert argv[5:8] == [sys.executable, "-m", "llama_cpp.server"]
     flags = dict(zip(argv[8::2], argv[9::2], strict=True))
     assert flags["--model_alias"] == "tiny" and flags["--port"] == "4321" and flags["--host"] == "127.0.0.1"
@@ -134,8 +134,8 @@ def test_the_child_command_and_environment(gguf: Path, monkeypatch: pytest.Monke
 
 def test_a_killed_child_is_restarted_on_its_port_and_stop_leaves_none(fake_spec: MakeSpec) -> None:
     spec = fake_spec()
-    states: list[LocalModelState] = []
-    process = LocalModelProcess(spec, on_change=states.append)
+    states: list[EmbeddedState] = []
+    process = EmbeddedProcess(spec, on_change=states.append)
     process.start()
     try:
         assert process.wait_ready(20)
@@ -154,8 +154,8 @@ def test_a_killed_child_is_restarted_on_its_port_and_stop_leaves_none(fake_spec:
 
 
 def test_a_child_that_fails_to_load_backs_off_exponentially_naming_its_error(fake_spec: MakeSpec) -> None:
-    states: list[LocalModelState] = []
-    process = LocalModelProcess(fake_spec("crash-on-load"), on_change=states.append)
+    states: list[EmbeddedState] = []
+    process = EmbeddedProcess(fake_spec("crash-on-load"), on_change=states.append)
     process.start()
     try:
         wait_until(lambda: process.state.restarts >= 2)
@@ -170,9 +170,9 @@ def test_a_child_that_fails_to_load_backs_off_exponentially_naming_its_error(fak
 KILLED_PARENT = """
 import sys, time
 from pathlib import Path
-from router.backends.llama_child import LocalModelProcess, LocalModelSpec
-spec = LocalModelSpec(gguf=Path(sys.argv[1]), alias="fake", port=int(sys.argv[2]), server_module=sys.argv[3])
-process = LocalModelProcess(spec)
+from router.backends.llama_child import EmbeddedProcess, EmbeddedSpec
+spec = EmbeddedSpec(gguf=Path(sys.argv[1]), alias="fake", port=int(sys.argv[2]), server_module=sys.argv[3])
+process = EmbeddedProcess(spec)
 process.start()
 assert process.wait_ready(20)
 print(process.state.pid, flush=True)
@@ -206,13 +206,13 @@ def test_the_child_dies_with_a_parent_killed_by_sigkill(gguf: Path) -> None:
 def embedded_config(
     backends: Backends, gguf: Path, fake_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
 ) -> RouterConfig:
-    original = LocalModelSpec.from_embedded
+    original = EmbeddedSpec.from_embedded
 
-    def from_embedded(embedded: str, options: object = None) -> LocalModelSpec:
+    def from_embedded(embedded: str, options: object = None) -> EmbeddedSpec:
         spec = original(embedded, options)  # type: ignore[arg-type]
-        return LocalModelSpec(**{**spec.__dict__, "server_module": FAKE_MODULE})
+        return EmbeddedSpec(**{**spec.__dict__, "server_module": FAKE_MODULE})
 
-    monkeypatch.setattr(LocalModelSpec, "from_embedded", staticmethod(from_embedded))
+    monkeypatch.setattr(EmbeddedSpec, "from_embedded", staticmethod(from_embedded))
     raw = config_dict(backends)
     raw["tiers"]["small"] = {"embedded": str(gguf), "timeout": 10}
     return RouterConfig.model_validate(raw)
@@ -232,7 +232,7 @@ async def test_the_server_runs_the_embedded_tier_and_its_health_follows_the_chil
         assert not response.fallback
         await wait_health(channel, COMPLETION_HEALTH_SERVICE, SERVING)
         assert await health(channel, TIER_HEALTH_SERVICES["small"]) == SERVING
-        child = server.local.processes["small"].state.pid
+        child = server.embedded.processes["small"].state.pid
         assert child is not None
 
         os.kill(child, signal.SIGKILL)
@@ -243,7 +243,7 @@ async def test_the_server_runs_the_embedded_tier_and_its_health_follows_the_chil
         assert registry.get_sample_value("rightsize_local_model_up", {"tier": "small"}) == 1
         response = await stub.Complete(pb.CompleteRequest(messages=user("hi again")), timeout=30)
         assert response.text == REPLY and not response.fallback
-        restarted = server.local.processes["small"].state.pid
+        restarted = server.embedded.processes["small"].state.pid
     finally:
         await channel.close()
         await server.stop(0)
@@ -253,7 +253,7 @@ async def test_the_server_runs_the_embedded_tier_and_its_health_follows_the_chil
 def test_the_start_lines_say_which_tiers_are_live(backends: Backends) -> None:
     raw = config_dict(backends)
     raw["tiers"]["large"] = {"model": "openai/gpt-4o", "api_key_env": "RIGHTSIZE_TEST_UNSET_KEY"}
-    lines = tier_status_lines(RouterConfig.model_validate(raw), LocalTiers({}))
+    lines = tier_status_lines(RouterConfig.model_validate(raw), EmbeddedTiers({}))
     assert lines[0] == (True, f"tier small: live: ollama_chat/llama3:8b at {backends.small.url}")
     assert lines[1] == (
         False,
@@ -263,6 +263,6 @@ def test_the_start_lines_say_which_tiers_are_live(backends: Backends) -> None:
     )
     backends.small.kill()
     raw["tiers"]["large"] = {"model": "openai/gpt-4o", "api_key": "sk-x"}
-    small, large = tier_status_lines(RouterConfig.model_validate(raw), LocalTiers({}))
+    small, large = tier_status_lines(RouterConfig.model_validate(raw), EmbeddedTiers({}))
     assert small[0] is False and "NOT live: ollama_chat/llama3:8b: nothing listens at" in small[1]
     assert large == (True, "tier large: configured: openai/gpt-4o (not contacted at start)")

@@ -21,7 +21,7 @@ import pytest
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
 from router.config import RouterConfig
-from router.config.guards import BreakerSettings
+from router.config.settings import BreakerSettings
 from router.requestlog.store import open_store
 from router.rpc.server import create_server
 from tests.router.conftest import LITELLM_PYDANTIC_WARNING, Running

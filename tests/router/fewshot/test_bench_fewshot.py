@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_fewshot import Item, grade, make_items
-from router.backends.llama_child import missing_requirement
+from router.config.embedded import missing_requirement
 
 ROOT = Path(__file__).resolve().parents[3]
 MISSING = missing_requirement("smollm2-135m")

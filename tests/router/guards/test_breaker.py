@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from router.backends.breaker import Breaker
-from router.config.guards import BreakerSettings
+from router.config.settings import BreakerSettings
 
 
 def test_opens_after_n_failures_probes_once_when_half_open_and_closes_on_success() -> None:

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from router._proto import router_pb2 as pb
 from router.config import RouterConfig
-from router.config.guards import BreakerSettings
+from router.config.settings import BreakerSettings
 from tests.router.conftest import Running, StartServer
 from tests.router.guards.helpers import status_of
 from tests.router.standins import StandIn
