@@ -112,18 +112,22 @@ def label_command(args: argparse.Namespace) -> int:
 
 
 async def _label(config: RouterConfig, store: Any, records: list[Any], budget: float | None) -> LabelRun:
-    from router.backends.litellm import LiteLLMBackend
+    from router.backends.stack import build_tier_stack
     from router.learning.judge import Teacher
+    from router.metrics import RouterMetrics
 
-    backend = LiteLLMBackend()
+    # The server's stack: an embedded tier's calls go to its child, a failing tier's circuit opens.
+    stack = build_tier_stack(config, RouterMetrics())
+    backend = stack.litellm
     backend.start_loading()
-    if not await _wait_loaded(backend):
-        raise CliError(f"cannot load LiteLLM: {backend.load_error}")
+    stack.embedded.start()
     try:
-        teacher = Teacher(config, store, backend, budget_usd=budget, say=_say)
+        if not await _wait_loaded(backend):
+            raise CliError(f"cannot load LiteLLM: {backend.load_error}")
+        teacher = Teacher(config, store, stack.backend, budget_usd=budget, say=_say)
         return await teacher.label(records)
     finally:
-        await backend.aclose()
+        await stack.aclose()
 
 
 async def _wait_loaded(backend: Any) -> bool:

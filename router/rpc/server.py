@@ -28,9 +28,10 @@ from grpc_reflection.v1alpha import reflection
 
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
-from router.backends.breaker import BreakerBackend, State
+from router.backends.breaker import State
 from router.backends.embedded import EmbeddedTiers, tier_status_lines
 from router.backends.litellm import LiteLLMBackend
+from router.backends.stack import build_tier_stack
 from router.config import RouterConfig
 from router.config.reload import ConfigReloader, ConfigSource
 from router.domain import TIERS, Tier
@@ -188,9 +189,9 @@ def create_server(
         max_batch=config.scoring.max_batch,
         observe=lambda size, _seconds: metrics.batch_size.observe(size),
     )
-    local = EmbeddedTiers.from_config(config, metrics)
-    breakers = BreakerBackend(local.gate(backend), config.routing.breaker, metrics.registry)
-    pipeline = Pipeline(config, scoring, breakers, metrics)
+    health = health_aio.HealthServicer()
+    stack = build_tier_stack(config, metrics, litellm=backend, on_breaker_change=_breaker_health(health))
+    pipeline = Pipeline(config, scoring, stack.backend, metrics)
     # Reads the live config and the scorer in use (both swapped on reload / promotion).
     pipeline.fewshot = FewShot(
         lambda: pipeline.config.tiers.small.few_shot,
@@ -203,11 +204,9 @@ def create_server(
         interceptors=_interceptors(config, metrics),
         options=[("grpc.so_reuseport", 0), *grpc_options(config.server.limits)],
     )
-    request_log = RequestRecorder(config, pipeline, backend, metrics.registry)
+    request_log = RequestRecorder(config, pipeline, stack.backend, metrics.registry)
     pb_grpc.add_RouterServicer_to_server(RouterService(request_log.pipeline, metrics), grpc_server)
-    health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
-    breakers.on_change = _breaker_health(health)
     reflection.enable_server_reflection(
         (ROUTER_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         grpc_server,
@@ -225,7 +224,7 @@ def create_server(
         raise RouterError(f"cannot listen on {config.server.address} (address in use?)")
     server = RouterServer(config, grpc_server, pipeline, backend, health, metrics)
     server.request_log = request_log
-    server.embedded = local
+    server.embedded = stack.embedded
     server.model_watcher = ModelWatcher(
         model_registry(config),
         lambda path: load_scorer(config, path),

@@ -12,12 +12,15 @@ import grpc
 import pytest
 
 from router._proto import router_pb2_grpc as pb_grpc
+from router.backends.llama_child import EmbeddedSpec
 from router.config import RouterConfig
 from router.rpc.server import RouterServer, create_server
 from tests.router.standins import StandIn
 from tests.router.support import LARGE_REPLY, MODEL_DIR, SMALL_REPLY, Backends, config_dict, log_section
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+FAKE_LLAMA_MODULE = "tests.router.fake_llama_server"
 # LiteLLM 1.82.6 reads pydantic's model_computed_fields off instances, which pydantic >= 2.11 deprecates;
 # under the suite's "warnings are errors" that third-party warning would fail every streamed OpenAI call.
 LITELLM_PYDANTIC_WARNING = "ignore:Accessing the 'model_.*fields' attribute:DeprecationWarning"
@@ -27,6 +30,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.filterwarnings(LITELLM_PYDANTIC_WARNING))
+
+
+@pytest.fixture
+def gguf(tmp_path: Path) -> Path:
+    """A file an embedded tier may name (the fake llama server never reads it)."""
+    path = tmp_path / "Tiny-Model.Q4.gguf"
+    path.write_bytes(b"GGUF")
+    return path
+
+
+@pytest.fixture
+def fake_llama(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embedded tiers run tests/router/fake_llama_server.py in their child instead of llama.cpp."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the child finds the stand-in module
+    original = EmbeddedSpec.from_embedded
+
+    def from_embedded(embedded: str, options: object = None) -> EmbeddedSpec:
+        spec = original(embedded, options)  # type: ignore[arg-type]
+        return EmbeddedSpec(**{**spec.__dict__, "server_module": FAKE_LLAMA_MODULE})
+
+    monkeypatch.setattr(EmbeddedSpec, "from_embedded", staticmethod(from_embedded))
 
 
 @pytest.fixture

@@ -30,20 +30,12 @@ from router.config import RouterConfig, TierSettings, load_config
 from router.config.embedded import missing_requirement
 from router.errors import ConfigError
 from router.rpc.server import COMPLETION_HEALTH_SERVICE, TIER_HEALTH_SERVICES, create_server
+from tests.router.conftest import FAKE_LLAMA_MODULE, ROOT
 from tests.router.fake_llama_server import REPLY
 from tests.router.support import Backends, KeyedScorer, config_dict, user
 from tests.router.waiting import NOT_SERVING, SERVING, alive, health, wait_gone, wait_health, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
-FAKE_MODULE = "tests.router.fake_llama_server"
 MakeSpec = Callable[..., EmbeddedSpec]
-
-
-@pytest.fixture
-def gguf(tmp_path: Path) -> Path:
-    path = tmp_path / "Tiny-Model.Q4.gguf"
-    path.write_bytes(b"GGUF")
-    return path
 
 
 @pytest.fixture
@@ -52,7 +44,7 @@ def fake_spec(gguf: Path, monkeypatch: pytest.MonkeyPatch) -> MakeSpec:
 
     def make(alias: str = "fake") -> EmbeddedSpec:
         return EmbeddedSpec(
-            gguf=gguf, alias=alias, port=free_port(), ready_timeout_s=20, server_module=FAKE_MODULE
+            gguf=gguf, alias=alias, port=free_port(), ready_timeout_s=20, server_module=FAKE_LLAMA_MODULE
         )
 
     return make
@@ -181,7 +173,7 @@ time.sleep(60)
 
 
 def test_the_child_dies_with_a_parent_killed_by_sigkill(gguf: Path) -> None:
-    argv = [sys.executable, "-c", KILLED_PARENT, str(gguf), str(free_port()), FAKE_MODULE]
+    argv = [sys.executable, "-c", KILLED_PARENT, str(gguf), str(free_port()), FAKE_LLAMA_MODULE]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     parent = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -203,16 +195,7 @@ def test_the_child_dies_with_a_parent_killed_by_sigkill(gguf: Path) -> None:
 
 
 @pytest.fixture
-def embedded_config(
-    backends: Backends, gguf: Path, fake_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
-) -> RouterConfig:
-    original = EmbeddedSpec.from_embedded
-
-    def from_embedded(embedded: str, options: object = None) -> EmbeddedSpec:
-        spec = original(embedded, options)  # type: ignore[arg-type]
-        return EmbeddedSpec(**{**spec.__dict__, "server_module": FAKE_MODULE})
-
-    monkeypatch.setattr(EmbeddedSpec, "from_embedded", staticmethod(from_embedded))
+def embedded_config(backends: Backends, gguf: Path, fake_llama: None) -> RouterConfig:
     raw = config_dict(backends)
     raw["tiers"]["small"] = {"embedded": str(gguf), "timeout": 10}
     return RouterConfig.model_validate(raw)
