@@ -57,6 +57,7 @@ class Decision:
     reason: str
     classifier_version: str
     classify_ms: float | None = None  # the classifier's latency for this request, set by the pipeline
+    state_serial: int = 0  # the live routing state's snapshot it was decided with (router.routing.state)
 
 
 @dataclass(frozen=True)

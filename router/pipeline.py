@@ -31,7 +31,7 @@ from router.errors import AllTiersFailedError, BackendError, DeadlineExceededErr
 from router.fewshot.exemplars import Selection, inject
 from router.metrics import RouterMetrics
 from router.routing.policy import decide
-from router.routing.target_share import ResolvedThreshold
+from router.routing.state import LiveState
 from router.scoring_queue import ScoringQueue
 
 if TYPE_CHECKING:
@@ -56,14 +56,24 @@ DEADLINE_SLACK_S = 2 * DEADLINE_MARGIN_S
 class Pipeline:
     """Route, Complete and CompleteStream on domain objects; `deadline` is a time.monotonic() instant."""
 
-    def __init__(self, config: RouterConfig, scoring: ScoringQueue, backend: Backend, metrics: RouterMetrics):
-        self.config = config
-        # The resolution of config.routing.target_large_fraction; replaced together with `config`.
-        self.target: ResolvedThreshold | None = None
+    def __init__(
+        self,
+        live: LiveState,
+        scoring: ScoringQueue,
+        backend: Backend,
+        metrics: RouterMetrics,
+        fewshot: FewShot | None = None,
+    ):
+        self.live = live  # read once per request: config, target threshold and classifier together
         self.scoring = scoring
         self.backend = backend
         self.metrics = metrics
-        self.fewshot: FewShot | None = None  # exemplars for small-tier calls; set by the server
+        self.fewshot = fewshot  # exemplars for small-tier calls
+
+    @property
+    def config(self) -> RouterConfig:
+        """The config being served now (a request keeps the snapshot it started with)."""
+        return self.live.current.config
 
     async def route(self, request: Request) -> Decision:
         """Validate, score and decide; raises InvalidRequestError for bad input."""
@@ -82,15 +92,16 @@ class Pipeline:
 
     async def _route(self, request: Request) -> tuple[Decision, str, np.ndarray | None, RouterConfig]:
         """(decision, scored text, its embedding when the classifier exposes it, the config it used)."""
-        # One snapshot per request, so a reload never mixes two configs (both are swapped on the loop).
-        config, target = self.config, self.target
+        # One snapshot per request, so a reload or a promotion never mixes into it.
+        state = self.live.current
+        config = state.config
         text = validated_scoring_text(request, config)
         started = time.perf_counter()
-        score, version, embedding = await self.scoring.score_with_embedding(text)
+        score, version, embedding = await self.scoring.score_with_embedding(text, state.scorer)
         classify_s = time.perf_counter() - started
         self.metrics.classify_seconds.observe(classify_s)
-        decision = decide(score, request, config, classifier_version=version, target=target)
-        decision = dataclasses.replace(decision, classify_ms=classify_s * 1000)
+        decision = decide(score, request, config, classifier_version=version, target=state.target)
+        decision = dataclasses.replace(decision, classify_ms=classify_s * 1000, state_serial=state.serial)
         self.metrics.decisions.labels(decision.tier, decision.rule).inc()
         log.debug("request %s: %s score=%.3f (%s)", request.request_id, decision.tier, score, decision.reason)
         return decision, text, embedding, config
@@ -177,7 +188,7 @@ class Pipeline:
 
     def _speculate(self, request: Request, deadline: float | None) -> asyncio.Task[Generation] | None:
         """The small-tier call as a task started now, when `routing.speculative_small` allows it."""
-        config = self.config  # the snapshot _route() takes next, with no await in between
+        config = self.live.current.config  # the snapshot _route() takes next, with no await in between
         # Few-shot exemplars are chosen from the routing embedding, which does not exist yet.
         few_shot = config.tiers.small.few_shot
         if not config.routing.speculative_small or request.force_tier or (few_shot and few_shot.enabled):

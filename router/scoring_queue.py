@@ -58,7 +58,8 @@ class ScoringQueue:
     """Scores texts in a dedicated single-thread executor, so gRPC handling never waits behind a batch.
 
     One worker: the ONNX sessions already use the machine's cores (intra-op threads); a second
-    concurrent run would only contend with the first. Must be used from one event loop.
+    concurrent run would only contend with the first. Must be used from one event loop. `scorer` serves
+    the calls that name none; the server names the one in its live routing state on every call.
     """
 
     def __init__(self, scorer: TextScorer, *, max_batch: int = 32, observe: BatchObserver | None = None):
@@ -66,12 +67,12 @@ class ScoringQueue:
         self.max_batch = max_batch
         self._observe = observe
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rightsize-score")
-        self._pending: list[tuple[str, asyncio.Future[Scored]]] = []
+        self._pending: list[tuple[str, TextScorer, asyncio.Future[Scored]]] = []
         self._drain_task: asyncio.Task[None] | None = None
         self._last_trim = time.monotonic()
 
     def swap(self, scorer: TextScorer) -> None:
-        """Serve `scorer` from the next batch on (a batch already running finishes with the old one)."""
+        """Serve `scorer` to the calls queued from now on (those already queued keep theirs)."""
         self.scorer = scorer
 
     async def score(self, text: str) -> float:
@@ -83,11 +84,14 @@ class ScoringQueue:
         score, version, _ = await self.score_with_embedding(text)
         return score, version
 
-    async def score_with_embedding(self, text: str) -> Scored:
-        """As score_versioned(), plus the embedding the score was computed from (no second pass)."""
+    async def score_with_embedding(self, text: str, scorer: TextScorer | None = None) -> Scored:
+        """As score_versioned(), plus the embedding the score was computed from (no second pass).
+
+        `scorer`: the classifier to use (default: this queue's); texts for one scorer batch together.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Scored] = loop.create_future()
-        self._pending.append((text, future))
+        self._pending.append((text, scorer if scorer is not None else self.scorer, future))
         if self._drain_task is None:
             self._drain_task = loop.create_task(self._drain())
         return await future
@@ -96,14 +100,19 @@ class ScoringQueue:
         loop = asyncio.get_running_loop()
         try:
             while self._pending:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
+                scorer = self._pending[0][1]
+                batch = [(text, future) for text, owner, future in self._pending if owner is scorer]
+                batch = batch[: self.max_batch]
+                taken = {id(future) for _, future in batch}
+                self._pending = [entry for entry in self._pending if id(entry[2]) not in taken]
                 batch = [(text, future) for text, future in batch if not future.cancelled()]
                 if not batch:
                     continue
                 try:
                     texts = [text for text, _ in batch]
-                    scores, version, embeddings = await loop.run_in_executor(self._executor, self._run, texts)
+                    scores, version, embeddings = await loop.run_in_executor(
+                        self._executor, self._run, scorer, texts
+                    )
                 except Exception as exc:  # handed to every waiting caller; their RPC boundary reports it
                     for _, future in batch:
                         if not future.done():
@@ -116,8 +125,7 @@ class ScoringQueue:
         finally:
             self._drain_task = None
 
-    def _run(self, texts: list[str]) -> tuple[np.ndarray, str, np.ndarray | None]:
-        scorer = self.scorer  # one reference for the whole batch: a swap() meanwhile takes the next one
+    def _run(self, scorer: TextScorer, texts: list[str]) -> tuple[np.ndarray, str, np.ndarray | None]:
         started = time.perf_counter()
         embeddings = None
         if isinstance(scorer, EmbeddingScorer):

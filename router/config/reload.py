@@ -3,8 +3,8 @@
 The file is polled every POLL_INTERVAL_S (mtime, size and, when those move, a sha256 of the content), which
 also sees editors that replace the file and Kubernetes ConfigMap symlink swaps. A new file is loaded exactly
 as at start-up (`ConfigSource.load`: the same file, the same command-line overrides), validated as a whole,
-and only then installed, together with its target-share resolution, by replacing the pipeline's references
-on the event loop: a request uses either the old config or the new one, never a mix.
+and only then installed, together with its target-share resolution, as one new snapshot of the live
+routing state (router.routing.state): a request uses either the old config or the new one, never a mix.
 
 Only `tiers` and `routing` (LIVE_SECTIONS) change live. Any other section that differs (server address,
 scoring, models, log, ...) keeps its running value and one warning says it needs a restart; so does a tier
@@ -22,7 +22,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from router.config.settings import RouterConfig, load_config, with_server
 from router.domain import TIERS, Tier
@@ -30,8 +30,6 @@ from router.errors import ConfigError
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
-
-    from router.routing.target_share import TargetShare
 
 log = logging.getLogger(__name__)
 POLL_INTERVAL_S = 0.5
@@ -53,6 +51,17 @@ class ConfigSource:
     def load(self) -> RouterConfig:
         """Read and validate the file as at start-up; raises ConfigError naming the key."""
         return with_server(load_config(self.path), **dict(self.server_flags))
+
+
+class LiveConfig(Protocol):
+    """Where a valid reloaded config goes: the live routing state's writer (router.routing.TargetShare)."""
+
+    @property
+    def running(self) -> RouterConfig: ...
+
+    async def apply(self, config: RouterConfig) -> str:
+        """Install `config` with what it resolves to; returns a summary for the log line."""
+        ...
 
 
 class ReloadMetrics:
@@ -143,18 +152,23 @@ def _digest(path: Path) -> str | None:
 
 
 class ConfigReloader:
-    """Watches `source.path`; `request_reload()` (SIGHUP) forces a reload even when the file is unchanged."""
+    """Watches `source.path`; `request_reload()` (SIGHUP) forces a reload even when the file is unchanged.
+
+    `poll_interval_s` and `settle_s` are arguments so a test can poll fast instead of waiting.
+    """
 
     def __init__(
         self,
         source: ConfigSource,
-        target_share: TargetShare,
+        live: LiveConfig,
         registry: CollectorRegistry,
         *,
         poll_interval_s: float = POLL_INTERVAL_S,
+        settle_s: float = SETTLE_S,
     ):
         self.source = source
-        self.target_share = target_share
+        self.live = live
+        self.settle_s = settle_s
         self.metrics = ReloadMetrics(registry)
         self.poll_interval_s = poll_interval_s
         self._fingerprint = _fingerprint(source.path)
@@ -198,7 +212,7 @@ class ConfigReloader:
             return await self._install(loaded)
 
     async def _install(self, loaded: RouterConfig) -> Result:
-        running = self.target_share.pipeline.config
+        running = self.live.running
         for key in restart_only_changes(running, loaded):
             log.warning("config reload: %s changed; it takes effect only after a restart", key)
         config = keep_running(running, loaded)
@@ -206,14 +220,9 @@ class ConfigReloader:
             self.metrics.reloads.labels("unchanged").inc()
             log.info("config reload: %s has no live change", self.source.path)
             return "unchanged"
-        fresh = not self.target_share.is_current(config)  # e.g. only an override changed: keep the target
-        resolved = await self.target_share.resolve_for(config) if fresh else self.target_share.pipeline.target
-        self.target_share.install(config, resolved, fresh=fresh)
+        summary = await self.live.apply(config)
         self.metrics.reloads.labels("applied").inc()
         self.metrics.last_applied.set_to_current_time()
-        summary = f"threshold {config.routing.threshold:g}"
-        if resolved is not None:
-            summary = resolved.reason
         log.info(
             "config reloaded from %s (%s, %d overrides)",
             self.source.path,
@@ -240,7 +249,7 @@ class ConfigReloader:
         fingerprint = _fingerprint(self.source.path)
         if fingerprint == self._fingerprint:
             return False
-        await asyncio.sleep(SETTLE_S)
+        await asyncio.sleep(self.settle_s)
         settled = _fingerprint(self.source.path)
         if settled != fingerprint:
             return False  # still being written: look again at the next poll

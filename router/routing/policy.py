@@ -4,7 +4,7 @@ Rules, first match wins:
 1. `force_tier` on the request ("forced by request");
 2. `routing.overrides[i]` whose metadata all match: its tier, or its threshold;
 3. the global threshold: `routing.threshold`, or the threshold resolved for `routing.target_large_fraction`
-   (passed in as `target`, see router.routing.target_share).
+   (passed in as `target`, see router.routing.thresholds).
 With a threshold, the large tier is chosen when score >= threshold.
 """
 
@@ -16,7 +16,7 @@ from router.config import Override, RouterConfig
 from router.domain import TIERS, Decision, Request, Tier
 
 if TYPE_CHECKING:
-    from router.routing.target_share import ResolvedThreshold
+    from router.routing.thresholds import ResolvedThreshold
 
 
 def decide(

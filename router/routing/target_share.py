@@ -1,10 +1,4 @@
-"""`routing.target_large_fraction`: resolve a target large-tier share to a threshold, from logged scores.
-
-The threshold is the one that would have sent that share of the recent logged traffic to the large tier
-(`classifier.calibration.threshold_for_share` on the logged scores of the served classifier version, within
-`routing.target_window`). With fewer than `target_window.min_requests` such scores it comes from the model
-manifest's `suggested_thresholds` ({"0.1": t, "0.3": t, "0.5": t}), interpolated linearly in the share
-between those points and the anchors (share 0 -> threshold 1, share 1 -> threshold 0).
+"""`routing.target_large_fraction`: keep its threshold resolved (router.routing.thresholds) from the log.
 
 `TargetShare` recomputes it in the background (never on the request path): every `recalibrate_every_s`,
 and at once when the classifier version or the target settings change.
@@ -18,119 +12,23 @@ import logging
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from router.config import RouterConfig, RoutingSettings, TargetWindow
+from router.config import RouterConfig, RoutingSettings
+from router.routing.state import LiveState
+from router.routing.thresholds import ResolvedThreshold, recent_scores, resolve, window_start
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from router.pipeline import Pipeline
-    from router.requestlog import LogRecord, RequestLogStore
+    from router.requestlog import RequestLogStore
 
 log = logging.getLogger(__name__)
 # How often the background task checks whether the classifier or the target settings changed, in s.
 CHECK_INTERVAL_S = 1.0
 # A reload waits at most this long for the log before it falls back to the manifest's thresholds, in s.
 RESOLVE_TIMEOUT_S = 1.0
-
-
-@dataclass(frozen=True)
-class ResolvedThreshold:
-    """`routing.target_large_fraction` resolved: threshold in [0, 1], and what it was computed from.
-
-    `requests` is the number of logged scores used (0 when `basis` is the manifest).
-    """
-
-    fraction: float
-    threshold: float
-    requests: int
-    basis: str  # "logs" or "manifest"
-    classifier_version: str = ""
-
-    @property
-    def reason(self) -> str:
-        """`Decision.reason`, e.g. `target large fraction 0.3 -> threshold 0.61 (1234 logged requests)`."""
-        if self.basis == "logs":
-            source = f"{self.requests} logged requests"
-        else:
-            source = f"model's suggested thresholds; {self.requests} logged requests"
-        return f"target large fraction {self.fraction:g} -> threshold {self.threshold:.4g} ({source})"
-
-
-def threshold_from_suggested(fraction: float, suggested: Mapping[str, float]) -> float | None:
-    """Interpolate the manifest's {"share": threshold} at `fraction` (None when there are none)."""
-    points: dict[float, float] = {}
-    for share, threshold in suggested.items():
-        try:
-            x = float(share)
-        except ValueError:
-            continue
-        if 0.0 < x < 1.0 and math.isfinite(threshold):
-            points[x] = float(threshold)
-    if not points:
-        return None
-    xs = [0.0, *sorted(points), 1.0]
-    ys = [1.0, *(points[x] for x in sorted(points)), 0.0]
-    for (x0, y0), (x1, y1) in zip(zip(xs, ys, strict=True), zip(xs[1:], ys[1:], strict=True), strict=False):
-        if x0 <= fraction <= x1:
-            return y0 if x1 == x0 else y0 + (fraction - x0) * (y1 - y0) / (x1 - x0)
-    return ys[-1]
-
-
-def resolve(
-    fraction: float,
-    scores: Iterable[float],
-    window: TargetWindow,
-    suggested: Mapping[str, float],
-    classifier_version: str = "",
-) -> ResolvedThreshold | None:
-    """The threshold for `fraction` from logged `scores`, else the manifest's; None when neither exists."""
-    import numpy as np
-
-    from classifier.calibration import threshold_for_share
-
-    values = np.fromiter(scores, dtype=np.float64)
-    if len(values) >= window.min_requests:
-        threshold = threshold_for_share(values, fraction)
-        return ResolvedThreshold(fraction, threshold, len(values), "logs", classifier_version)
-    fallback = threshold_from_suggested(fraction, suggested)
-    if fallback is None:
-        return None
-    return ResolvedThreshold(fraction, round(fallback, 6), len(values), "manifest", classifier_version)
-
-
-def recent_scores(
-    records: Iterable[LogRecord],
-    window: TargetWindow,
-    *,
-    classifier_version: str | None = None,
-    metadata: Mapping[str, str] | None = None,
-) -> list[float]:
-    """Scores of the most recent `window.max_requests` records (oldest first in, newest kept).
-
-    Only records with a score, scored by `classifier_version` (any when None) and carrying every
-    `metadata` pair count.
-    """
-    kept: deque[float] = deque(maxlen=window.max_requests)
-    for record in records:
-        if record.score is None:
-            continue
-        if classifier_version is not None and record.classifier_version != classifier_version:
-            continue
-        if metadata and any(record.metadata.get(key) != value for key, value in metadata.items()):
-            continue
-        kept.append(float(record.score))
-    return list(kept)
-
-
-def window_start(window: TargetWindow, now: datetime | None = None) -> datetime:
-    """The oldest log time a resolution reads (UTC)."""
-    return (now or datetime.now(UTC)) - timedelta(hours=window.hours)
 
 
 class TargetMetrics:
@@ -167,11 +65,23 @@ class TargetMetrics:
 
 
 class TargetShare:
-    """Keeps `pipeline.target` resolved for `pipeline.config.routing.target_large_fraction`."""
+    """Keeps the live state's `target` resolved for its `config.routing.target_large_fraction`.
 
-    def __init__(self, pipeline: Pipeline, registry: CollectorRegistry):
-        self.pipeline = pipeline
+    `check_interval_s` and `clock` (seconds, monotonic) are arguments so a test can drive the schedule.
+    """
+
+    def __init__(
+        self,
+        live: LiveState,
+        registry: CollectorRegistry,
+        *,
+        check_interval_s: float = CHECK_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.live = live
         self.metrics = TargetMetrics(registry)
+        self.check_interval_s = check_interval_s
+        self.clock = clock
         self._store: RequestLogStore | None = None
         self._store_url: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -179,9 +89,14 @@ class TargetShare:
         self._key: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
 
+    @property
+    def running(self) -> RouterConfig:
+        """The config being served."""
+        return self.live.current.config
+
     async def start(self) -> None:
         """Resolve once (bounded by RESOLVE_TIMEOUT_S), then keep it fresh in a background task."""
-        config = self.pipeline.config
+        config = self.live.current.config
         self.install(config, await self.resolve_for(config))
         self._task = asyncio.get_running_loop().create_task(self._run(), name="target-share")
 
@@ -196,19 +111,25 @@ class TargetShare:
     def install(
         self, config: RouterConfig, resolved: ResolvedThreshold | None, *, fresh: bool = True
     ) -> None:
-        """Swap `pipeline.config` and `pipeline.target` together (on the event loop, so atomically).
+        """Install `config` and its resolution together, in one new snapshot.
 
         `fresh=False`: `resolved` is the current resolution, reused; the schedule keeps its time.
         """
-        self.pipeline.config = config
-        self.pipeline.target = resolved
+        self.live.install(config=config, target=resolved)
         self._key = self._inputs(config)
         if fresh:
-            self._resolved_at = time.monotonic()
+            self._resolved_at = self.clock()
         self.metrics.observe(resolved)
 
+    async def apply(self, config: RouterConfig) -> str:
+        """Install a reloaded `config`, resolving its target when its inputs changed; returns a summary."""
+        fresh = not self.is_current(config)  # e.g. only an override changed: keep the target
+        resolved = await self.resolve_for(config) if fresh else self.live.current.target
+        self.install(config, resolved, fresh=fresh)
+        return resolved.reason if resolved is not None else f"threshold {config.routing.threshold:g}"
+
     def is_current(self, config: RouterConfig) -> bool:
-        """True when `pipeline.target` was resolved for `config`'s target settings and classifier."""
+        """True when the installed target was resolved for `config`'s target settings and classifier."""
         return self._inputs(config) == self._key
 
     async def resolve_for(self, config: RouterConfig) -> ResolvedThreshold | None:
@@ -268,27 +189,33 @@ class TargetShare:
         return self._store
 
     def _classifier(self) -> tuple[str, Mapping[str, float]]:
-        scorer = self.pipeline.scoring.scorer
+        scorer = self.live.current.scorer
         manifest = getattr(scorer, "manifest", None)
         return scorer.version, dict(getattr(manifest, "suggested_thresholds", None) or {})
 
     def _inputs(self, config: RouterConfig) -> tuple[Any, ...]:
         routing: RoutingSettings = config.routing
-        return (routing.target_large_fraction, routing.target_window, self.pipeline.scoring.scorer.version)
+        return (routing.target_large_fraction, routing.target_window, self.live.current.scorer.version)
+
+    async def check(self) -> bool:
+        """One look at the schedule: re-resolve when the inputs changed or the time is due; True if it did."""
+        config = self.live.current.config
+        if config.routing.target_large_fraction is None:
+            return False
+        stale = self._inputs(config) != self._key
+        due = self.clock() - self._resolved_at >= config.routing.recalibrate_every_s
+        if not (stale or due):
+            return False
+        resolved = await self.resolve_for(config)
+        if self.live.current.config is not config:
+            return False  # a reload meanwhile installed its own resolution
+        previous = self.live.current.target
+        self.install(config, resolved)
+        if resolved is not None and (previous is None or previous.threshold != resolved.threshold):
+            log.info("%s", resolved.reason)
+        return True
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(CHECK_INTERVAL_S)
-            config = self.pipeline.config
-            if config.routing.target_large_fraction is None:
-                continue
-            stale = self._inputs(config) != self._key
-            due = time.monotonic() - self._resolved_at >= config.routing.recalibrate_every_s
-            if not (stale or due):
-                continue
-            resolved = await self.resolve_for(config)
-            if self.pipeline.config is config:  # a reload meanwhile installed its own resolution
-                previous = self.pipeline.target
-                self.install(config, resolved)
-                if resolved is not None and (previous is None or previous.threshold != resolved.threshold):
-                    log.info("%s", resolved.reason)
+            await asyncio.sleep(self.check_interval_s)
+            await self.check()

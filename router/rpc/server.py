@@ -19,6 +19,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -31,7 +32,7 @@ from router._proto import router_pb2_grpc as pb_grpc
 from router.backends.breaker import State
 from router.backends.embedded import EmbeddedTiers, tier_status_lines
 from router.backends.litellm import LiteLLMBackend
-from router.backends.stack import build_tier_stack
+from router.backends.stack import TierStack, build_tier_stack
 from router.config import RouterConfig
 from router.config.reload import ConfigReloader, ConfigSource
 from router.domain import TIERS, Tier
@@ -43,6 +44,7 @@ from router.model_registry import ModelRegistry, ModelWatcher
 from router.pipeline import Pipeline
 from router.recording import RequestRecorder
 from router.redact import install_secret_filter
+from router.routing.state import LiveState
 from router.routing.target_share import TargetShare
 from router.rpc.auth import AuthInterceptor
 from router.rpc.limits import LimitsInterceptor, grpc_options
@@ -58,31 +60,50 @@ TIER_HEALTH_SERVICES = {tier: f"{COMPLETION_HEALTH_SERVICE}/{tier}" for tier in 
 BREAKER_HEALTH_SERVICES = {tier: f"{ROUTER_SERVICE}/breaker/{tier}" for tier in TIERS}
 
 
+@dataclass(frozen=True)
+class ServerParts:
+    """Everything a RouterServer runs, each built by `create_server()` before the server exists."""
+
+    config: RouterConfig
+    grpc_server: grpc.aio.Server
+    health: health_aio.HealthServicer
+    metrics: RouterMetrics
+    live: LiveState  # the one owner of the live routing state
+    stack: TierStack
+    pipeline: Pipeline
+    recorder: RequestRecorder
+    target_share: TargetShare
+    model_watcher: ModelWatcher
+    reloader: ConfigReloader | None = None  # only when served from a config file
+
+
 class RouterServer:
     """A bound, not yet started server. Build it with `create_server()`."""
 
-    def __init__(
-        self,
-        config: RouterConfig,
-        grpc_server: grpc.aio.Server,
-        pipeline: Pipeline,
-        backend: LiteLLMBackend,
-        health: health_aio.HealthServicer,
-        metrics: RouterMetrics,
-    ):
-        self.config = config
-        self.grpc_server = grpc_server
-        self.pipeline = pipeline
-        self.backend = backend
-        self.health = health
-        self.metrics = metrics
-        self.metrics_port: int | None = None
+    def __init__(self, parts: ServerParts):
+        self.config = parts.config
+        self.grpc_server = parts.grpc_server
+        self.health = parts.health
+        self.metrics = parts.metrics
+        self.live = parts.live
+        self.stack = parts.stack
+        self.pipeline = parts.pipeline
+        self.request_log = parts.recorder
+        self.target_share = parts.target_share
+        self.model_watcher = parts.model_watcher
+        self.reloader = parts.reloader
+        self.metrics_port: int | None = None  # bound by start()
         self._health_updates: set[asyncio.Task[None]] = set()
-        self.embedded = EmbeddedTiers({})  # the embedded tiers' children; set by create_server()
-        self.target_share = TargetShare(pipeline, metrics.registry)
-        self.reloader: ConfigReloader | None = None  # set by create_server() when given the config file
-        self.request_log: RequestRecorder | None = None  # set by create_server()
-        self.model_watcher: ModelWatcher | None = None  # set by create_server()
+
+    @property
+    def backend(self) -> LiteLLMBackend:
+        """The bottom of the tier stack (its import state is what Complete's health follows)."""
+        return self.stack.litellm
+
+    @property
+    def embedded(self) -> EmbeddedTiers:
+        """The embedded tiers' llama.cpp children."""
+        return self.stack.embedded
 
     async def start(self) -> None:
         """Start serving: health SERVING for Route at once, for Complete once LiteLLM is loaded."""
@@ -96,10 +117,8 @@ class RouterServer:
         # First: loading a model takes a second or more, and overlaps the rest of the start.
         self.embedded.start(on_change=self._refresh_completion_health)
         await self.target_share.start()  # before the port opens: the first decision already uses it
-        if self.request_log is not None:
-            self.request_log.start()
-        if self.model_watcher is not None:
-            self.model_watcher.start()
+        self.request_log.start()
+        self.model_watcher.start()
         if self.pipeline.fewshot is not None:
             self.pipeline.fewshot.start()  # builds the exemplar store in the background
         if self.reloader is not None:
@@ -154,13 +173,11 @@ class RouterServer:
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace_s)
         await self.embedded.stop()  # after the drain: in-flight calls to an embedded tier have finished
-        if self.model_watcher is not None:
-            self.model_watcher.stop()
+        self.model_watcher.stop()
         if self.pipeline.fewshot is not None:
             await self.pipeline.fewshot.stop()
-        if self.request_log is not None:
-            # Every answered call's record is queued by now; writing them all is what makes SIGTERM lossless.
-            await self.request_log.aclose(self.config.log.timeout_ms / 1000 * 2)
+        # Every answered call's record is queued by now; writing them all is what makes SIGTERM lossless.
+        await self.request_log.aclose(self.config.log.timeout_ms / 1000 * 2)
         await self.backend.aclose()
         self.pipeline.scoring.close()
         self.metrics.close()
@@ -182,8 +199,8 @@ def create_server(
     pass one to share it between servers. Raises RouterError / ClassifierError when it cannot start.
     """
     scorer = scorer if scorer is not None else load_scorer(config)
-    backend = backend if backend is not None else LiteLLMBackend()
     metrics = metrics if metrics is not None else RouterMetrics()
+    live = LiveState(config, scorer)
     scoring = ScoringQueue(
         scorer,
         max_batch=config.scoring.max_batch,
@@ -191,21 +208,39 @@ def create_server(
     )
     health = health_aio.HealthServicer()
     stack = build_tier_stack(config, metrics, litellm=backend, on_breaker_change=_breaker_health(health))
-    pipeline = Pipeline(config, scoring, stack.backend, metrics)
-    # Reads the live config and the scorer in use (both swapped on reload / promotion).
-    pipeline.fewshot = FewShot(
-        lambda: pipeline.config.tiers.small.few_shot,
-        lambda: embedder_of(scoring.scorer),
+    fewshot = FewShot(  # reads the live state's config and classifier, so a reload or promotion applies
+        lambda: live.current.config.tiers.small.few_shot,
+        lambda: embedder_of(live.current.scorer),
         config.log,
         FewShotMetrics(metrics.registry),
     )
+    pipeline = Pipeline(live, scoring, stack.backend, metrics, fewshot)
+    recorder = RequestRecorder(config, pipeline, stack.backend, metrics.registry)
+    grpc_server, port = _bind(config, metrics, RouterService(recorder.pipeline, metrics), health)
+    target_share = TargetShare(live, metrics.registry)
+    watcher = ModelWatcher(
+        model_registry(config),
+        lambda path: load_scorer(config, path),
+        lambda promoted: live.install(scorer=promoted),
+        interval_s=config.models.poll_interval_s,
+    )
+    reloader = ConfigReloader(source, target_share, metrics.registry) if source is not None else None
+    parts = ServerParts(
+        config, grpc_server, health, metrics, live, stack, pipeline, recorder, target_share, watcher, reloader
+    )
+    return RouterServer(parts), port
+
+
+def _bind(
+    config: RouterConfig, metrics: RouterMetrics, service: RouterService, health: health_aio.HealthServicer
+) -> tuple[grpc.aio.Server, int]:
+    """The gRPC server with the Router, health and reflection services, bound to `server.address`."""
     # SO_REUSEPORT off: a second server on a busy port must fail, not silently share it.
     grpc_server = grpc.aio.server(
         interceptors=_interceptors(config, metrics),
         options=[("grpc.so_reuseport", 0), *grpc_options(config.server.limits)],
     )
-    request_log = RequestRecorder(config, pipeline, stack.backend, metrics.registry)
-    pb_grpc.add_RouterServicer_to_server(RouterService(request_log.pipeline, metrics), grpc_server)
+    pb_grpc.add_RouterServicer_to_server(service, grpc_server)
     health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
     reflection.enable_server_reflection(
         (ROUTER_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -222,18 +257,7 @@ def create_server(
         raise RouterError(f"cannot listen on {config.server.address}: {exc}") from exc
     if port == 0:
         raise RouterError(f"cannot listen on {config.server.address} (address in use?)")
-    server = RouterServer(config, grpc_server, pipeline, backend, health, metrics)
-    server.request_log = request_log
-    server.embedded = stack.embedded
-    server.model_watcher = ModelWatcher(
-        model_registry(config),
-        lambda path: load_scorer(config, path),
-        scoring.swap,
-        interval_s=config.models.poll_interval_s,
-    )
-    if source is not None:
-        server.reloader = ConfigReloader(source, server.target_share, metrics.registry)
-    return server, port
+    return grpc_server, port
 
 
 def _breaker_health(health: health_aio.HealthServicer) -> Callable[[Tier, State], None]:

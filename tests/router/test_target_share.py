@@ -19,7 +19,7 @@ from router.config.reload import ConfigSource
 from router.domain import Message, Request
 from router.requestlog import LogRecord, open_store
 from router.routing.policy import decide
-from router.routing.target_share import ResolvedThreshold, recent_scores, resolve, threshold_from_suggested
+from router.routing.thresholds import ResolvedThreshold, recent_scores, resolve, threshold_from_suggested
 from router.rpc.server import create_server
 from tests.router.support import Backends, KeyedScorer, config_dict, user
 

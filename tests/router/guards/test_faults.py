@@ -41,8 +41,8 @@ def with_small(config: RouterConfig, **small: Any) -> RouterConfig:
 async def warm(server: Running, **small: Any) -> None:
     """One good call (LiteLLM's first call to a provider is slow), then the small tier's settings changed."""
     assert (await server.stub.Complete(REQUEST, timeout=10)).text == SMALL_REPLY
-    pipeline = server.server.pipeline
-    pipeline.config = with_small(pipeline.config, **small)
+    live = server.server.live
+    live.install(config=with_small(live.current.config, **small))
 
 
 async def _fallback(server: Running) -> tuple[pb.CompleteResponse, float]:

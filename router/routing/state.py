@@ -1,0 +1,62 @@
+"""The live routing state: one immutable snapshot of what a decision depends on, and its one writer.
+
+A request reads `LiveState.current` once and decides with that snapshot alone, so a reload, a promotion
+or a new target threshold never mixes into a request already under way. `install()` is the only way to
+change it: the config reloader, the target-share resolver and model promotion all go through it, and
+nothing else swaps the pipeline's attributes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from router.config import RouterConfig
+from router.routing.thresholds import ResolvedThreshold
+
+if TYPE_CHECKING:
+    from router.scoring_queue import TextScorer
+
+_KEEP: Any = object()
+
+
+@dataclass(frozen=True)
+class RoutingState:
+    """What one decision depends on. `serial` names the snapshot: 0 at start, one more per install."""
+
+    config: RouterConfig
+    scorer: TextScorer  # the classifier
+    target: ResolvedThreshold | None = None  # config.routing.target_large_fraction resolved
+    serial: int = 0
+
+
+class LiveState:
+    """Owns the current RoutingState; `install()` is its only writer (safe from any thread)."""
+
+    def __init__(self, config: RouterConfig, scorer: TextScorer) -> None:
+        self._current = RoutingState(config, scorer)
+        self._lock = threading.Lock()  # model promotion installs from the watcher's thread
+
+    @property
+    def current(self) -> RoutingState:
+        return self._current
+
+    def install(
+        self,
+        *,
+        config: RouterConfig = _KEEP,
+        scorer: TextScorer = _KEEP,
+        target: ResolvedThreshold | None = _KEEP,
+    ) -> RoutingState:
+        """Replace the given parts at once (the others are kept); returns the new snapshot."""
+        changes = {
+            name: value
+            for name, value in (("config", config), ("scorer", scorer), ("target", target))
+            if value is not _KEEP
+        }
+        with self._lock:
+            previous = self._current
+            self._current = dataclasses.replace(previous, **changes, serial=previous.serial + 1)
+            return self._current
