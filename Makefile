@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 
-.PHONY: serve test install install-dev lint proto bench bench-smoke clean
+.PHONY: serve test test-fast install install-dev install-lint lint proto bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +37,16 @@ install-dev: $(BIN)/python
 test: install-dev
 	. scripts/test_env.sh && $(BIN)/python -m pytest -q -p no:cacheprovider
 
-lint: install-dev
+# The checkers only: the base install plus ruff, mypy and import-linter (no llama.cpp build, no torch).
+install-lint: $(BIN)/python
+	$(PIP) install -q -e '.[lint]'
+
+# ruff, the formatter's check, mypy, and the layer contract ([tool.importlinter] in pyproject.toml).
+lint: install-lint
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy classifier router
+	$(BIN)/lint-imports
 
 proto: install-dev
 	$(BIN)/python scripts/gen_proto.py

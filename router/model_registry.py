@@ -176,7 +176,7 @@ class ModelWatcher:
         self,
         registry: ModelRegistry,
         load: Callable[[Path], Any],
-        swap: Callable[[Any], None],
+        swap: Callable[[Any], object],  # installs the loaded model; its result is ignored
         *,
         interval_s: float = 1.0,
         loaded: Path | None = None,

@@ -297,7 +297,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
 
 def resolve_log_paths(log: LogSettings, base: Path) -> LogSettings:
     """`log` with a relative SQLite path and spill_dir made absolute against `base`."""
-    from router.requestlog.store import parse_url
+    from router.requestlog.urls import parse_url
 
     changes: dict[str, Any] = {}
     url = parse_url(log.url)

@@ -20,7 +20,8 @@ from router.requestlog.metrics import PrometheusLogMetrics
 from router.requestlog.records import Label, LogRecord, LogStats, ShadowAnswer, TierStats, prompt_digest
 from router.requestlog.settings import LogSettings
 from router.requestlog.spill import SpillFile
-from router.requestlog.store import RecordSink, RequestLogStore, open_store, parse_url, redact_url
+from router.requestlog.store import RecordSink, RequestLogStore, open_store
+from router.requestlog.urls import parse_url, redact_url
 from router.requestlog.writer import RequestLogWriter, WriterEvent, WriterMetrics, callback_metrics
 
 __all__ = [

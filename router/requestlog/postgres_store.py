@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from router.requestlog._sql_store import SqlStore
 from router.requestlog.errors import RequestLogError
 from router.requestlog.schema import POSTGRES_TYPES
-from router.requestlog.store import redact_url
+from router.requestlog.urls import redact_url
 
 # Any fixed number: replicas starting together take this advisory lock so only one migrates at a time.
 _MIGRATION_LOCK_KEY = 0x5249_4748_5453  # "RIGHTS"

@@ -47,7 +47,7 @@ class LogSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        from router.requestlog.store import parse_url
+        from router.requestlog.urls import parse_url
 
         parse_url(url)  # raises InvalidURLError (a ValueError) for anything else
         return url

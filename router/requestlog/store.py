@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Literal, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from typing import Protocol
 
-from router.requestlog.errors import InvalidURLError
 from router.requestlog.records import Label, LogRecord, LogStats, ShadowAnswer
+from router.requestlog.urls import parse_url
 
 
 class RecordSink(Protocol):
@@ -61,44 +58,6 @@ class RequestLogStore(RecordSink, Protocol):
     def close(self) -> None:
         """Close the connection; the store reconnects if used again."""
         ...
-
-
-@dataclass(frozen=True)
-class StoreURL:
-    """A parsed `log.url`: the engine, and a file path (SQLite) or a libpq URL (PostgreSQL)."""
-
-    engine: Literal["sqlite", "postgresql"]
-    target: str
-
-    @property
-    def path(self) -> Path:
-        return Path(self.target)
-
-
-def parse_url(url: str) -> StoreURL:
-    """Parse `sqlite:///relative.db`, `sqlite:////abs/path.db` or `postgresql://user@host:port/db`."""
-    scheme, _, rest = url.partition("://")
-    if scheme == "sqlite":
-        if not rest.startswith("/") or rest in ("/", "/:memory:"):
-            raise InvalidURLError("a SQLite log URL is sqlite:///PATH (three slashes, then the file path)")
-        return StoreURL("sqlite", rest[1:])
-    if scheme in ("postgresql", "postgres"):
-        if not rest:
-            raise InvalidURLError("a PostgreSQL log URL is postgresql://USER@HOST:PORT/DBNAME")
-        return StoreURL("postgresql", url)
-    raise InvalidURLError(f"log.url must start with sqlite:/// or postgresql://, not {redact_url(url)!r}")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ***, fit for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_store(url: str, *, timeout_ms: int = 5_000, durable: bool = False) -> RequestLogStore:

@@ -8,7 +8,6 @@ nothing else swaps the pipeline's attributes.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,12 +50,12 @@ class LiveState:
         target: ResolvedThreshold | None = _KEEP,
     ) -> RoutingState:
         """Replace the given parts at once (the others are kept); returns the new snapshot."""
-        changes = {
-            name: value
-            for name, value in (("config", config), ("scorer", scorer), ("target", target))
-            if value is not _KEEP
-        }
         with self._lock:
             previous = self._current
-            self._current = dataclasses.replace(previous, **changes, serial=previous.serial + 1)
+            self._current = RoutingState(
+                config=previous.config if config is _KEEP else config,
+                scorer=previous.scorer if scorer is _KEEP else scorer,
+                target=previous.target if target is _KEEP else target,
+                serial=previous.serial + 1,
+            )
             return self._current
