@@ -48,6 +48,10 @@ lint: install-lint
 	$(BIN)/mypy classifier router
 	$(BIN)/lint-imports
 
+# The inner loop: everything but the `slow` tests (soak, kill -9, real models).
+test-fast: install-dev
+	. scripts/test_env.sh && $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
 proto: install-dev
 	$(BIN)/python scripts/gen_proto.py
 

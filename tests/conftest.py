@@ -11,6 +11,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data" / "routing"
+# Marked `slow` (left out by `make test-fast`): soak, kill -9 and real-model tests (SmolLM2, torch).
+SLOW_FILES = frozenset(
+    ROOT / name
+    for name in (
+        "tests/soak/test_soak.py",
+        "tests/router/test_serve_kill.py",
+        "tests/router/requestlog/test_log_kill.py",
+    )
+)
+SLOW_MARKERS = ("e2e", "export")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path in SLOW_FILES or any(item.get_closest_marker(name) for name in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ and the judge all call `TierStack.backend`, so none of them can skip a layer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,10 +43,13 @@ def build_tier_stack(
     *,
     litellm: LiteLLMBackend | None = None,
     on_breaker_change: Callable[[Tier, State], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TierStack:
     """The stack for `config`'s tiers; its embedded children are made here, started by `embedded.start()`."""
     litellm = litellm if litellm is not None else LiteLLMBackend()
     embedded = EmbeddedTiers.from_config(config, metrics)
     gated = embedded.gate(litellm)
-    breakers = BreakerBackend(gated, config.routing.breaker, metrics.registry, on_change=on_breaker_change)
+    breakers = BreakerBackend(
+        gated, config.routing.breaker, metrics.registry, on_change=on_breaker_change, clock=clock
+    )
     return TierStack(litellm, embedded, breakers)

@@ -171,6 +171,7 @@ class ConfigReloader:
         self.settle_s = settle_s
         self.metrics = ReloadMetrics(registry)
         self.poll_interval_s = poll_interval_s
+        self.polls = 0  # looks at the file so far, for tests that wait on polls rather than on time
         self._fingerprint = _fingerprint(source.path)
         self._digest = _digest(source.path)
         self._task: asyncio.Task[None] | None = None
@@ -244,6 +245,7 @@ class ConfigReloader:
                     await self.reload()
             except Exception:  # the watcher must outlive any surprise; the config being served is untouched
                 log.exception("config reload failed unexpectedly; still serving the previous config")
+            self.polls += 1
 
     async def _changed(self) -> bool:
         fingerprint = _fingerprint(self.source.path)

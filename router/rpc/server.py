@@ -18,6 +18,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,13 +191,16 @@ def create_server(
     backend: LiteLLMBackend | None = None,
     metrics: RouterMetrics | None = None,
     source: ConfigSource | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[RouterServer, int]:
     """Build the server and bind `config.server.address`; returns it (not started) and the bound port.
 
     With `source` (the file `config` was loaded from), the server reloads it live (see router.config.reload).
 
     `scorer` defaults to the model directory `config.models.path`, loaded and verified here (slow: ~0.3 s);
-    pass one to share it between servers. Raises RouterError / ClassifierError when it cannot start.
+    pass one to share it between servers. `clock` (monotonic seconds) drives the circuit breakers and the
+    target-share schedule, so a test can advance it.
+    Raises RouterError / ClassifierError when it cannot start.
     """
     scorer = scorer if scorer is not None else load_scorer(config)
     metrics = metrics if metrics is not None else RouterMetrics()
@@ -207,7 +211,9 @@ def create_server(
         observe=lambda size, _seconds: metrics.batch_size.observe(size),
     )
     health = health_aio.HealthServicer()
-    stack = build_tier_stack(config, metrics, litellm=backend, on_breaker_change=_breaker_health(health))
+    stack = build_tier_stack(
+        config, metrics, litellm=backend, on_breaker_change=_breaker_health(health), clock=clock
+    )
     fewshot = FewShot(  # reads the live state's config and classifier, so a reload or promotion applies
         lambda: live.current.config.tiers.small.few_shot,
         lambda: embedder_of(live.current.scorer),
@@ -217,7 +223,7 @@ def create_server(
     pipeline = Pipeline(live, scoring, stack.backend, metrics, fewshot)
     recorder = RequestRecorder(config, pipeline, stack.backend, metrics.registry)
     grpc_server, port = _bind(config, metrics, RouterService(recorder.pipeline, metrics), health)
-    target_share = TargetShare(live, metrics.registry)
+    target_share = TargetShare(live, metrics.registry, clock=clock)
     watcher = ModelWatcher(
         model_registry(config),
         lambda path: load_scorer(config, path),

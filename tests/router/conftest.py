@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,10 +99,14 @@ async def start_server(request: pytest.FixtureRequest) -> AsyncIterator[StartSer
     running: list[Running] = []
 
     async def start(
-        config: RouterConfig, *, with_scorer: Any = None, wait_completion: bool = True
+        config: RouterConfig,
+        *,
+        with_scorer: Any = None,
+        wait_completion: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Running:
         scorer = with_scorer if with_scorer is not None else request.getfixturevalue("scorer")
-        server, port = create_server(config, scorer=scorer)
+        server, port = create_server(config, scorer=scorer, clock=clock)
         await server.start()
         if wait_completion:
             loaded = await asyncio.get_running_loop().run_in_executor(None, server.backend.wait_loaded, 30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,3 +83,16 @@ def log_section(directory: Path) -> dict[str, Any]:
 def user(text: str) -> list[pb.Message]:
     """One user message, as proto."""
     return [pb.Message(role="user", content=text)]
+
+
+class FakeClock:
+    """A monotonic clock (seconds) that moves only when a test advances it."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -172,6 +172,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_the_child_dies_with_a_parent_killed_by_sigkill(gguf: Path) -> None:
     argv = [sys.executable, "-c", KILLED_PARENT, str(gguf), str(free_port()), FAKE_LLAMA_MODULE]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

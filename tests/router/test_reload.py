@@ -23,6 +23,9 @@ from router.config.reload import ConfigSource, keep_running, restart_only_change
 from router.rpc.server import RouterServer, create_server
 from tests.router.standins import StandIn
 from tests.router.support import LARGE_REPLY, Backends, KeyedScorer, config_dict, user
+from tests.router.waiting import until
+
+POLL_S = 0.05  # the watcher's poll in these tests (0.5 s served): they wait on polls, not on time
 
 
 @dataclass
@@ -48,6 +51,8 @@ async def serve_file() -> AsyncIterator[Callable[..., Any]]:
     async def start(path: Path, scorer: Any = None) -> Served:
         source = ConfigSource(path)
         server, port = create_server(source.load(), scorer=scorer or KeyedScorer(default=0.6), source=source)
+        assert server.reloader is not None
+        server.reloader.poll_interval_s = POLL_S
         await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         started.append((server, channel))
@@ -76,39 +81,44 @@ async def test_rewriting_the_threshold_under_load_flips_decisions_within_2s_and_
     write_config(path, config_dict(backends, threshold=0.5))
     served = await serve_file(path)
     server, stub = served.server, served.stub
-    seen: list[tuple[float, str, float, str]] = []
+    seen: list[tuple[float, float, str, float, str]] = []  # (sent, answered, tier, threshold, reason)
     failures: list[BaseException] = []
     stop = asyncio.Event()
 
     async def client() -> None:
         while not stop.is_set():
             try:
+                sent = time.monotonic()
                 decision = await route(stub, tenant="acme")
-                seen.append((time.monotonic(), decision.tier, decision.threshold, decision.reason))
+                seen.append((sent, time.monotonic(), decision.tier, decision.threshold, decision.reason))
             except grpc.aio.AioRpcError as exc:
                 failures.append(exc)
 
+    def new_answers() -> list[tuple[float, float, str, float, str]]:
+        return [s for s in seen if s[3] == 0.7]
+
+    def sent_after_first_new() -> list[tuple[float, float, str, float, str]]:
+        first = min(s[1] for s in new_answers())
+        return [s for s in seen if s[0] > first]
+
     clients = [asyncio.create_task(client()) for _ in range(12)]
-    await asyncio.sleep(0.5)
+    await until(lambda: len(seen) >= 24)  # every client is under way
     edited = time.monotonic()
     override = {"metadata": {"tenant": "acme"}, "threshold": 0.7}
     write_config(path, config_dict(backends, threshold=0.5, overrides=[override]), atomic=False)
-    while time.monotonic() - edited < 3 and not any(s[2] == 0.7 for s in seen):
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
+    await until(lambda: bool(new_answers()), timeout_s=3)
+    await until(lambda: len(sent_after_first_new()) >= 24)
     stop.set()
     await asyncio.gather(*clients)
 
     assert not failures
-    before = [s for s in seen if s[0] < edited]
-    after = [s for s in seen if s[2] == 0.7]
-    assert before and {(s[1], s[3]) for s in before} == {("large", "global threshold 0.5")}
-    assert after, "the new override never took effect"
-    assert after[0][0] - edited < 2.0
-    assert {(s[1], s[3]) for s in after} == {("small", "override[0] tenant=acme threshold=0.7")}
-    # Atomic: once the new config answered, calls that started later all see it.
-    late = [s for s in seen if s[0] > after[0][0] + 0.2]
-    assert late and all(s[2] == 0.7 for s in late)
+    before = [s for s in seen if s[1] < edited]
+    after = new_answers()
+    assert before and {(s[2], s[4]) for s in before} == {("large", "global threshold 0.5")}
+    assert min(s[1] for s in after) - edited < 2.0
+    assert {(s[2], s[4]) for s in after} == {("small", "override[0] tenant=acme threshold=0.7")}
+    # Atomic: once the new config answered, calls sent later all see it.
+    assert all(s[3] == 0.7 for s in sent_after_first_new())
     assert reloads(server, "applied") == 1
     other = await route(stub, tenant="other")
     assert (other.tier, other.reason) == ("large", "global threshold 0.5")
@@ -131,11 +141,8 @@ async def test_a_tier_api_base_change_reaches_the_backend(
         config["tiers"]["large"]["model"] = "openai/gpt-4o-mini"
         write_config(path, config)
         edited = time.monotonic()
-        while True:
-            response = await stub.Complete(request, timeout=10)
-            if response.text != LARGE_REPLY or time.monotonic() - edited > 3:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: reloads(server, "applied") == 1, timeout_s=3)
+        response = await stub.Complete(request, timeout=10)
         assert response.text == "answer from the replacement large model"
         assert response.model == "openai/gpt-4o-mini" and response.decision.model == "openai/gpt-4o-mini"
         assert time.monotonic() - edited < 2.0
@@ -153,10 +160,16 @@ async def test_an_invalid_edit_keeps_the_old_config_logs_one_line_and_keeps_serv
     server, stub = served.server, served.stub
     caplog.set_level(logging.INFO, logger="router.config.reload")
 
+    reloader = server.reloader
+    assert reloader is not None
     write_config(path, config_dict(backends, threshold=1.7))
-    await asyncio.sleep(1.5)  # three polls: the bad file is reported once, not on every poll
+    await until(lambda: reloads(server, "invalid") == 1)
+    polls = reloader.polls
+    await until(lambda: reloader.polls >= polls + 3)  # three more polls: reported once, not on every poll
     path.write_text("routing: [this is: not {valid yaml\n")
-    await asyncio.sleep(1.5)
+    await until(lambda: reloads(server, "invalid") == 2)
+    polls = reloader.polls
+    await until(lambda: reloader.polls >= polls + 3)
 
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 2, errors
@@ -173,7 +186,7 @@ async def test_an_invalid_edit_keeps_the_old_config_logs_one_line_and_keeps_serv
     assert status.status == health_pb2.HealthCheckResponse.SERVING
 
     write_config(path, config_dict(backends, threshold=0.65))  # fixed: applied again
-    await asyncio.sleep(1.2)
+    await until(lambda: reloads(server, "applied") == 1)
     decision = await route(stub)
     assert (decision.tier, decision.threshold) == ("small", 0.65)
     assert server.metrics.registry.get_sample_value("rightsize_config_valid") == 1
@@ -192,7 +205,7 @@ async def test_restart_only_keys_are_kept_and_reported_while_live_keys_apply(
     config["scoring"] = {"max_batch": 4}
     config["routing"]["threshold"] = 0.9
     write_config(path, config)
-    await asyncio.sleep(1.2)
+    await until(lambda: reloads(server, "applied") == 1)
     assert (await route(stub)).threshold == 0.9
     live = server.pipeline.config
     assert live.server.grace_period_s == 2 and live.scoring.max_batch == 32

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,8 @@ from router.requestlog import LogRecord, open_store
 from router.routing.policy import decide
 from router.routing.thresholds import ResolvedThreshold, recent_scores, resolve, threshold_from_suggested
 from router.rpc.server import create_server
-from tests.router.support import Backends, KeyedScorer, config_dict, user
+from tests.router.support import Backends, FakeClock, KeyedScorer, config_dict, user
+from tests.router.waiting import until
 
 SUGGESTED = {"0.1": 0.7, "0.3": 0.55, "0.5": 0.45}
 TIERS = {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "openai/gpt-4o"}}
@@ -235,7 +235,10 @@ async def test_a_server_resolves_the_target_from_its_log_and_shows_it_in_decisio
     path.write_text(json.dumps(payload))
     source = ConfigSource(path)
     scorer = ManifestScorer(default=0.6)
-    server, port = create_server(source.load(), scorer=scorer, source=source)
+    clock = FakeClock()
+    server, port = create_server(source.load(), scorer=scorer, source=source, clock=clock)
+    assert server.reloader is not None
+    server.reloader.poll_interval_s = 0.05
     await server.start()  # no log yet: the manifest's 0.55 for 0.3
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -249,7 +252,8 @@ async def test_a_server_resolves_the_target_from_its_log_and_shows_it_in_decisio
 
             store = open_store(f"sqlite:///{db}")
             store.write_batch([record(i, i / 100) for i in range(100)])  # scores 0.00 .. 0.99
-            await asyncio.sleep(2.5)  # the schedule (every 1 s) picks the new log up: no edit needed
+            clock.advance(1)  # recalibrate_every_s: the schedule picks the new log up, no edit needed
+            await server.target_share.check()
             decision = (await stub.Route(pb.RouteRequest(messages=user("hi")), timeout=5)).decision
             # The server logs its own calls too (score 0.6): the expected threshold is over everything logged.
             logged = [r.score for r in store.iter_records() if r.score is not None]
@@ -268,7 +272,8 @@ async def test_a_server_resolves_the_target_from_its_log_and_shows_it_in_decisio
         path.write_text(json.dumps(payload))
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.RouterStub(channel)
-            await asyncio.sleep(1.2)
+            applied = {"result": "applied"}
+            await until(lambda: sample("rightsize_config_reloads_total", applied) == 1)
             decision = (await stub.Route(pb.RouteRequest(messages=user("hi")), timeout=5)).decision
         assert decision.reason.startswith("target large fraction 0.05 -> threshold 0.9")
     finally:

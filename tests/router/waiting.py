@@ -31,6 +31,14 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 20) -> None:
         time.sleep(0.02)
 
 
+async def until(condition: Callable[[], bool], timeout_s: float = 20) -> None:
+    """As wait_until(), without blocking the event loop."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
 def wait_gone(pid: int, timeout_s: float = 10) -> None:
     """Wait until process `pid` no longer runs; AssertionError after `timeout_s`."""
     wait_until(lambda: not alive(pid), timeout_s)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from router.rpc.server import RouterServer
 from tests.router.conftest import Running, StartServer
 from tests.router.fewshot.support import good, judged, record, seeded_log
 from tests.router.support import Backends, config_dict, log_section, user
+from tests.router.waiting import until
 
 SHOTS = [
     (
@@ -50,13 +48,6 @@ def few_shot_config(backends: Backends, tmp_path: Path, **few_shot: Any) -> dict
     raw = {**config_dict(backends, threshold=1.0), **log_section(tmp_path)}  # threshold 1: all small
     raw["tiers"]["small"]["few_shot"] = {**FEW_SHOT, **few_shot}
     return raw
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def ready(running: Running) -> None:

@@ -18,7 +18,7 @@ from router.config.settings import BreakerSettings
 from tests.router.conftest import Running, StartServer
 from tests.router.guards.helpers import status_of
 from tests.router.standins import StandIn
-from tests.router.support import LARGE_REPLY, SMALL_REPLY, Backends, KeyedScorer, user
+from tests.router.support import LARGE_REPLY, SMALL_REPLY, Backends, FakeClock, KeyedScorer, user
 from tests.router.waiting import NOT_SERVING, SERVING, health
 
 MakeConfig = Callable[..., RouterConfig]
@@ -91,7 +91,8 @@ async def test_a_429_falls_back_and_its_retry_after_is_respected(
         api_key=SecretStr("sk-small"),
         timeout=5,
     )
-    server = await start_server(config, with_scorer=KeyedScorer())
+    clock = FakeClock()
+    server = await start_server(config, with_scorer=KeyedScorer(), clock=clock)
     vllm.status, vllm.retry_after_s = 429, 1.0
     first, _ = await _fallback(server)
     assert first.fallback and "rate_limit" in first.fallback_reason
@@ -100,7 +101,7 @@ async def test_a_429_falls_back_and_its_retry_after_is_respected(
     second, elapsed = await _fallback(server)
     assert second.fallback and "circuit_open" in second.fallback_reason and elapsed < 0.5
     assert len(backends.small.requests) == calls  # not called again before Retry-After passed
-    await asyncio.sleep(1.1)
+    clock.advance(1.1)
     third, _ = await _fallback(server)
     assert (third.text, third.fallback) == (SMALL_REPLY, False)
 
@@ -147,7 +148,8 @@ async def test_the_breaker_opens_skips_the_tier_at_once_and_closes_after_a_probe
     start_server: StartServer, make_config: MakeConfig, backends: Backends
 ) -> None:
     config = faulty_config(make_config, BreakerSettings(failures=2, open_s=1.0))
-    server = await start_server(config, with_scorer=KeyedScorer())
+    clock = FakeClock()
+    server = await start_server(config, with_scorer=KeyedScorer(), clock=clock)
     await warm(server, timeout=0.5)
     backends.small.delay_s = 5.0
     service = "rightsize.v1.Router/breaker/small"
@@ -161,7 +163,7 @@ async def test_the_breaker_opens_skips_the_tier_at_once_and_closes_after_a_probe
     metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(server.metrics_url).read().decode())
     assert 'rightsize_breaker_state{tier="small"} 1.0' in metrics
     backends.small.delay_s = 0.0
-    await asyncio.sleep(1.05)
+    clock.advance(1.05)
     probed, _ = await _fallback(server)
     assert (probed.text, probed.fallback) == (SMALL_REPLY, False)
     assert await health(server.channel, service) == SERVING
