@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # router must start offline and not phone home (the user's own setting wins).
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # answered with the usage of the subcommand they were given to, not the top level's
+        _chosen(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -73,6 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"rightsize: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 70
+
+
+def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The deepest (sub)command parser that `args` went through."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(args, action.dest, None)
+            if name in action.choices:
+                return _chosen(action.choices[name], args)
+    return parser
 
 
 def _router_errors() -> tuple[type[BaseException], ...]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.cli import CliError
 from router.cli.log_commands import (
+    CONFIG_HELP,
     add_log_arguments,
     load_server_config,
     open_log_store,
@@ -84,9 +85,7 @@ def register(subparsers: Any) -> None:
         ("rollback", models_rollback_command, "serve the previously promoted model"),
     ):
         command = commands.add_parser(name, help=text, description=handler.__doc__)
-        command.add_argument(
-            "--config", type=Path, required=True, metavar="FILE", help="the server's config file"
-        )
+        command.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
         _models_dir(command)
         command.set_defaults(handler=handler)
 

@@ -79,8 +79,8 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def load_server_config(config: Path) -> RouterConfig:
-    """The whole server config file, validated exactly as `rightsize serve --config` does."""
+def load_server_config(config: Path | None) -> RouterConfig:
+    """The server's config file (None: the shipped default, as `serve` has it), validated as `serve` does."""
     from router.config import load_config
     from router.errors import ConfigError
 
@@ -90,7 +90,7 @@ def load_server_config(config: Path) -> RouterConfig:
         raise CliError(str(exc)) from exc
 
 
-def load_log_settings(config: Path) -> LogSettings:
+def load_log_settings(config: Path | None) -> LogSettings:
     """The `log:` section of the server's config file (defaults when it has none)."""
     return load_server_config(config).log
 
@@ -134,15 +134,18 @@ def stats_to_json(stats: LogStats) -> dict[str, Any]:
     return payload
 
 
+CONFIG_HELP = "the server's config file (default: the shipped router/default_config.yaml, as for serve)"
+
+
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, required=True, metavar="FILE", help="the server's config file")
+    parser.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
     parser.add_argument(
         "--since", metavar="WHEN", help="only requests since an ISO date/time or an age (24h, 7d)"
     )
 
 
 @contextmanager
-def open_log_store(config: Path, settings: LogSettings | None = None) -> Iterator[RequestLogStore]:
+def open_log_store(config: Path | None, settings: LogSettings | None = None) -> Iterator[RequestLogStore]:
     """The request log the server configured by `config` writes (`settings`: its already-loaded `log:`)."""
     from router.requestlog import open_store, parse_url
 
@@ -150,7 +153,7 @@ def open_log_store(config: Path, settings: LogSettings | None = None) -> Iterato
     url = parse_url(settings.url)
     if url.engine == "sqlite" and not url.path.is_file():
         # Reading commands must not create an empty log where the server never wrote one.
-        raise CliError(f"no request log at {url.path} (log.url in {config})")
+        raise CliError(f"no request log at {url.path} (log.url in {config or 'the shipped default config'})")
     store = open_store(settings.url, timeout_ms=settings.timeout_ms)
     try:
         yield store

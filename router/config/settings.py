@@ -12,6 +12,7 @@ Client API key hashes come from `server.auth.api_keys` plus the JSON list in `se
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -290,9 +291,17 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_error(exc)}") from exc
     config = _resolve(config, path.parent, environ)
-    # Relative log paths follow the config file; the shipped default config's follow the working directory.
-    log_base = Path.cwd() if path == DEFAULT_CONFIG_PATH else path.parent
+    # Relative log paths follow the config file; the shipped default config's follow the working directory,
+    # however it is named (implicitly, or as --config router/default_config.yaml from any directory).
+    log_base = Path.cwd() if _is_default(path) else path.parent
     return config.model_copy(update={"log": resolve_log_paths(config.log, log_base)})
+
+
+def _is_default(path: Path) -> bool:
+    try:
+        return path.resolve() == DEFAULT_CONFIG_PATH.resolve()
+    except OSError:
+        return False
 
 
 def resolve_log_paths(log: LogSettings, base: Path) -> LogSettings:
@@ -337,11 +346,30 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _first_error(exc: ValidationError, prefix: str = "") -> str:
-    errors = exc.errors()
+    """One line for the most telling error: an unknown key first, since a typo also makes a key missing."""
+    errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
     first = errors[0]
     key = ".".join(str(part) for part in ((prefix,) if prefix else ()) + tuple(first["loc"]))
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{key or '(top level)'}: {first['msg']}{more}"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key" + _suggestion(first["loc"], prefix)
+    return f"{key or '(top level)'}: {message}{more}"
+
+
+def _suggestion(loc: tuple[Any, ...], prefix: str) -> str:
+    """`; did you mean `tiers`?` for a key close to one the section declares (empty when none is)."""
+    import difflib
+
+    model: type[BaseModel] | None = ServerSettings if prefix == "server" else RouterConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if model is not None else None
+        candidates = (field.annotation, *typing.get_args(field.annotation)) if field is not None else ()
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f"; did you mean `{close[0]}`?" if close else ""
 
 
 def _resolve(config: RouterConfig, base: Path, environ: Mapping[str, str]) -> RouterConfig:
