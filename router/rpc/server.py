@@ -156,7 +156,7 @@ class RouterServer:
             wanted[service] = (
                 loaded
                 and self.embedded.is_up(tier)
-                and not self.pipeline.config.tiers.get(tier).missing_key_env
+                and not self.live.current.config.tiers.get(tier).missing_key_env
             )
         loop = asyncio.get_running_loop()
         statuses = health_pb2.HealthCheckResponse
