@@ -173,10 +173,12 @@ def retrain_command(args: argparse.Namespace) -> int:
     recipe = champion_recipe(champion)
     _say(
         f"training with the champion's recipe: embedder {recipe.embedder}, long_text {recipe.long_text}, "
-        f"label {recipe.label}, C={recipe.C:g}, balance {recipe.balance}"
+        f"label {recipe.label}, C={recipe.C:g}, balance {recipe.balance}; label, C, class balance and prior "
+        "weight chosen by cross-validation on the logged labels"
     )
-    train_candidate(train, base, out, registry.root / "cache" / "embeddings.npz", _say, recipe)
-    comparison = compare(champion, out, holdout, len(train), len(base))
+    cache = registry.root / "cache" / "embeddings.npz"
+    selection = train_candidate(train, base, out, cache, _say, recipe, champion)
+    comparison = compare(champion, out, holdout, len(train), len(base), selection)
     markdown, png = write_retrain_report(comparison, out)
     print(markdown.read_text(encoding="utf-8").rsplit("\n![", 1)[0])
     print(f"\ncandidate {out}\nreport {markdown}\nchart {png}")
