@@ -103,14 +103,16 @@ def labels_for(examples: Sequence[Example]) -> list[Label]:
     return kept
 
 
-def candidates(base: Recipe, examples: Sequence[Example], with_prior: bool) -> list[Recipe]:
+def candidates(
+    base: Recipe, examples: Sequence[Example], with_prior: bool, cs: Sequence[float] = CS
+) -> list[Recipe]:
     """The grid around `base` (its embedder, long-text strategy and source balance are kept); `base`'s
     own settings come first, so that a tie keeps them."""
     priors = PRIORS if with_prior else (0.0,)
     grid = [
         replace(base, label=label, C=C, class_balance=balance, prior=prior)
         for label in labels_for(examples)
-        for C in CS
+        for C in cs
         for balance in CLASS_BALANCE
         for prior in priors
     ]
@@ -127,6 +129,8 @@ def select_recipe(
     *,
     folds: int = 3,
     seed: int = 0,
+    repeats: int | None = None,
+    cs: Sequence[float] = CS,
 ) -> Selection:
     """Score every candidate by cross-validation on `examples` and return the best by pooled out-of-fold
     APGR. `inputs[i]` is the head input of `texts[i]` (classifier.scoring.head_inputs). Fewer than 300
@@ -144,7 +148,7 @@ def select_recipe(
             "too few examples of one class to choose a recipe (need at least 2 prompts per class)"
         )
     folds = min(folds, smallest)
-    repeats = 3 if len(x) < 300 else 1
+    repeats = repeats or (3 if len(x) < 300 else 1)
     rows_of: dict[str, list[Example]] = defaultdict(list)
     for example in examples:
         rows_of[example.text].append(example)
@@ -154,7 +158,7 @@ def select_recipe(
     ]
     targets = {label: build_training_set(examples, base.balance, label) for label in labels_for(examples)}
     scores = []
-    for recipe in candidates(base, examples, prior_head is not None):
+    for recipe in candidates(base, examples, prior_head is not None, cs):
         target = targets[recipe.label]
         trainer = HeadTrainer(recipe, prior_head)
         pooled, per_fold = [], []
