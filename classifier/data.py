@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ class Example:
     weight: float = 1.0
     small_score: float | None = None
     large_score: float | None = None
-    scale: str | None = None  # "correct01" (right/wrong) or "judge1-10"; None when unknown
+    scale: str | None = None  # a key of SCALES; None when unknown (no scores, or not inferred)
 
     @property
     def small_failed(self) -> int:
@@ -39,6 +40,77 @@ class Example:
         if self.scale == "correct01" and self.small_score is not None:
             return 0 if self.small_score >= 1.0 else 1
         return 1 - self.small_ok
+
+    @property
+    def gain(self) -> float:
+        """What sending the prompt large gains, mapped to [0, 1]: (1 + (large - small) / range) / 2, so 1 =
+        only the large model succeeds, 0.5 = no difference, 0 = only the small one does. Without both scores
+        and a known scale: 1 - small_ok."""
+        normalised = self.normalised_scores()
+        if normalised is None:
+            return float(1 - self.small_ok)
+        small, large = normalised
+        return (1.0 + large - small) / 2.0
+
+    def normalised_scores(self) -> tuple[float, float] | None:
+        """(small, large) scores mapped to [0, 1] by the scale's range; None without both or a scale."""
+        if self.small_score is None or self.large_score is None or self.scale not in SCALES:
+            return None
+        low, high = SCALES[self.scale]
+        return (self.small_score - low) / (high - low), (self.large_score - low) / (high - low)
+
+
+# Score scales and their (lowest, highest) values. `unit01` is a graded score in [0, 1] (a win rate, a
+# share of tests passed); `correct01` is right (1) or wrong (0).
+SCALES: dict[str, tuple[float, float]] = {
+    "correct01": (0.0, 1.0),
+    "unit01": (0.0, 1.0),
+    "judge1-10": (1.0, 10.0),
+}
+
+
+def infer_scale(scores: list[float]) -> str | None:
+    """The scale a set of outcome scores is on: only 0 and 1 -> correct01, within [0, 1] -> unit01, within
+    [1, 10] -> judge1-10; None when they fit none of these."""
+    if not scores:
+        return None
+    if all(s in (0.0, 1.0) for s in scores):
+        return "correct01"
+    if all(0.0 <= s <= 1.0 for s in scores):
+        return "unit01"
+    if all(1.0 <= s <= 10.0 for s in scores):
+        return "judge1-10"
+    return None
+
+
+def with_scales(examples: list[Example], where: str) -> tuple[list[Example], list[str]]:
+    """Fill in the scale of rows that have scores but no `scale`, inferred per source from all its scores
+    (small and large): (examples, one note per inferred source). A source whose scores fit no known scale
+    is a DataError: its label and quality could not be read correctly."""
+    scores: dict[str, list[float]] = defaultdict(list)
+    for example in examples:
+        if example.scale is None and example.small_score is not None and example.large_score is not None:
+            scores[example.source] += [example.small_score, example.large_score]
+    inferred: dict[str, str] = {}
+    notes = []
+    for source, values in sorted(scores.items()):
+        scale = infer_scale(values)
+        if scale is None:
+            raise DataError(
+                f"{where}: source {source!r} has scores from {min(values):g} to {max(values):g} and no "
+                f'`scale`; add "scale" ({", ".join(SCALES)}) to its rows'
+            )
+        inferred[source] = scale
+        notes.append(f"source {source}: no `scale`, inferred {scale} from its scores")
+    if not inferred:
+        return examples, notes
+    filled = [
+        replace(e, scale=inferred[e.source])
+        if e.scale is None and e.small_score is not None and e.large_score is not None
+        else e
+        for e in examples
+    ]
+    return filled, notes
 
 
 def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -102,16 +174,26 @@ def read_prompts(path: Path, options: TextOptions = TextOptions()) -> list[Promp
     return prompts
 
 
-def read_examples(paths: list[Path], options: TextOptions = TextOptions()) -> list[Example]:
-    """Labelled examples from one or more files; rows with NaN outcome scores are skipped."""
+def read_examples(
+    paths: list[Path], options: TextOptions = TextOptions(), notes: list[str] | None = None
+) -> list[Example]:
+    """Labelled examples from one or more files; rows with NaN outcome scores are skipped.
+
+    Rows with `small_score`/`large_score` but no `scale` get one inferred per file and source
+    (`with_scales`); what was inferred is appended to `notes` when given."""
     examples: list[Example] = []
     for path in paths:
+        rows = []
         for number, obj in iter_json_lines(path):
             example = _example(obj, f"{path}:{number}", options)
             if example is not None:
-                examples.append(example)
-        if not examples:
+                rows.append(example)
+        if not rows:
             raise DataError(f"{path}: empty file (no labelled rows)")
+        rows, inferred = with_scales(rows, str(path))
+        examples += rows
+        if notes is not None:
+            notes += [f"{path}: {note}" for note in inferred]
     classes = {example.small_ok for example in examples}
     if len(classes) < 2:
         only = "small_ok=1 (small always good enough)" if classes == {1} else "small_ok=0"
@@ -143,8 +225,17 @@ def _example(obj: dict[str, Any], where: str, options: TextOptions) -> Example |
         weight=1.0 if weight is None else weight,
         small_score=small_score,
         large_score=large_score,
-        scale=obj.get("scale") if isinstance(obj.get("scale"), str) else None,
+        scale=_scale(obj, where),
     )
+
+
+def _scale(obj: dict[str, Any], where: str) -> str | None:
+    scale = obj.get("scale")
+    if scale is None:
+        return None
+    if scale not in SCALES:
+        raise DataError(f"{where}: unknown `scale` {scale!r} (use {', '.join(SCALES)})")
+    return str(scale)
 
 
 def _optional_number(obj: dict[str, Any], key: str, where: str) -> float | None:

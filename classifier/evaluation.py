@@ -36,13 +36,32 @@ class Report:
 
 
 def outcome_matrix(examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray, str]:
-    """(small quality, large quality, basis). Real scores when every row has them, else small_ok vs 1."""
+    """(small quality, large quality, basis). Real scores when every row has them and a scale, each scale
+    mapped to [0, 1] (judge1-10 as (s - 1) / 9) so that rows on different scales can be averaged; else
+    small_ok vs 1."""
+    normalised = [e.normalised_scores() for e in examples]
+    if examples and all(pair is not None for pair in normalised):
+        small = np.array([pair[0] for pair in normalised if pair is not None], dtype=np.float64)
+        large = np.array([pair[1] for pair in normalised if pair is not None], dtype=np.float64)
+        scales = sorted({str(e.scale) for e in examples})
+        return small, large, f"small_score/large_score, scaled to [0, 1] per scale ({', '.join(scales)})"
     if all(e.small_score is not None and e.large_score is not None for e in examples):
         small = np.array([e.small_score for e in examples], dtype=np.float64)
         large = np.array([e.large_score for e in examples], dtype=np.float64)
         return small, large, "small_score/large_score"
     small = np.array([e.small_ok for e in examples], dtype=np.float64)
     return small, np.ones_like(small), "small_ok (large assumed good enough)"
+
+
+def evaluate_by_scale(scores: np.ndarray, examples: Sequence[Example]) -> dict[str, Report]:
+    """One report per score scale (rows without scores under "unscored"), each on its own rows."""
+    groups: dict[str, list[int]] = {}
+    for index, example in enumerate(examples):
+        groups.setdefault(example.scale or "unscored", []).append(index)
+    scores = np.asarray(scores)
+    return {
+        scale: evaluate(scores[rows], [examples[i] for i in rows]) for scale, rows in sorted(groups.items())
+    }
 
 
 def routing_curve(scores: np.ndarray, small: np.ndarray, large: np.ndarray) -> Curve:

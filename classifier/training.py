@@ -23,7 +23,7 @@ from classifier.features import FEATURE_NAMES, FEATURES_VERSION
 from classifier.scoring import head_inputs
 
 Balance = Literal["none", "sqrt", "equal"]
-Label = Literal["small_ok", "small_failed"]
+Label = Literal["small_ok", "small_failed", "gain"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,10 @@ class Recipe:
     `head_tail` (two windows, twice the work) on every held-out source with long prompts. `embedder`: the
     embedder file the head is trained on, recorded in the manifest and served by default: `int8`
     (smoothed dynamic int8, cosine to fp32 >= 0.99, about 1.4x faster) routes as well as `fp32`.
+    `gain` (needs both scores) is the gain of sending the prompt large, (1 + large - small) / 2 on scores
+    scaled to [0, 1]: what APGR rewards. `class_balance`: weight the two classes of the label equally.
+    `prior`: weight of a prior model's logit (the champion's, at retrain time) added as an offset, so the
+    fit learns a correction to it and the L2 penalty pulls toward its weights; 0 = no prior.
     """
 
     C: float = 0.01
@@ -49,6 +53,8 @@ class Recipe:
     seed: int = 0
     long_text: LongText = "joined"
     embedder: EmbedderVariant = "int8"
+    class_balance: bool = False
+    prior: float = 0.0
 
     @classmethod
     def from_manifest(cls, recorded: Mapping[str, object]) -> Recipe:
@@ -62,12 +68,15 @@ class Recipe:
             "seed": _is_integer,
             "long_text": lambda v: v in get_args(LongText),
             "embedder": lambda v: v in get_args(EmbedderVariant),
+            "class_balance": lambda v: isinstance(v, bool),
+            "prior": lambda v: _is_number(v) and float(v) >= 0,  # type: ignore[arg-type]
         }
         kept: dict[str, Any] = {
             name: recorded[name] for name, valid in checks.items() if valid(recorded.get(name))
         }
-        if "C" in kept:
-            kept["C"] = float(kept["C"])
+        for name in ("C", "prior"):
+            if name in kept:
+                kept[name] = float(kept[name])
         return cls(**kept)
 
 
@@ -112,7 +121,7 @@ def build_training_set(
     source_of: dict[str, str] = {}
     for example in examples:
         w = example.weight * source_weight(example.source)
-        need[example.text] += w * (example.small_failed if label == "small_failed" else 1 - example.small_ok)
+        need[example.text] += w * label_value(example, label)
         short[example.text] += w * (1 - example.small_ok)
         weight[example.text] += w
         source_of.setdefault(example.text, example.source)
@@ -127,16 +136,32 @@ def build_training_set(
     )
 
 
+def label_value(example: Example, label: Label) -> float:
+    """The example's target in [0, 1] under `label` (1 = send it large)."""
+    if label == "small_failed":
+        return float(example.small_failed)
+    if label == "gain":
+        return example.gain
+    return float(1 - example.small_ok)
+
+
+# A linear head in the raw input space: (weights [d], intercept); its logit is inputs @ weights + intercept.
+LinearHead = tuple[np.ndarray, float]
+
+
 class HeadTrainer:
     """scikit-learn estimator: StandardScaler + LogisticRegression on soft labels, then Platt-calibrated.
 
     `fit(X, target, weights, calibration_target)` returns self. The logistic regression learns to rank by
     `target`; Platt scaling, fitted on out-of-fold decisions, maps its output to a probability of
     `calibration_target` (default: `target`), so the ranking label and the served probability can differ.
+    `prior_head` (used when `recipe.prior` > 0): a linear head whose logit, times `recipe.prior`, is the
+    offset the fit starts from; it is folded into the fitted weights, so the export stays one linear layer.
     """
 
-    def __init__(self, recipe: Recipe = Recipe()):
+    def __init__(self, recipe: Recipe = Recipe(), prior_head: LinearHead | None = None):
         self.recipe = recipe
+        self.prior_head = prior_head
 
     def fit(
         self,
@@ -175,11 +200,29 @@ class HeadTrainer:
         from sklearn.preprocessing import StandardScaler
 
         hard, soft_weights, expanded = _expand(need_large, weights, inputs)
+        if self.recipe.class_balance:
+            soft_weights = _balanced(hard, soft_weights)
         pipeline = make_pipeline(
             StandardScaler(),
             LogisticRegression(C=self.recipe.C, max_iter=2000, random_state=self.recipe.seed),
         )
-        pipeline.fit(expanded, hard, logisticregression__sample_weight=soft_weights)
+        if self.prior_head is None or self.recipe.prior <= 0:
+            pipeline.fit(expanded, hard, logisticregression__sample_weight=soft_weights)
+            return pipeline
+        scaler, logistic = pipeline.named_steps.values()
+        scaler.fit(expanded)
+        prior_weights, prior_intercept = self.prior_head
+        offset = self.recipe.prior * (expanded @ prior_weights + prior_intercept)
+        coef, intercept = fit_logistic_offset(
+            scaler.transform(expanded), hard, soft_weights, offset, self.recipe.C
+        )
+        # prior * (w.x + c) with x = mean + scale * z is (prior * w * scale).z + prior * (w.mean + c).
+        logistic.coef_ = (coef + self.recipe.prior * prior_weights * scaler.scale_)[None, :]
+        logistic.intercept_ = np.array(
+            [intercept + self.recipe.prior * (prior_weights @ scaler.mean_ + prior_intercept)]
+        )
+        logistic.classes_ = np.array([0.0, 1.0])
+        logistic.n_features_in_ = expanded.shape[1]
         return pipeline
 
     def predict_proba(self, inputs: np.ndarray) -> np.ndarray:
@@ -205,6 +248,36 @@ def _expand(
         [weights[positive] * need_large[positive], weights[negative] * (1 - need_large[negative])]
     )
     return hard, soft, np.concatenate([values[positive], values[negative]])
+
+
+def _balanced(hard: np.ndarray, soft_weights: np.ndarray) -> np.ndarray:
+    """Rescale the weights so that both classes carry half of the total."""
+    total = soft_weights.sum()
+    positive = soft_weights[hard == 1].sum()
+    if positive <= 0 or positive >= total:
+        return soft_weights
+    return np.where(hard == 1, total / (2 * positive), total / (2 * (total - positive))) * soft_weights
+
+
+def fit_logistic_offset(
+    inputs: np.ndarray, hard: np.ndarray, weights: np.ndarray, offset: np.ndarray, C: float
+) -> tuple[np.ndarray, float]:
+    """(coef, intercept) minimising 1/2 |coef|^2 + C * sum(weights * log loss of sigmoid(inputs @ coef +
+    intercept + offset)): scikit-learn's L2 logistic regression with a fixed per-row offset."""
+    from scipy.optimize import minimize
+    from scipy.special import expit, log1p
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = inputs @ theta[:-1] + theta[-1] + offset
+        # log(1 + e^z) - y z, computed without overflow.
+        loss = np.maximum(z, 0) + log1p(np.exp(-np.abs(z))) - hard * z
+        residual = C * weights * (expit(z) - hard)
+        gradient = np.append(theta[:-1] + inputs.T @ residual, residual.sum())
+        return float(0.5 * theta[:-1] @ theta[:-1] + C * weights @ loss), gradient
+
+    start = np.zeros(inputs.shape[1] + 1)
+    result = minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 2000})
+    return result.x[:-1], float(result.x[-1])
 
 
 def _smallest_class(need_large: np.ndarray) -> int:
@@ -241,16 +314,21 @@ def train_model(
     data_files: Sequence[Path] = (),
     calibration_scores_texts: tuple[np.ndarray, Sequence[str]] | None = None,
     metrics: dict[str, object] | None = None,
+    prior_head: LinearHead | None = None,
 ) -> Manifest:
     """Fit, export and write a complete model directory; `embeddings[i]` is the embedding of `texts[i]`,
-    made with `recipe.long_text`."""
+    made with `recipe.long_text`. `prior_head` is the model `recipe.prior` weighs (see HeadTrainer)."""
     training = build_training_set(examples, recipe.balance, recipe.label)
     row_of = {text: i for i, text in enumerate(texts)}
     missing = [t for t in training.texts if t not in row_of]
     if missing:
         raise DataError(f"{len(missing)} training prompts have no embedding")
     inputs = head_inputs(embeddings[[row_of[t] for t in training.texts]], training.texts)
-    trainer = HeadTrainer(recipe).fit(inputs, training.need_large, training.weights, training.fell_short)
+    if recipe.prior > 0 and prior_head is None:
+        raise DataError("the recipe weighs a prior model (prior > 0) but none was given")
+    trainer = HeadTrainer(recipe, prior_head).fit(
+        inputs, training.need_large, training.weights, training.fell_short
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     head_path = out_dir / HEAD_FILE
     export_head(trainer, inputs.shape[1], head_path)

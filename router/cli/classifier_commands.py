@@ -40,7 +40,16 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="JSONL of typical traffic for the manifest's suggested thresholds",
     )
-    train.add_argument("--C", type=float, default=None, help="inverse L2 strength (default: the recipe's)")
+    train.add_argument(
+        "--recipe",
+        choices=("auto", "shipped"),
+        default="auto",
+        help="auto (default): choose label, C, class balance by cross-validation on the data (up to 5,000 "
+        "prompts; larger data keeps the shipped recipe); shipped: the shipped recipe as is",
+    )
+    train.add_argument(
+        "--C", type=float, default=None, help="inverse L2 strength (implies --recipe shipped with this C)"
+    )
     train.add_argument(
         "--balance", choices=("none", "sqrt", "equal"), default=None, help="per-source weighting"
     )
@@ -108,8 +117,12 @@ def train_command(args: argparse.Namespace) -> int:
 
     if args.out.exists() and any(args.out.iterdir()) and not (args.out / "manifest.json").is_file():
         raise CliError(f"{args.out} exists and is not a model directory; refusing to write into it")
-    examples = read_examples(args.data)
+    notes: list[str] = []
+    examples = read_examples(args.data, notes=notes)
+    for note in notes:
+        print(note, file=sys.stderr)
     recipe = Recipe()
+    fixed = args.recipe == "shipped" or args.C is not None or args.balance is not None
     if args.C is not None:
         if not args.C > 0:
             raise CliError("--C must be positive")
@@ -128,6 +141,9 @@ def train_command(args: argparse.Namespace) -> int:
         f"embedding {len(texts)} distinct prompts from {len(examples)} rows ...", file=sys.stderr, flush=True
     )
     embeddings = embed_cached(embedder, texts, args.embedding_cache)
+    selection_metrics: dict[str, object] = {}
+    if not fixed:
+        recipe, selection_metrics = _chosen_recipe(examples, embeddings, texts, recipe)
     calibration = None
     if args.calibration_prompts is not None:
         cal_texts = [p.text for p in read_prompts(args.calibration_prompts)]
@@ -141,25 +157,55 @@ def train_command(args: argparse.Namespace) -> int:
         recipe=recipe,
         data_files=args.data,
         calibration_scores_texts=calibration,
+        metrics=selection_metrics,
     )
     oof = manifest.metrics["out_of_fold"]
     assert isinstance(oof, dict)
     print(
-        f"wrote {args.out} (version {manifest.version}); out-of-fold AUC {oof['auc']:.3f} "
-        f"APGR {oof['apgr']:.3f}; suggested thresholds {manifest.suggested_thresholds}"
+        f"wrote {args.out} (version {manifest.version}); label {recipe.label}, C={recipe.C:g}, class "
+        f"balance {'on' if recipe.class_balance else 'off'}; out-of-fold AUC {oof['auc']:.3f}"
+        f" APGR {oof['apgr']:.3f};"
+        f" suggested thresholds {manifest.suggested_thresholds}"
     )
     return 0
+
+
+def _chosen_recipe(
+    examples: Any, embeddings: Any, texts: list[str], recipe: Any
+) -> tuple[Any, dict[str, object]]:
+    """The recipe cross-validation picks on these examples (the given one for large data sets), and the
+    selection's figures for the manifest."""
+    from classifier.recipes import MAX_PROMPTS, select_recipe
+    from classifier.scoring import head_inputs
+
+    if len(texts) > MAX_PROMPTS:
+        print(
+            f"{len(texts)} prompts (> {MAX_PROMPTS}): keeping the shipped recipe (label {recipe.label}, "
+            f"C={recipe.C:g}), chosen by leave-one-source-out validation",
+            file=sys.stderr,
+        )
+        return recipe, {}
+    print(f"choosing the recipe by cross-validation on {len(texts)} prompts ...", file=sys.stderr, flush=True)
+    selection = select_recipe(examples, head_inputs(embeddings, texts), texts, recipe)
+    best = selection.scores[0]
+    print(f"chose {best.describe()}: CV APGR {best.apgr:.3f} (sd {best.apgr_sd:.3f})", file=sys.stderr)
+    return selection.chosen, {"recipe_selection": selection.summary()}
 
 
 def eval_command(args: argparse.Namespace) -> int:
     """AUC, APGR, CPT(50%), CPT(80%) of a model on labelled data, beside random and always-small."""
     from classifier.data import read_examples
-    from classifier.evaluation import evaluate, format_report, plot_curve
+    from classifier.evaluation import evaluate, evaluate_by_scale, format_report, plot_curve
     from classifier.scoring import Scorer
 
-    examples = read_examples([args.data])
+    notes: list[str] = []
+    examples = read_examples([args.data], notes=notes)
+    for note in notes:
+        print(note, file=sys.stderr)
     scorer = Scorer.from_path(args.model)
-    report = evaluate(scorer.score([e.text for e in examples]), examples)
+    scores = scorer.score([e.text for e in examples])
+    report = evaluate(scores, examples)
+    by_scale = evaluate_by_scale(scores, examples) if len({e.scale for e in examples}) > 1 else {}
     if args.json:
         print(
             json.dumps(
@@ -171,12 +217,23 @@ def eval_command(args: argparse.Namespace) -> int:
                     "cpt50": report.cpt50,
                     "cpt80": report.cpt80,
                     "quality_basis": report.quality_basis,
+                    "by_scale": {
+                        scale: {
+                            "rows": r.rows,
+                            "auc": r.auc,
+                            "apgr": r.apgr,
+                            "quality_basis": r.quality_basis,
+                        }
+                        for scale, r in by_scale.items()
+                    },
                 }
             )
         )
     else:
         print(f"model {scorer.version} ({args.model})")
         print(format_report(report))
+        for scale, part in by_scale.items():
+            print(f"\nrows on scale {scale} alone:\n{format_report(part)}")
     if args.plot is not None:
         plot_curve(report, args.plot)
         print(f"curve written to {args.plot}", file=sys.stderr)

@@ -40,6 +40,13 @@ def register(subparsers: Any) -> None:
     label.add_argument("--sample", type=_positive_int, metavar="N", help="label a random N of the candidates")
     label.add_argument("--budget-usd", type=float, metavar="X", help="stop before spending more than X USD")
     label.add_argument("--seed", type=int, default=0, help="seed of --sample (default: 0)")
+    label.add_argument(
+        "--strategy",
+        choices=("diverse", "uncertainty", "random"),  # classifier.active.STRATEGIES
+        default="diverse",
+        help="which prompts the judge sees first: diverse (default; spread over the embedding space, away "
+        "from labelled ones), uncertainty (logged score nearest its threshold) or random",
+    )
     label.set_defaults(handler=label_command)
 
     retrain = subparsers.add_parser(
@@ -96,18 +103,40 @@ def label_command(args: argparse.Namespace) -> int:
     import asyncio
     import random
 
-    from router.learning.judge import unlabelled
+    from router.learning.judge import labelling_order, unlabelled
 
     config = load_server_config(args.config)
     since = parse_since(args.since)
     with open_log_store(args.config, config.log) as store:
-        candidates = unlabelled(translate_log_errors(lambda: list(store.iter_records(since=since))))
-        if args.sample is not None and args.sample < len(candidates):
+        records = translate_log_errors(lambda: list(store.iter_records(since=since)))
+        candidates = unlabelled(records)
+        if args.sample is not None and args.sample < len(candidates) and args.strategy == "random":
             candidates = random.Random(args.seed).sample(candidates, args.sample)
-        print(f"{len(candidates)} requests to label", file=sys.stderr)
+        labelled = [r.prompt for r in records if r.small_ok is not None and r.prompt]
+        cache = config.models.root / "cache" / "embeddings.npz"
+        candidates = labelling_order(candidates, args.strategy, labelled, _embedder(cache), args.seed)
+        candidates = candidates[: args.sample] if args.sample is not None else candidates
+        print(f"{len(candidates)} requests to label, {args.strategy} first", file=sys.stderr)
         run = translate_log_errors(lambda: asyncio.run(_label(config, store, candidates, args.budget_usd)))
     print(_label_summary(run))
     return 0
+
+
+def _embedder(cache: Path) -> Any:
+    """Texts -> shipped-embedder vectors, through the models directory's embedding cache."""
+
+    def embed(texts: list[str]) -> Any:
+        from classifier.cache import embed_cached
+        from classifier.embedding import VARIANT_FILES, Embedder
+        from classifier.paths import SHIPPED_EMBEDDER
+        from classifier.training import Recipe
+
+        recipe = Recipe()
+        variant = VARIANT_FILES[recipe.embedder]
+        embedder = Embedder.from_path(SHIPPED_EMBEDDER, variant=variant, long_text=recipe.long_text)
+        return embed_cached(embedder, texts, cache)
+
+    return embed
 
 
 async def _label(config: RouterConfig, store: Any, records: list[Any], budget: float | None) -> LabelRun:
@@ -176,10 +205,12 @@ def retrain_command(args: argparse.Namespace) -> int:
     recipe = champion_recipe(champion)
     _say(
         f"training with the champion's recipe: embedder {recipe.embedder}, long_text {recipe.long_text}, "
-        f"label {recipe.label}, C={recipe.C:g}, balance {recipe.balance}"
+        f"label {recipe.label}, C={recipe.C:g}, balance {recipe.balance}; label, C, class balance and prior "
+        "weight chosen by cross-validation on the logged labels"
     )
-    train_candidate(train, base, out, registry.root / "cache" / "embeddings.npz", _say, recipe)
-    comparison = compare(champion, out, holdout, len(train), len(base))
+    cache = registry.root / "cache" / "embeddings.npz"
+    selection = train_candidate(train, base, out, cache, _say, recipe, champion)
+    comparison = compare(champion, out, holdout, len(train), len(base), selection)
     markdown, png = write_retrain_report(comparison, out)
     print(markdown.read_text(encoding="utf-8").rsplit("\n![", 1)[0])
     print(f"\ncandidate {out}\nreport {markdown}\nchart {png}")

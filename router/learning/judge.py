@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from router.backends.litellm import Backend, BackendCall
 from router.config import RouterConfig, TierSettings
@@ -185,6 +186,45 @@ class Teacher:
                 log.info("malformed verdict (attempt %d): %s", attempt + 1, exc)
                 messages += [Message("assistant", generation.text), Message("user", JUDGE_RETRY)]
         return None, cost
+
+
+def labelling_order(
+    candidates: Sequence[LogRecord],
+    strategy: str,
+    labelled_prompts: Sequence[str],
+    embed: Callable[[list[str]], Any],
+    seed: int = 0,
+) -> list[LogRecord]:
+    """`candidates` in the order the judge should see them (classifier.active): `uncertainty` = logged score
+    closest to its threshold first (records without both last); `diverse` = farthest-first over the
+    embedding space, away from the prompts already labelled; `random` = a seeded shuffle. `embed` maps
+    texts to L2-normalised embeddings (only `diverse` calls it)."""
+    import random
+
+    import numpy as np
+
+    from classifier.active import diverse_order, uncertainty_order
+
+    if strategy == "random":
+        shuffled = list(candidates)
+        random.Random(seed).shuffle(shuffled)
+        return shuffled
+    if strategy == "uncertainty":
+        scored = [r for r in candidates if r.score is not None and r.threshold is not None]
+        rest = [r for r in candidates if r.score is None or r.threshold is None]
+        order = uncertainty_order(
+            np.array([r.score for r in scored], dtype=float),
+            np.array([r.threshold for r in scored], dtype=float),
+        )
+        return [scored[int(i)] for i in order] + rest
+    if strategy == "diverse":
+        prompts = [str(r.prompt) for r in candidates]
+        if not prompts:
+            return []
+        vectors = embed(prompts + list(labelled_prompts))
+        order = diverse_order(vectors[: len(prompts)], vectors[len(prompts) :])
+        return [candidates[int(i)] for i in order]
+    raise ValueError(f"unknown labelling strategy {strategy!r}")
 
 
 def unlabelled(records: Sequence[LogRecord]) -> list[LogRecord]:

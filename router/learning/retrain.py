@@ -18,7 +18,8 @@ from router.requestlog import LogRecord
 if TYPE_CHECKING:
     from classifier.data import Example
     from classifier.evaluation import Report
-    from classifier.training import Recipe
+    from classifier.recipes import Selection
+    from classifier.training import LinearHead, Recipe
 
 LOG_SOURCE = "logs"
 REPORT_MD = "retrain_report.md"
@@ -40,6 +41,7 @@ class Comparison:
     train_rows: int
     holdout_rows: int
     base_rows: int
+    selection: Selection | None = None
 
     @property
     def not_worse(self) -> bool:
@@ -88,12 +90,16 @@ def train_candidate(
     cache: Path | None,
     say: Callable[[str], None],
     recipe: Recipe | None = None,
-) -> Path:
-    """Train on log + base examples into `out` (a fresh directory) with `recipe` (default: the shipped
-    one); returns it."""
+    champion: Path | None = None,
+) -> Selection:
+    """Train on log + base examples into `out` (a fresh directory) with the recipe cross-validation picks
+    on the logged examples around `recipe` (default: the shipped one), `champion`'s head as a possible
+    prior; returns the selection, which the manifest also records."""
     from classifier.cache import embed_cached
     from classifier.embedding import VARIANT_FILES, Embedder
     from classifier.paths import SHIPPED_EMBEDDER
+    from classifier.recipes import select_recipe
+    from classifier.scoring import head_inputs
     from classifier.training import Recipe, train_model
 
     examples = [*train, *base]
@@ -103,11 +109,33 @@ def train_candidate(
     variant = VARIANT_FILES[recipe.embedder]
     embedder = Embedder.from_path(SHIPPED_EMBEDDER, variant=variant, long_text=recipe.long_text)
     embeddings = embed_cached(embedder, texts, cache)
+    inputs = head_inputs(embeddings, texts)
+    prior = _prior_head(champion, inputs.shape[1], say) if champion is not None else None
+    say(f"choosing the recipe by cross-validation on {len(train)} logged prompts ...")
+    selection = select_recipe(train, inputs, texts, recipe, prior)
+    best = selection.scores[0]
+    say(f"chose {best.describe()}: CV APGR {best.apgr:.3f} (sd {best.apgr_sd:.3f}), AUC {best.auc:.3f}")
+    chosen = selection.chosen
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    train_model(examples, embeddings, texts, tmp, SHIPPED_EMBEDDER, recipe=recipe)
+    train_model(
+        examples, embeddings, texts, tmp, SHIPPED_EMBEDDER, recipe=chosen,
+        prior_head=prior if chosen.prior > 0 else None, metrics={"recipe_selection": selection.summary()},
+    )  # fmt: skip
     os.replace(tmp, out)  # the candidate appears whole or not at all
-    return out
+    return selection
+
+
+def _prior_head(champion: Path, n_inputs: int, say: Callable[[str], None]) -> LinearHead | None:
+    """The champion's linear head, or None (said why) when it cannot be read as one."""
+    from classifier.errors import ClassifierError
+    from classifier.recipes import linear_head
+
+    try:
+        return linear_head(champion, n_inputs)
+    except ClassifierError as exc:
+        say(f"the champion cannot be a prior: {exc}")
+        return None
 
 
 def read_base(path: Path, weight: float) -> list[Example]:
@@ -118,7 +146,12 @@ def read_base(path: Path, weight: float) -> list[Example]:
 
 
 def compare(
-    champion_dir: Path, challenger_dir: Path, holdout: Sequence[Example], train_rows: int, base_rows: int
+    champion_dir: Path,
+    challenger_dir: Path,
+    holdout: Sequence[Example],
+    train_rows: int,
+    base_rows: int,
+    selection: Selection | None = None,
 ) -> Comparison:
     """Score the held-out slice with both models."""
     from classifier.errors import ClassifierError
@@ -143,6 +176,7 @@ def compare(
         train_rows=train_rows,
         holdout_rows=len(holdout),
         base_rows=base_rows,
+        selection=selection,
     )
 
 
@@ -178,6 +212,18 @@ def format_comparison(comparison: Comparison) -> str:
         lines += ["", f"The champion could not be scored: {comparison.champion_version}."]
     verdict = "not worse" if comparison.not_worse else "worse (or not comparable)"
     lines += ["", f"**Challenger vs champion: {verdict}** on AUC and APGR."]
+    if comparison.selection is not None:
+        selection = comparison.selection
+        lines += [
+            "",
+            "## Recipe, chosen on the logged labels",
+            "",
+            f"{selection.repeats}x{selection.folds}-fold cross-validation on the {selection.prompts} training"
+            " prompts (pooled out-of-fold APGR; prior 1 = the champion's score as an offset)."
+            " Best candidates:",
+            "",
+            selection.table(),
+        ]
     return "\n".join(lines)
 
 

@@ -30,7 +30,7 @@ def test_soft_labels_merge_rows_of_one_prompt() -> None:
 
 def test_estimator_contract() -> None:
     trainer = HeadTrainer(Recipe(C=0.5))
-    assert vars(trainer) == {"recipe": Recipe(C=0.5)}
+    assert vars(trainer) == {"recipe": Recipe(C=0.5), "prior_head": None}
     with pytest.raises(RuntimeError, match="not fitted"):
         trainer.predict_proba(np.zeros((1, 3)))
 

@@ -16,6 +16,8 @@ from router.requestlog import Label, LogRecord, RequestLogStore, ShadowAnswer, o
 from tests.router.learning.support import T0, write_config
 from tests.router.support import LARGE_REPLY, SMALL_REPLY, Backends
 
+# Records without a logged score keep the log's order under `uncertainty`, which the scripted replies need.
+IN_LOG_ORDER = ["--strategy", "uncertainty"]
 OK = '{"small_ok": true, "reason": "same facts"}'
 NOT_OK = '{"small_ok": false, "reason": "misses the second part"}'
 
@@ -57,7 +59,7 @@ def test_label_judges_both_answers_and_stores_verdict_model_and_cost(
     # r0: a reference answer, then a malformed verdict and its retry; r1: the shadow answer is reused.
     backends.large.script = [LARGE_REPLY, "Sure! small_ok: yes", OK, NOT_OK, LARGE_REPLY, OK]
 
-    assert main(["label", "--from-logs", "--config", str(config)]) == 0
+    assert main(["label", "--from-logs", "--config", str(config), *IN_LOG_ORDER]) == 0
 
     labels: dict[str, Any] = {i: store.get(i) for i in ids}
     assert [(labels[i].small_ok, labels[i].label_source) for i in ids] == [
@@ -87,7 +89,7 @@ def test_answers_and_reasons_the_teacher_stores_are_masked_by_log_redact(
     log_requests(store, 1)
     backends.small.reply = "ask ann@example.com"
     backends.large.script = ["mail bob@example.org", '{"small_ok": true, "reason": "both name carol@x.io"}']
-    assert main(["label", "--from-logs", "--config", str(config)]) == 0
+    assert main(["label", "--from-logs", "--config", str(config), *IN_LOG_ORDER]) == 0
     answers = {answer.tier: answer.response for answer in store.answers("r0")}
     assert answers == {"small": "ask [EMAIL]", "large": "mail [EMAIL]"}
     record = store.get("r0")
@@ -99,7 +101,7 @@ def test_a_verdict_malformed_twice_leaves_the_request_unlabelled(
 ) -> None:
     log_requests(store, 1)
     backends.large.script = [LARGE_REPLY, "yes", '{"small_ok": "yes", "reason": "x"}']
-    assert main(["label", "--from-logs", "--config", str(config)]) == 0
+    assert main(["label", "--from-logs", "--config", str(config), *IN_LOG_ORDER]) == 0
     record = store.get("r0")
     assert record is not None and record.small_ok is None
     assert "malformed verdicts 1" in capsys.readouterr().out
@@ -110,7 +112,7 @@ def test_the_budget_stops_the_run_cleanly(
 ) -> None:
     log_requests(store, 5)
     backends.large.reply = OK  # reference answers and verdicts alike; every request costs the same
-    assert main(["label", "--from-logs", "--config", str(config), "--sample", "5"]) == 0
+    assert main(["label", "--from-logs", "--config", str(config), *IN_LOG_ORDER, "--sample", "5"]) == 0
     first = store.get("r0")
     assert first is not None and first.small_ok == 1
     cost_per_request = capsys.readouterr().out
@@ -118,7 +120,12 @@ def test_the_budget_stops_the_run_cleanly(
     for request_id in (f"r{i}" for i in range(5)):
         store.set_label(request_id, Label(small_ok=None, source="reset"))
     spent = float(cost_per_request.split("spent $")[1].split()[0]) / 5
-    assert main(["label", "--from-logs", "--config", str(config), "--budget-usd", str(spent * 2.5)]) == 0
+    assert (
+        main(
+            ["label", "--from-logs", "--config", str(config), *IN_LOG_ORDER, "--budget-usd", str(spent * 2.5)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "labelled 2 of 5" in out and "stopped at the budget" in out
     assert sum(store.get(f"r{i}").small_ok is not None for i in range(5)) == 2  # type: ignore[union-attr]
@@ -147,3 +154,28 @@ def test_parse_verdict_accepts_exactly_the_format(text: str, verdict: Verdict) -
 def test_parse_verdict_rejects_anything_else(text: str) -> None:
     with pytest.raises(MalformedVerdictError):
         parse_verdict(text)
+
+
+def test_labelling_order_puts_scores_near_the_threshold_or_unexplored_prompts_first() -> None:
+    import numpy as np
+
+    from router.learning.judge import labelling_order
+
+    def record(i: int, score: float | None) -> LogRecord:
+        threshold = None if score is None else 0.5
+        return LogRecord(request_id=f"r{i}", ts=T0, rpc="Route", prompt=f"p{i}", prompt_sha256="x",
+                         tier="small", score=score, threshold=threshold)  # fmt: skip
+
+    records = [record(0, 0.95), record(1, None), record(2, 0.49), record(3, 0.2)]
+    order = labelling_order(records, "uncertainty", [], lambda texts: None)
+    assert [r.request_id for r in order] == ["r2", "r3", "r0", "r1"]
+    # p0 and p1 sit where a labelled prompt already is; p2 and p3 are new ground.
+    space = {"p0": [1.0, 0, 0], "p1": [1.0, 0, 0], "p2": [0, 1.0, 0], "p3": [0, 0, 1.0], "seen": [1.0, 0, 0]}
+    order = labelling_order(records, "diverse", ["seen"], lambda texts: np.array([space[t] for t in texts]))
+    assert {r.request_id for r in order[:2]} == {"r2", "r3"}
+    assert sorted(r.request_id for r in labelling_order(records, "random", [], lambda t: None)) == [
+        "r0",
+        "r1",
+        "r2",
+        "r3",
+    ]

@@ -1,0 +1,118 @@
+"""Score scales, the gain label, the champion prior and recipe selection by cross-validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifier.active import diverse_order, uncertainty_order
+from classifier.data import Example, read_examples
+from classifier.errors import DataError
+from classifier.evaluation import evaluate, evaluate_by_scale
+from classifier.paths import SHIPPED_EMBEDDER
+from classifier.recipes import labels_for, linear_head, select_recipe
+from classifier.scoring import head_inputs
+from classifier.training import HeadTrainer, Recipe, train_model
+
+
+def write_rows(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_scores_without_a_scale_get_one_inferred_per_source_and_it_is_said(tmp_path: Path) -> None:
+    rows = [
+        {"prompt": f"p{i}", "small_ok": i % 2, "small_score": i % 2, "large_score": 1, "source": "binary"}
+        for i in range(4)
+    ] + [
+        {"prompt": f"g{i}", "small_ok": 1, "small_score": 3 + i, "large_score": 8, "source": "graded"}
+        for i in range(4)
+    ]
+    notes: list[str] = []
+    examples = read_examples([write_rows(tmp_path / "d.jsonl", rows)], notes=notes)
+    assert {e.source: e.scale for e in examples} == {"binary": "correct01", "graded": "judge1-10"}
+    assert any("inferred correct01" in n for n in notes) and any("inferred judge1-10" in n for n in notes)
+    # The old fallback read a wrong binary answer as "small_ok" whenever the large one was wrong too.
+    assert [e.small_failed for e in examples[:4]] == [1, 0, 1, 0]
+
+
+def test_scores_on_no_known_scale_and_unknown_scales_are_errors(tmp_path: Path) -> None:
+    odd = [{"prompt": "a", "small_ok": 0, "small_score": 40, "large_score": 90, "source": "s"}]
+    with pytest.raises(DataError, match='add "scale"'):
+        read_examples([write_rows(tmp_path / "a.jsonl", odd + [{"prompt": "b", "small_ok": 1}])])
+    bad = [{"prompt": "a", "small_ok": 0, "scale": "stars"}, {"prompt": "b", "small_ok": 1}]
+    with pytest.raises(DataError, match="unknown `scale`"):
+        read_examples([write_rows(tmp_path / "b.jsonl", bad)])
+
+
+def test_mixed_scales_are_scaled_to_unit_range_not_averaged_raw() -> None:
+    examples = [
+        Example("a", 0, small_score=0.0, large_score=1.0, scale="correct01"),
+        Example("b", 1, small_score=1.0, large_score=1.0, scale="correct01"),
+        Example("c", 0, small_score=1.0, large_score=10.0, scale="judge1-10"),
+        Example("d", 1, small_score=10.0, large_score=10.0, scale="judge1-10"),
+    ]
+    report = evaluate(np.array([0.9, 0.1, 0.8, 0.2]), examples)
+    assert report.quality_small == pytest.approx(0.5) and report.quality_large == pytest.approx(1.0)
+    assert "per scale" in report.quality_basis
+    parts = evaluate_by_scale(np.array([0.9, 0.1, 0.8, 0.2]), examples)
+    assert set(parts) == {"correct01", "judge1-10"} and all(p.rows == 2 for p in parts.values())
+
+
+def test_gain_label_rewards_only_prompts_the_large_model_fixes() -> None:
+    rows = [(0, 1), (0, 0), (1, 1), (1, 0)]
+    examples = [Example(f"p{i}", int(s >= large), small_score=s, large_score=large, scale="correct01")
+                for i, (s, large) in enumerate(rows)]  # fmt: skip
+    assert [e.gain for e in examples] == [1.0, 0.5, 0.5, 0.0]
+    assert labels_for(examples) == ["small_failed", "small_ok", "gain"]
+    assert labels_for([Example("x", 1), Example("y", 0)]) == ["small_failed"]  # identical without scores
+
+
+def synthetic(n: int, seed: int, dim: int = 384) -> tuple[list[Example], np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts = [f"prompt {seed}-{i}" for i in range(n)]
+    hard = vectors[:, 0] + 0.3 * rng.normal(size=n) > 0
+    examples = [Example(t, int(not h), source="team") for t, h in zip(texts, hard, strict=True)]
+    return examples, vectors, texts
+
+
+def test_the_prior_is_folded_into_one_linear_head_that_the_probe_reads_back(tmp_path: Path) -> None:
+    examples, vectors, texts = synthetic(120, seed=1)
+    inputs = head_inputs(vectors, texts)
+    champion = train_model(examples, vectors, texts, tmp_path / "champion", SHIPPED_EMBEDDER)
+    weights, intercept = linear_head(tmp_path / "champion", inputs.shape[1])
+    trainer = HeadTrainer(Recipe.from_manifest(champion.recipe)).fit(
+        inputs, 1.0 - np.array([e.small_ok for e in examples]), np.ones(len(texts))
+    )
+    reference = trainer.predict_proba(inputs)[:, 1]
+    assert np.allclose(1 / (1 + np.exp(-(inputs @ weights + intercept))), reference, atol=1e-4)
+    # A strongly regularised fit on top of the prior stays at the prior: the offset is its starting point.
+    recipe = Recipe(C=1e-6, prior=1.0)
+    model = HeadTrainer(recipe, (weights, intercept))._fit_one(
+        inputs, 1.0 - np.array([e.small_ok for e in examples]), np.ones(len(texts))
+    )
+    assert np.corrcoef(model.decision_function(inputs), inputs @ weights)[0, 1] > 0.999
+
+
+def test_selection_cross_validates_every_candidate_and_records_the_choice() -> None:
+    examples, vectors, texts = synthetic(90, seed=2, dim=16)
+    selection = select_recipe(examples, head_inputs(vectors, texts), texts, Recipe(), cs=(0.01, 1.0))
+    assert len(selection.scores) == 1 * 2 * 2  # one distinct label, two C, with and without class balance
+    assert selection.chosen == selection.scores[0].recipe and selection.repeats == 3
+    assert selection.scores[0].apgr > 0.6  # the signal is in the first coordinate: it is found
+    summary = selection.summary()
+    assert summary["chosen"]["C"] in (0.01, 1.0) and len(summary["candidates"]) == 4  # type: ignore[index]
+
+
+def test_diverse_order_spreads_and_uncertainty_starts_at_the_threshold() -> None:
+    clusters = np.array([[1.0, 0, 0]] * 5 + [[0, 1.0, 0]] * 5 + [[0, 0, 1.0]])
+    first_three = set(diverse_order(clusters, count=3).tolist())
+    assert {min(first_three) < 5, any(5 <= i < 10 for i in first_three), 10 in first_three} == {True}
+    away = diverse_order(clusters, labelled=np.array([[1.0, 0, 0], [0, 1.0, 0]]), count=1)
+    assert away.tolist() == [10]
+    assert uncertainty_order(np.array([0.1, 0.52, 0.9]), np.array([0.5, 0.5, 0.5])).tolist() == [1, 0, 2]
