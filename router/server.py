@@ -201,15 +201,6 @@ def create_server(
         interceptors=_interceptors(config, metrics),
         options=[("grpc.so_reuseport", 0), *grpc_options(config.server.limits)],
     )
-    request_log = RequestLog(config, pipeline, backend, metrics.registry)
-    pb_grpc.add_RouterServicer_to_server(RouterService(request_log.pipeline, metrics), grpc_server)
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
-    breakers.on_change = _breaker_health(health)
-    reflection.enable_server_reflection(
-        (ROUTER_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        grpc_server,
-    )
     try:
         if config.server.tls is None:
             port = grpc_server.add_insecure_port(config.server.address)
@@ -221,6 +212,17 @@ def create_server(
         raise RouterError(f"cannot listen on {config.server.address}: {exc}") from exc
     if port == 0:
         raise RouterError(f"cannot listen on {config.server.address} (address in use?)")
+    # Bound first: the default replica id names the port (with `server.address` port 0 too).
+    replica_id = config.server.replica_name(port)
+    request_log = RequestLog(config, pipeline, backend, metrics.registry, replica_id)
+    pb_grpc.add_RouterServicer_to_server(RouterService(request_log.pipeline, metrics), grpc_server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
+    breakers.on_change = _breaker_health(health)
+    reflection.enable_server_reflection(
+        (ROUTER_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        grpc_server,
+    )
     server = RouterServer(config, grpc_server, pipeline, backend, health, metrics)
     server.request_log = request_log
     server.local = local

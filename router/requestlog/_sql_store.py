@@ -18,7 +18,7 @@ from router.requestlog.schema import LATEST_VERSION, MIGRATIONS, MIGRATIONS_TABL
 REQUEST_COLUMNS: tuple[str, ...] = (
     "request_id", "ts", "rpc", "metadata", "prompt", "prompt_sha256", "score", "threshold", "rule", "tier",
     "model", "classifier_version", "fallback", "fallback_reason", "classify_ms", "total_ms", "prompt_tokens",
-    "completion_tokens", "cost_usd", "error", "response", "exemplar_ids",
+    "completion_tokens", "cost_usd", "error", "response", "exemplar_ids", "replica_id",
 )  # fmt: skip
 # labels table column -> LogRecord field
 LABEL_COLUMNS: Mapping[str, str] = {
