@@ -25,7 +25,9 @@ from router.config import load_config
 from router.reload import POLL_INTERVAL_S
 from router.requestlog import Label, RequestLogStore, open_store
 from router.requestlog.spill import SPILL_GLOB
+from router.server import COMPLETION_HEALTH_SERVICE
 from router.target_share import recent_scores, resolve, window_start
+from tests.conftest import run_cli
 from tests.deploy.cluster import ROOT, Call, ConfigMapMount, Load, Nginx, Replica, shared_config, wait_for
 from tests.router.requestlog.support import PG_URL_ENV, fresh_database
 from tests.router.standins import StandIn
@@ -191,6 +193,28 @@ def test_load_through_the_balancer_reaches_every_replica_and_logs_each_call_once
     by_replica = Counter(row[1] for row in stored.values())
     assert set(by_replica) == {replica.replica_id for replica in deployment.replicas}, by_replica
     assert min(by_replica.values()) >= len(calls) / REPLICAS / 3, by_replica  # round robin, roughly even
+
+
+def test_rightsize_health_reports_serving_unknown_and_unreachable_in_one_line(deployment: Deployment) -> None:
+    replica = deployment.replicas[0]
+    wait_for(
+        lambda: (
+            run_cli("health", "--address", replica.address, "--service", COMPLETION_HEALTH_SERVICE).returncode
+            == 0
+        ),
+        60,
+        "Complete to be SERVING (LiteLLM loaded)",
+        0.5,
+    )
+    through = run_cli("health", "--address", deployment.nginx.address, "--service", "rightsize.v1.Router")
+    assert (through.returncode, through.stdout.strip()) == (
+        0, f"rightsize.v1.Router at {deployment.nginx.address}: SERVING"
+    )  # fmt: skip
+    unknown = run_cli("health", "--address", replica.address, "--service", "rightsize.v1.Nope")
+    assert unknown.returncode == 1 and "SERVICE_UNKNOWN" in unknown.stdout
+    nobody = run_cli("health", "--address", "127.0.0.1:1", "--timeout", "2")
+    assert nobody.returncode == 1 and nobody.stderr.startswith("rightsize: error: cannot reach the router")
+    assert len(nobody.stderr.strip().splitlines()) == 1
 
 
 def _expected_threshold(deployment: Deployment, version: str) -> float:
