@@ -116,7 +116,7 @@ def log_read(rows: int, distinct: int, retrain: bool) -> dict[str, float]:
             "print(json.dumps({'seconds': elapsed, 'examples': len(examples), 'rss_before_mb': before / 1024,"
             " 'rss_peak_mb': peak / 1024}))\n"
         )
-        figures: dict[str, float] = {"rows": rows}
+        figures: dict[str, float] = {"rows": rows, **_target_share_read(url)}
         for how in ("streamed", "list"):  # as retrain reads now, and all records in memory at once
             result = subprocess.run(
                 [sys.executable, "-c", script, url, how], capture_output=True, text=True, check=True, cwd=ROOT
@@ -127,6 +127,25 @@ def log_read(rows: int, distinct: int, retrain: bool) -> dict[str, float]:
         if retrain:
             figures.update(_retrain(url))
     return figures
+
+
+def _target_share_read(url: str) -> dict[str, float]:
+    """One target-share resolution's read (the newest 10,000 scores of the window): the indexed query the
+    server uses, against scanning every record of the window as it did before."""
+    from router.config import TargetWindow
+    from router.target_share import recent_scores
+
+    store = open_store(url)
+    window = TargetWindow(hours=24 * 365 * 100)  # every row is inside the window
+    started = time.perf_counter()
+    indexed = store.recent_scores(window.max_requests)
+    indexed_s = time.perf_counter() - started
+    started = time.perf_counter()
+    scanned = recent_scores(store.iter_records(), window)
+    scan_s = time.perf_counter() - started
+    store.close()
+    assert indexed == scanned
+    return {"target_share_read_indexed_s": indexed_s, "target_share_read_scan_s": scan_s}
 
 
 def _retrain(url: str) -> dict[str, float]:

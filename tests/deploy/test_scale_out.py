@@ -272,6 +272,15 @@ def _label_the_log(deployment: Deployment) -> int:
 def test_a_promotion_reaches_every_replica_within_the_poll_interval_with_no_failed_call(
     deployment: Deployment,
 ) -> None:
+    deployment.reconfigure(threshold=0.5)  # the target share off: its log reads would compete for the cores
+    wait_for(
+        lambda: all(
+            r.route(PROMPTS[0], f"probe-{time.monotonic_ns()}").decision.threshold == 0.5
+            for r in deployment.replicas
+        ),
+        POLL_INTERVAL_S + MARGIN_S,
+        "every replica to drop the target share",
+    )
     old_version = deployment.replicas[0].route(PROMPTS[0], "probe-before").decision.classifier_version
     assert _label_the_log(deployment) == len(PROMPTS)
     pointer = deployment.models_dir / "current"
@@ -311,6 +320,9 @@ def test_a_promotion_reaches_every_replica_within_the_poll_interval_with_no_fail
     assert versions_after and old_version not in versions_after, versions_after
     assert len(versions_after) == 1
     print(f"promotion reached the replicas after {sorted(switched.values())} s (poll {POLL_S} s)")
+    for replica in deployment.replicas:
+        assert replica.serve is not None
+        print(*(line for line in replica.serve.lines if "now serving" in line), sep="\n")
 
 
 def test_a_config_change_reaches_every_replica_with_no_failed_call(deployment: Deployment) -> None:

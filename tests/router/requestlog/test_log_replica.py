@@ -11,7 +11,15 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from router.requestlog import RequestLogWriter, SpillFile, open_store, read_csv, read_jsonl, write_csv
+from router.requestlog import (
+    RequestLogStore,
+    RequestLogWriter,
+    SpillFile,
+    open_store,
+    read_csv,
+    read_jsonl,
+    write_csv,
+)
 from router.requestlog.records import dumps_record
 from router.requestlog.schema import (
     LATEST_VERSION,
@@ -137,3 +145,18 @@ def test_exports_carry_the_replica_id_and_older_exports_still_read(make_record: 
     assert next(read_csv(io.StringIO(old_csv.getvalue()))).replica_id is None
     old_jsonl = dumps_record(record).replace(',"replica_id":"pod-a:50051"', "")
     assert next(read_jsonl(io.StringIO(old_jsonl + "\n"))).replica_id is None
+
+
+def test_recent_scores_are_the_newest_of_a_version_in_one_query(
+    store: RequestLogStore, make_record: MakeRecord
+) -> None:
+    """What the target share resolves on: the newest `limit` scores (oldest first), not the whole window."""
+    records = [
+        make_record(i, score=i / 100, classifier_version="v2" if i % 3 else "v1", replica_id=f"pod-{i % 3}")
+        for i in range(1, 31)
+    ]
+    store.write_batch([*records, make_record(31, score=None, classifier_version="v2")])
+    v2 = [r.score for r in records if r.classifier_version == "v2"]
+    assert store.recent_scores(5, classifier_version="v2") == v2[-5:]
+    assert store.recent_scores(1000) == [r.score for r in records]
+    assert store.recent_scores(100, since=records[-3].ts) == [r.score for r in records[-3:]]
