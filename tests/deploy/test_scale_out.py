@@ -355,6 +355,8 @@ def test_kill_9_of_a_replica_under_load_loses_no_answered_call_and_its_spill_is_
 ) -> None:
     deployment.reconfigure(threshold=0.5)
     victim = deployment.replicas[1]
+    promoted = deployment.replicas[0].route(PROMPTS[0], "probe-promoted").decision.classifier_version
+    assert (deployment.models_dir / "current").is_symlink()
     spill_dir = deployment.directory / "spill"
     load = deployment.load("kill")
     try:
@@ -380,6 +382,14 @@ def test_kill_9_of_a_replica_under_load_loses_no_answered_call_and_its_spill_is_
     print(f"kill -9 under load: {len(load.answered)} answered, {len(load.failed)} failed")
     assert not load.failed, load.failed[:3]
     stored = _assert_logged_once(deployment, calls)
+    with psycopg.connect(deployment.log_url) as conn:  # the check from outside: rows == answered calls
+        (rows,) = conn.execute("SELECT COUNT(*) FROM requests WHERE request_id LIKE 'kill-%'").fetchone()
+    assert rows == len(load.answered)
+    versions = {
+        r.route(PROMPTS[0], f"probe-v-{n}").decision.classifier_version
+        for n, r in enumerate(deployment.replicas)
+    }
+    assert versions == {promoted}, versions  # the restarted replica serves the promoted classifier too
     survivors = {replica.replica_id for replica in deployment.replicas if replica is not victim}
     routed_around = [
         call
