@@ -237,7 +237,12 @@ class RequestRecorder:
     """The server's request log: store, writer, metrics, shadow sampler, and the recording pipeline."""
 
     def __init__(
-        self, config: RouterConfig, pipeline: Pipeline, backend: Backend, registry: CollectorRegistry
+        self,
+        config: RouterConfig,
+        pipeline: Pipeline,
+        backend: Backend,
+        registry: CollectorRegistry,
+        replica_id: str | None = None,
     ) -> None:
         settings = config.log
         self.settings = settings
@@ -246,7 +251,7 @@ class RequestRecorder:
         # A second connection for Feedback and shadow answers, so they never queue behind a batch insert.
         self.store = open_store(settings.url, timeout_ms=settings.timeout_ms)
         metrics = PrometheusLogMetrics(registry)
-        self.writer = RequestLogWriter.from_settings(settings, self.sink, metrics=metrics)
+        self.writer = RequestLogWriter.from_settings(settings, self.sink, metrics, replica_id)
         metrics.track(self.writer)
         shadow = ShadowSampler(
             lambda: pipeline.config, backend, self.writer, self.store, ShadowMetrics(registry)

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "router.cli.local_commands",
     "router.cli.finetune_commands",
     "router.cli.keys_commands",
+    "router.cli.health_commands",
 )
 
 Handler = Callable[[argparse.Namespace], int]

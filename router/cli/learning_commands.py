@@ -194,7 +194,8 @@ def retrain_command(args: argparse.Namespace) -> int:
     registry = _registry(config, args.models_dir)
     since = parse_since(args.since)
     with open_log_store(args.config, config.log) as store:
-        examples = labelled_examples(translate_log_errors(lambda: list(store.iter_records(since=since))))
+        # Streamed: the log is read in pages and only the labelled prompts are kept (10^5 rows: flat memory).
+        examples = translate_log_errors(lambda: labelled_examples(store.iter_records(since=since)))
     train, holdout = split(examples, args.holdout)
     base = read_base(args.base_data, args.base_weight) if args.base_data else []
     out = args.out or registry.root / "candidates" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

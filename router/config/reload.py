@@ -136,12 +136,13 @@ def _differences(prefix: str, old: Any, new: Any) -> list[str]:
     return keys or [prefix]
 
 
-def _fingerprint(path: Path) -> tuple[int, int] | None:
+def _fingerprint(path: Path) -> tuple[int, int, int, int] | None:
     try:
         stat = path.stat()
     except OSError:
         return None
-    return stat.st_mtime_ns, stat.st_size
+    # The inode too: a symlink swap (a ConfigMap's `..data`) may point at a file of the same size and mtime.
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_dev
 
 
 def _digest(path: Path) -> str | None:

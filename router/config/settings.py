@@ -6,6 +6,7 @@ Precedence, highest first:
 3. the defaults declared below.
 A tier's secret comes from its `api_key`, else from the environment variable named by `api_key_env`.
 Client API key hashes come from `server.auth.api_keys` plus the JSON list in `server.auth.api_keys_env`.
+The replica id is `server.replica_id`, else $RIGHTSIZE_REPLICA_ID, else `<hostname>:<bound port>`.
 `load_config()` is the only place that reads the environment.
 """
 
@@ -46,6 +47,7 @@ DEFAULT_MODELS_DIR = PACKAGE_DIR.parent / "models"
 # Keys the router sets itself on every LiteLLM call; a tier may not pass them through.
 RESERVED_TIER_KEYS = frozenset({"messages", "stream", "stream_options"})
 LOCAL_PROVIDERS = ("ollama/", "ollama_chat/", "hosted_vllm/")
+REPLICA_ID_ENV = "RIGHTSIZE_REPLICA_ID"
 
 
 class _Strict(BaseModel):
@@ -63,6 +65,8 @@ class ServerSettings(_Strict):
     auth: AuthSettings = AuthSettings()  # API keys (router.rpc.auth); none configured: no authentication
     tls: TlsSettings | None = None  # None: plaintext
     limits: LimitsSettings = LimitsSettings()  # bounds per call and in total (router.rpc.limits)
+    # Written on every request-log record; None: $RIGHTSIZE_REPLICA_ID, else `<hostname>:<bound port>`.
+    replica_id: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("address")
     @classmethod
@@ -75,6 +79,12 @@ class ServerSettings(_Strict):
     @property
     def host(self) -> str:
         return self.address.rpartition(":")[0].strip("[]")
+
+    def replica_name(self, bound_port: int) -> str:
+        """The replica id logged with each request: `replica_id`, else `<hostname>:<bound_port>`."""
+        import socket
+
+        return self.replica_id or f"{socket.gethostname()}:{bound_port}"
 
 
 class TierSettings(BaseModel):
@@ -391,6 +401,8 @@ def _resolve(config: RouterConfig, base: Path, environ: Mapping[str, str]) -> Ro
     except ValueError as exc:
         raise ConfigError(f"server.auth.api_keys_env: {exc}") from exc
     server = config.server.model_copy(update={"auth": auth})
+    if server.replica_id is None and environ.get(REPLICA_ID_ENV):
+        server = server.model_copy(update={"replica_id": environ[REPLICA_ID_ENV]})
     return config.model_copy(update={"tiers": Tiers(**tiers), "models": models, "server": server})
 
 

@@ -18,7 +18,7 @@ from router.requestlog.schema import LATEST_VERSION, MIGRATIONS, MIGRATIONS_TABL
 REQUEST_COLUMNS: tuple[str, ...] = (
     "request_id", "ts", "rpc", "metadata", "prompt", "prompt_sha256", "score", "threshold", "rule", "tier",
     "model", "classifier_version", "fallback", "fallback_reason", "classify_ms", "total_ms", "prompt_tokens",
-    "completion_tokens", "cost_usd", "error", "response", "exemplar_ids",
+    "completion_tokens", "cost_usd", "error", "response", "exemplar_ids", "replica_id",
 )  # fmt: skip
 # labels table column -> LogRecord field
 LABEL_COLUMNS: Mapping[str, str] = {
@@ -169,6 +169,21 @@ class SqlStore(ABC):
             if len(rows) < _PAGE_SIZE:
                 return
             after = (rows[-1][1], rows[-1][0])
+
+    def recent_scores(
+        self, limit: int, *, since: datetime | None = None, classifier_version: str | None = None
+    ) -> list[float]:
+        # Newest first through the (ts, request_id) index, so the cost is `limit` rows however big the log.
+        where, params = self._time_range(since, None)
+        where.append("r.score IS NOT NULL")
+        if classifier_version is not None:
+            where.append("r.classifier_version = ?")
+            params.append(classifier_version)
+        sql = f"SELECT r.score FROM requests r{_where(where)} ORDER BY r.ts DESC, r.request_id DESC LIMIT ?"
+        with self._transaction(write=False) as cursor:
+            cursor.execute(self._sql(sql), [*params, int(limit)])
+            rows = cursor.fetchall()
+        return [float(row[0]) for row in reversed(rows)]
 
     def stats(self, since: datetime | None = None) -> LogStats:
         where, params = self._time_range(since, None)

@@ -88,6 +88,7 @@ class LogRecord:
     error: str | None = None
     response: str | None = None
     exemplar_ids: Sequence[str] = ()
+    replica_id: str | None = None  # the server that answered (`server.replica_id`); None in older logs
     small_ok: int | None = None
     label_source: str | None = None
     feedback_rating: str | None = None

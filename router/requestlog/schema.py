@@ -108,6 +108,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         # The judge's one-sentence reason for its verdict (`rightsize label`).
         ("ALTER TABLE labels ADD COLUMN judge_reason TEXT",),
     ),
+    Migration(
+        4,
+        "replica ids",
+        # Which server process answered (`server.replica_id`), for several replicas sharing one log.
+        # Rows written before this migration keep NULL: nobody knows which replica answered them.
+        ("ALTER TABLE requests ADD COLUMN replica_id TEXT",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -34,6 +34,13 @@ class RequestLogStore(RecordSink, Protocol):
         """Records with `since <= ts < until`, oldest first, with their labels; read in pages."""
         ...
 
+    def recent_scores(
+        self, limit: int, *, since: datetime | None = None, classifier_version: str | None = None
+    ) -> list[float]:
+        """Scores of the newest `limit` scored records with `ts >= since` (of `classifier_version` when
+        given), oldest first: one indexed query, not a scan of the window."""
+        ...
+
     def get(self, request_id: str) -> LogRecord | None:
         """One record with its label, or None when the id is unknown."""
         ...

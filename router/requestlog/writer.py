@@ -90,8 +90,10 @@ class RequestLogWriter:
         max_retry_interval_s: float = 30.0,
         metrics: WriterMetrics | None = None,
         redact: RedactSettings | None = None,
+        replica_id: str | None = None,
     ) -> None:
         self.sink = sink
+        self.replica_id = replica_id  # stamped on every record that does not name its replica
         self.redactor = Redactor(redact) if redact is not None and redact.enabled else None
         self.spill = spill
         self.queue_size = queue_size
@@ -121,9 +123,14 @@ class RequestLogWriter:
 
     @classmethod
     def from_settings(
-        cls, settings: LogSettings, sink: RecordSink, metrics: WriterMetrics | None = None
+        cls,
+        settings: LogSettings,
+        sink: RecordSink,
+        metrics: WriterMetrics | None = None,
+        replica_id: str | None = None,
     ) -> Self:
-        """A writer configured by the `log:` section; the caller still calls `start()`."""
+        """A writer configured by the `log:` section, stamping `replica_id` (the server's
+        `server.replica_id`) on each record; the caller still calls `start()`."""
         return cls(
             sink,
             SpillFile(settings.spill_dir),
@@ -136,6 +143,7 @@ class RequestLogWriter:
             strict_timeout_s=2 * settings.timeout_ms / 1000 + 1.0,
             metrics=metrics,
             redact=settings.redact,
+            replica_id=replica_id,
         )
 
     @property
@@ -372,6 +380,8 @@ class RequestLogWriter:
         """Drop what the settings say not to keep; labels only ever come from `set_label`."""
         if record.label_source is not None or record.small_ok is not None:
             record = record.without_label()
+        if self.replica_id is not None and record.replica_id is None:
+            record = dataclasses.replace(record, replica_id=self.replica_id)
         if not self.store_prompts and record.prompt is not None:
             record = dataclasses.replace(record, prompt=None)
         if not self.store_responses and record.response is not None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.config import RouterConfig, RoutingSettings
 from router.routing.state import LiveState
-from router.routing.thresholds import ResolvedThreshold, recent_scores, resolve, window_start
+from router.routing.thresholds import ResolvedThreshold, resolve, window_start
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -156,8 +156,10 @@ class TargetShare:
             with self._lock:  # a reload and the schedule may both be reading
                 store = self._open(config)
                 if store is not None:
-                    records = store.iter_records(since=window_start(routing.target_window))
-                    scores = recent_scores(records, routing.target_window, classifier_version=version or None)
+                    window = routing.target_window
+                    scores = store.recent_scores(
+                        window.max_requests, since=window_start(window), classifier_version=version or None
+                    )
         except Exception as exc:  # a log outage must not stop routing: fall back, say so once per attempt
             log.warning(
                 "target share: cannot read the request log (%s); using the model's suggested thresholds",

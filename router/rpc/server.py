@@ -221,8 +221,12 @@ def create_server(
         FewShotMetrics(metrics.registry),
     )
     pipeline = Pipeline(live, scoring, stack.backend, metrics, fewshot)
-    recorder = RequestRecorder(config, pipeline, stack.backend, metrics.registry)
-    grpc_server, port = _bind(config, metrics, RouterService(recorder.pipeline, metrics), health)
+    grpc_server, port = _bind(config, metrics)
+    # Bound first: the default replica id names the port (with `server.address` port 0 too).
+    recorder = RequestRecorder(
+        config, pipeline, stack.backend, metrics.registry, config.server.replica_name(port)
+    )
+    _add_services(grpc_server, RouterService(recorder.pipeline, metrics), health)
     target_share = TargetShare(live, metrics.registry, clock=clock)
     watcher = ModelWatcher(
         model_registry(config),
@@ -237,20 +241,12 @@ def create_server(
     return RouterServer(parts), port
 
 
-def _bind(
-    config: RouterConfig, metrics: RouterMetrics, service: RouterService, health: health_aio.HealthServicer
-) -> tuple[grpc.aio.Server, int]:
-    """The gRPC server with the Router, health and reflection services, bound to `server.address`."""
+def _bind(config: RouterConfig, metrics: RouterMetrics) -> tuple[grpc.aio.Server, int]:
+    """The gRPC server bound to `server.address`, with no services yet: (server, bound port)."""
     # SO_REUSEPORT off: a second server on a busy port must fail, not silently share it.
     grpc_server = grpc.aio.server(
         interceptors=_interceptors(config, metrics),
         options=[("grpc.so_reuseport", 0), *grpc_options(config.server.limits)],
-    )
-    pb_grpc.add_RouterServicer_to_server(service, grpc_server)
-    health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
-    reflection.enable_server_reflection(
-        (ROUTER_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        grpc_server,
     )
     try:
         if config.server.tls is None:
@@ -264,6 +260,18 @@ def _bind(
     if port == 0:
         raise RouterError(f"cannot listen on {config.server.address} (address in use?)")
     return grpc_server, port
+
+
+def _add_services(
+    grpc_server: grpc.aio.Server, service: RouterService, health: health_aio.HealthServicer
+) -> None:
+    """The Router, health and reflection services on `grpc_server` (bound, not started)."""
+    pb_grpc.add_RouterServicer_to_server(service, grpc_server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
+    reflection.enable_server_reflection(
+        (ROUTER_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        grpc_server,
+    )
 
 
 def _breaker_health(health: health_aio.HealthServicer) -> Callable[[Tier, State], None]:

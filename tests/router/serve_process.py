@@ -11,17 +11,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServeProcess:
-    """`python -m router serve --config FILE` with its stderr collected line by line."""
+    """`python -m router serve --config FILE [ARGS]` with its stderr collected line by line."""
 
-    def __init__(self, config_path: Path, env: dict[str, str] | None = None):
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None, args: Sequence[str] = ()):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "router", "serve", "--config", str(config_path)],
+            [sys.executable, "-m", "router", "serve", "--config", str(config_path), *args],
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=subprocess.DEVNULL,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,9 +11,7 @@ from typing import Any
 import pytest
 
 from router.requestlog import LogRecord, RequestLogStore, open_store, prompt_digest
-from tests.router.requestlog.support import T0, MakeRecord
-
-PG_URL_ENV = "RIGHTSIZE_TEST_PG_URL"
+from tests.router.requestlog.support import PG_URL_ENV, T0, MakeRecord, fresh_database
 
 
 @pytest.fixture
@@ -59,18 +56,8 @@ def _pg_admin_url() -> str:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    import psycopg
-
-    admin_url = _pg_admin_url()
-    name = f"rl_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    base, _, _ = admin_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_database(_pg_admin_url()) as url:
+        yield url
 
 
 @pytest.fixture
