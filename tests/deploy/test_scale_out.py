@@ -25,7 +25,7 @@ from router.config.reload import POLL_INTERVAL_S
 from router.config.settings import load_config
 from router.requestlog import Label, RequestLogStore, open_store
 from router.requestlog.spill import SPILL_GLOB
-from router.routing.target_share import recent_scores, resolve, window_start
+from router.routing.thresholds import recent_scores, resolve, window_start
 from router.rpc.server import COMPLETION_HEALTH_SERVICE
 from tests.conftest import run_cli
 from tests.deploy.cluster import ROOT, Call, ConfigMapMount, Load, Nginx, Replica, shared_config, wait_for
