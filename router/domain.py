@@ -132,3 +132,49 @@ class Feedback:
     rating: Rating
     score: float | None = None
     comment: str = ""
+
+
+# --- Structured output and tools (issue 16). `Message` does not carry tool calls yet: the integration adds
+# `tool_calls: tuple[ToolCall, ...] = ()`, `tool_call_id: str = ""` and `name: str = ""` to it, and
+# `seed`, `presence_penalty` and `frequency_penalty` (None: unset) to GenerationParams.
+
+ResponseFormatType = Literal["text", "json_object", "json_schema"]
+RESPONSE_FORMAT_TYPES: tuple[ResponseFormatType, ...] = ("text", "json_object", "json_schema")
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """The answer's requested shape as the client sent it (schema as JSON text; see router.structured)."""
+
+    type: str = "text"
+    json_schema: str = ""
+    schema_name: str = ""
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call; `parameters_json` is a JSON Schema object as JSON text ("" = none)."""
+
+    name: str
+    description: str = ""
+    parameters_json: str = ""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call of a tool made by the model; `arguments_json` is JSON text (an object)."""
+
+    id: str
+    name: str
+    arguments_json: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A streamed piece of the tool call at `index`: id and name on its first piece, then argument text."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments_delta: str = ""
