@@ -108,6 +108,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         # The judge's one-sentence reason for its verdict (`rightsize label`).
         ("ALTER TABLE labels ADD COLUMN judge_reason TEXT",),
     ),
+    # Version 4 is another branch's (replica_id); the stores apply every version not yet applied, in
+    # version order, so the two merge in either order and a log at 3 or at 4 upgrades the same way.
+    Migration(
+        5,
+        "response format and tool use",
+        (
+            "ALTER TABLE requests ADD COLUMN format_type TEXT",
+            "ALTER TABLE requests ADD COLUMN schema_name TEXT",
+            "ALTER TABLE requests ADD COLUMN schema_valid SMALLINT",
+            "ALTER TABLE requests ADD COLUMN tools_offered {int} NOT NULL DEFAULT 0",
+            "ALTER TABLE requests ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '[]'",
+        ),
+    ),
 )
 
-LATEST_VERSION = MIGRATIONS[-1].version
+LATEST_VERSION = max(migration.version for migration in MIGRATIONS)

@@ -3,7 +3,7 @@
 Pure logic: no gRPC, no LiteLLM import. Domain types (ResponseFormat, Tool, ToolCall) are in router.domain.
 """
 
-from router.structured._answers import UNCHECKED, AnswerCheck, check_answer, check_tool_calls
+from router.structured._answers import UNCHECKED, AnswerCheck, check_answer, check_reply, check_tool_calls
 from router.structured._mapping import ProviderRequest, UnsupportedFeatureError, litellm_request, provider_of
 from router.structured._params import check_generation_params
 from router.structured._spec import (
@@ -25,6 +25,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "check_answer",
     "check_generation_params",
+    "check_reply",
     "check_schema",
     "check_tool_calls",
     "check_tool_turns",

@@ -72,6 +72,14 @@ def check_tool_calls(spec: StructuredSpec, calls: Sequence[ToolCall]) -> AnswerC
     return AnswerCheck(checked=True, valid=True)
 
 
+def check_reply(spec: StructuredSpec, text: str, calls: Sequence[ToolCall]) -> AnswerCheck:
+    """The verdict on a whole reply: its tool calls when it made any (or had to: tool_choice "required" or a
+    tool's name), else its text against the response format (UNCHECKED for free text without tools)."""
+    if calls or spec.tool_choice not in ("", "auto", "none"):
+        return check_tool_calls(spec, calls)
+    return check_answer(spec, text)
+
+
 def _against(schema: Mapping[str, Any], instance: Any, what: str) -> AnswerCheck:
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     try:
