@@ -202,3 +202,11 @@ async def test_the_request_log_records_format_schema_validity_and_tool_use(
     assert (second.tools_offered, second.tool_calls, second.format_type) == (1, ("get_weather",), "text")
     third = logged[plain.request_id]
     assert (third.format_type, third.schema_valid, third.tools_offered) == ("text", None, 0)
+
+
+async def test_tool_definitions_are_not_scored(start_server: StartServer, make_config: MakeConfig) -> None:
+    scorer = KeyedScorer(default=0.2)
+    server = await start_server(make_config(), with_scorer=scorer)
+    await server.stub.Complete(ask(tools=[WEATHER], response_format=PERSON_FORMAT))
+    scored = [text for batch in scorer.batches for text in batch]
+    assert scored == ["Turn this into JSON: John is 35"]
