@@ -83,6 +83,10 @@ async def test_sync_response_model_round_trip(router: Running, backends: Backend
             return client.complete("Ada is 36", response_model=Person)
 
     assert await asyncio.to_thread(call) == Person(name="Ada", age=36)
+    # The model's schema reached the tier that answered, in its provider's own form.
+    sent = (backends.small.requests or backends.large.requests)[-1]["body"]
+    schema = sent.get("format") or sent["response_format"]["json_schema"]["schema"]
+    assert schema["properties"].keys() == Person.model_json_schema()["properties"].keys()
 
 
 async def test_an_answer_that_does_not_fit_the_model_is_a_typed_error(
