@@ -33,6 +33,7 @@ from router.requestlog import (
     prompt_digest,
 )
 from router.requestlog.records import Rpc
+from router.structured import schema_name_of
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -185,7 +186,7 @@ class RecordingPipeline:
             response="".join(outcome.text) if outcome.usage is not None else None,
             exemplar_ids=outcome.exemplar_ids,
             format_type=request.response_format.type or "text",
-            schema_name=request.response_format.schema_name or None,
+            schema_name=schema_name_of(request.response_format),
             schema_valid=outcome.schema_valid,
             tools_offered=len(request.tools),
             tool_calls=tuple(call.name for call in outcome.tool_calls),

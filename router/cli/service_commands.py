@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from router.cli import CliError, client_channel
+from router.cli import CliError, client_channel, read_schema_file
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"  # server.address of router/default_config.yaml (a test checks it)
 
@@ -172,11 +172,7 @@ def _response_format(args: argparse.Namespace) -> Any:
     if args.schema is not None and args.json:
         raise CliError("give --schema FILE or --json, not both")
     if args.schema is not None:
-        try:
-            text = args.schema.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CliError(f"--schema {args.schema}: {exc.strerror or exc}") from exc
-        name = "".join(c if c.isalnum() or c in "_-" else "_" for c in args.schema.stem)[:64] or "response"
+        text, name = read_schema_file("--schema", args.schema)
         return pb.ResponseFormat(type="json_schema", json_schema=text, schema_name=name)
     return pb.ResponseFormat(type="json_object" if args.json else "text")
 

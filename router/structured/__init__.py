@@ -13,6 +13,7 @@ from router.structured._spec import (
     check_schema,
     check_tool_turns,
     parse_structured,
+    schema_name_of,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "litellm_request",
     "parse_structured",
     "provider_of",
+    "schema_name_of",
 ]

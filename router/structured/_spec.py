@@ -82,6 +82,14 @@ class StructuredSpec:
 PLAIN = StructuredSpec()
 
 
+def schema_name_of(response_format: ResponseFormat) -> str | None:
+    """The name a json_schema response format goes by (DEFAULT_SCHEMA_NAME when unset); None otherwise.
+    What the request log records and what few-shot files a task's exemplars under."""
+    if response_format.type != "json_schema":
+        return None
+    return response_format.schema_name or DEFAULT_SCHEMA_NAME
+
+
 def parse_structured(
     response_format: ResponseFormat | None = None,
     tools: Sequence[Tool] = (),
