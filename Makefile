@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 
-.PHONY: serve test test-fast install install-dev install-lint lint proto bench bench-smoke clean
+.PHONY: serve test test-fast install install-dev install-lint lint proto contract bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,20 @@ test-fast: install-dev
 
 proto: install-dev
 	$(BIN)/python scripts/gen_proto.py
+
+# The contract stays compatible: `buf lint`, and `buf breaking` against CONTRACT_BASE (the last commit before
+# the structured-output/cascade round; override it with the previous release's tag once there is one). buf
+# comes from npm (@bufbuild/buf, exact version), installed inside the venv directory. Needs a non-shallow
+# clone: scripts/check_contract.sh fails, saying so, when CONTRACT_BASE is not in the history.
+BUF_VERSION := 1.75.0
+BUF := $(VENV)/buf-$(BUF_VERSION)/node_modules/.bin/buf
+CONTRACT_BASE ?= cd23260
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/buf-$(BUF_VERSION) @bufbuild/buf@$(BUF_VERSION)
+
+contract: $(BUF)
+	scripts/check_contract.sh $(BUF) $(CONTRACT_BASE)
 
 bench: install-dev
 	$(BIN)/python benchmarks/run_all.py

@@ -13,10 +13,17 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 @dataclass(frozen=True)
 class Message:
-    """One chat turn; role is one of ROLES (checked by the pipeline, not here)."""
+    """One chat turn; role is one of ROLES (checked by the pipeline, not here).
+
+    An assistant turn may carry the tools it called (`content` may then be empty); a tool turn names the
+    call it answers in `tool_call_id`. `name` is the author's name, on a tool turn the tool's.
+    """
 
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -27,17 +34,27 @@ class GenerationParams:
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None  # in [-2, 2]
+    frequency_penalty: float | None = None  # in [-2, 2]
 
 
 @dataclass(frozen=True)
 class Request:
-    """A Route or Complete call. `force_tier` is "" (let the policy decide), "small" or "large"."""
+    """A Route or Complete call. `force_tier` is "" (let the policy decide), "small" or "large".
+
+    `response_format`, `tools` and `tool_choice` are as the client sent them; the pipeline validates them
+    (router.structured.parse_structured). Tool definitions are never part of the scored text.
+    """
 
     messages: tuple[Message, ...]
     request_id: str
     metadata: Mapping[str, str] = field(default_factory=dict)
     params: GenerationParams = GenerationParams()
     force_tier: str = ""
+    response_format: ResponseFormat = field(default_factory=lambda: ResponseFormat())
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,16 +94,20 @@ class Generation:
     usage: Usage
     cost_usd: float
     finish_reason: str
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
 class GenerationDelta:
-    """One piece of a streamed backend answer; finish_reason, usage and cost arrive on the last piece."""
+    """One piece of a streamed backend answer; finish_reason, usage, cost and the complete tool calls
+    arrive on the last piece, tool-call pieces (`tool_call_deltas`) before it."""
 
     text: str
     finish_reason: str = ""
     usage: Usage | None = None
     cost_usd: float = 0.0
+    tool_call_deltas: tuple[ToolCallDelta, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +124,9 @@ class Completion:
     fallback: bool = False
     fallback_reason: str = ""
     exemplar_ids: tuple[str, ...] = ()  # few-shot exemplars injected into the small tier's prompt
+    tool_calls: tuple[ToolCall, ...] = ()
+    schema_valid: bool = False  # a schema (or json_object) was asked for and the answer validates
+    answer_error: str = ""  # why the answer failed its check ("" when it passed or nothing was checked)
 
 
 @dataclass(frozen=True)
@@ -119,6 +143,10 @@ class Chunk:
     cost_usd: float = 0.0
     finish_reason: str = ""
     exemplar_ids: tuple[str, ...] = ()  # on the first chunk
+    tool_call_deltas: tuple[ToolCallDelta, ...] = ()  # any chunk but the last
+    tool_calls: tuple[ToolCall, ...] = ()  # on the last chunk
+    schema_valid: bool = False  # on the last chunk
+    answer_error: str = ""  # on the last chunk
 
 
 Rating = Literal["GOOD", "BAD"]
@@ -132,3 +160,47 @@ class Feedback:
     rating: Rating
     score: float | None = None
     comment: str = ""
+
+
+# --- Structured output and tools (issue 16); validated by router.structured.
+
+ResponseFormatType = Literal["text", "json_object", "json_schema"]
+RESPONSE_FORMAT_TYPES: tuple[ResponseFormatType, ...] = ("text", "json_object", "json_schema")
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """The answer's requested shape as the client sent it (schema as JSON text; see router.structured)."""
+
+    type: str = "text"
+    json_schema: str = ""
+    schema_name: str = ""
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call; `parameters_json` is a JSON Schema object as JSON text ("" = none)."""
+
+    name: str
+    description: str = ""
+    parameters_json: str = ""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call of a tool made by the model; `arguments_json` is JSON text (an object)."""
+
+    id: str
+    name: str
+    arguments_json: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A streamed piece of the tool call at `index`: id and name on its first piece, then argument text."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments_delta: str = ""

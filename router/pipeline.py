@@ -33,6 +33,13 @@ from router.metrics import RouterMetrics
 from router.routing.policy import decide
 from router.routing.state import LiveState
 from router.scoring_queue import ScoringQueue
+from router.structured import (
+    AnswerCheck,
+    StructuredSpec,
+    check_generation_params,
+    check_reply,
+    parse_structured,
+)
 
 if TYPE_CHECKING:
     from router.fewshot.runtime import FewShot
@@ -113,7 +120,8 @@ class Pipeline:
         cancelled when the decision is not small.
         """
         started = time.perf_counter()
-        speculative = self._speculate(request, deadline)
+        spec = validated_spec(request)
+        speculative = self._speculate(request, deadline, spec)
         try:
             decision, shots, config = await self._route_with_shots(request)
         except BaseException:
@@ -129,16 +137,17 @@ class Pipeline:
         else:
             started = time.perf_counter()
         generation, answered_by, fallback_reason = await self._with_fallback(
-            config, request, decision, deadline, self.backend.complete, shots, first=speculative
+            config, request, decision, deadline, self.backend.complete, spec, shots, first=speculative
         )
-        usage = generation.usage
-        self._count_generation(
-            answered_by,
-            usage.prompt_tokens,
-            usage.completion_tokens,
-            generation.cost_usd,
-            time.perf_counter() - started,
-        )
+        verdict = check_reply(spec, generation.text, generation.tool_calls)
+        if verdict.checked and not verdict.valid and answered_by == "small" and not fallback_reason:
+            self._count(answered_by, generation, started)
+            retried = await self._retry_invalid(config, request, decision, deadline, spec, verdict)
+            if retried is not None:
+                generation, answered_by, fallback_reason = retried
+                verdict = check_reply(spec, generation.text, generation.tool_calls)
+                started = time.perf_counter()
+        self._count(answered_by, generation, started)
         return Completion(
             request_id=request.request_id,
             decision=decision,
@@ -150,28 +159,82 @@ class Pipeline:
             fallback=bool(fallback_reason),
             fallback_reason=fallback_reason,
             exemplar_ids=shots().ids if answered_by == "small" else (),
+            tool_calls=generation.tool_calls,
+            schema_valid=verdict.valid,
+            answer_error=verdict.error,
+        )
+
+    async def _retry_invalid(
+        self,
+        config: RouterConfig,
+        request: Request,
+        decision: Decision,
+        deadline: float | None,
+        spec: StructuredSpec,
+        verdict: AnswerCheck,
+    ) -> tuple[Generation, Tier, str] | None:
+        """A small answer that failed its check, asked again of the large tier when fallback allows it:
+        (large answer, "large", reason), or None when no retry is allowed (the small answer stands)."""
+        small = config.tiers.small.model
+        error = BackendError("small", small, "invalid_answer", verdict.error)
+        self.metrics.backend_errors.labels("small", "invalid_answer").inc()
+        if not self._may_fall_back(config, decision, deadline, error):
+            return None
+        log.info(
+            "request %s: the small tier's answer failed its check; asking the large tier", request.request_id
+        )
+        self.metrics.fallbacks.labels("invalid_answer").inc()
+        try:
+            generation = await self.backend.complete(self._call(config, "large", request, deadline, spec))
+        except BackendError as second:
+            self.metrics.backend_errors.labels(second.tier, second.kind).inc()
+            if _expired(deadline):
+                raise _final_error(second, deadline) from second
+            raise AllTiersFailedError([error, second]) from second
+        return generation, "large", f"small tier answer failed validation: {verdict.error}"
+
+    def _count(self, tier: Tier, generation: Generation, started: float) -> None:
+        usage = generation.usage
+        self._count_generation(
+            tier,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            generation.cost_usd,
+            time.perf_counter() - started,
         )
 
     async def stream(self, request: Request, deadline: float | None = None) -> AsyncGenerator[Chunk, None]:
         """As complete(), streamed: the first chunk carries the decision, the last usage and cost.
 
         Fallback happens only before the first chunk is sent; a failure mid-stream ends the stream
-        with the error.
+        with the error. An answer given a schema (or tools) is checked once complete: the last chunk
+        carries `schema_valid` and the complete tool calls; a small answer that fails is not retried on
+        the large tier, since part of it already reached the client.
         """
+        spec = validated_spec(request)
         decision, shots, config = await self._route_with_shots(request)
         started = time.perf_counter()
         (first, deltas), answered_by, fallback_reason = await self._with_fallback(
-            config, request, decision, deadline, self._open_stream, shots
+            config, request, decision, deadline, self._open_stream, spec, shots
         )
         exemplar_ids = shots().ids if answered_by == "small" else ()
         model = config.tiers.get(answered_by).model
         async with contextlib.aclosing(deltas):
             delta: GenerationDelta | None = first
             head = True
+            text: list[str] = []
             while delta is not None:
                 try:
+                    text.append(delta.text)
                     chunk = _chunk(delta, decision, model, request.request_id, fallback_reason, head=head)
-                    yield dataclasses.replace(chunk, exemplar_ids=exemplar_ids) if head else chunk
+                    if head:
+                        chunk = dataclasses.replace(chunk, exemplar_ids=exemplar_ids)
+                    if delta.usage is not None:  # the last piece: the whole answer is known
+                        verdict = check_reply(spec, "".join(text), delta.tool_calls)
+                        chunk = dataclasses.replace(
+                            chunk, schema_valid=verdict.valid, answer_error=verdict.error
+                        )
+                    yield chunk
                     head = False
                     if delta.usage is not None:
                         self._count_generation(
@@ -186,7 +249,9 @@ class Pipeline:
                     self.metrics.backend_errors.labels(error.tier, error.kind).inc()
                     raise _final_error(error, deadline) from error
 
-    def _speculate(self, request: Request, deadline: float | None) -> asyncio.Task[Generation] | None:
+    def _speculate(
+        self, request: Request, deadline: float | None, spec: StructuredSpec
+    ) -> asyncio.Task[Generation] | None:
         """The small-tier call as a task started now, when `routing.speculative_small` allows it."""
         config = self.live.current.config  # the snapshot _route() takes next, with no await in between
         # Few-shot exemplars are chosen from the routing embedding, which does not exist yet.
@@ -195,7 +260,7 @@ class Pipeline:
             return None
         validated_scoring_text(request, config)  # nothing invalid reaches a backend
         try:
-            call = self._call(config, "small", request, deadline)
+            call = self._call(config, "small", request, deadline, spec)
         except BackendError:
             return None  # no key: the decision's own path reports it
         task = asyncio.get_running_loop().create_task(self.backend.complete(call))
@@ -219,6 +284,7 @@ class Pipeline:
         decision: Decision,
         deadline: float | None,
         attempt: Callable[[BackendCall], Awaitable[T]],
+        spec: StructuredSpec,
         shots: Shots = _no_shots,
         first: Awaitable[T] | None = None,
     ) -> tuple[T, Tier, str]:
@@ -229,7 +295,7 @@ class Pipeline:
         """
         try:
             if first is None:
-                first = attempt(self._call(config, decision.tier, request, deadline, shots))
+                first = attempt(self._call(config, decision.tier, request, deadline, spec, shots))
             return await first, decision.tier, ""
         except BackendError as error:
             self.metrics.backend_errors.labels(error.tier, error.kind).inc()
@@ -244,7 +310,7 @@ class Pipeline:
         log.log(level, "request %s: falling back to the %s tier: %s", request.request_id, other, first_error)
         self.metrics.fallbacks.labels(first_error.kind).inc()
         try:
-            return await attempt(self._call(config, other, request, deadline, shots)), other, reason
+            return await attempt(self._call(config, other, request, deadline, spec, shots)), other, reason
         except BackendError as error:
             self.metrics.backend_errors.labels(error.tier, error.kind).inc()
             if _expired(deadline):
@@ -269,6 +335,7 @@ class Pipeline:
         tier: Tier,
         request: Request,
         deadline: float | None,
+        spec: StructuredSpec,
         shots: Shots = _no_shots,
     ) -> BackendCall:
         settings = config.tiers.get(tier)
@@ -278,7 +345,7 @@ class Pipeline:
                 tier, settings.model, "unconfigured", f"has no API key: set {settings.missing_key_env}"
             )
         messages = inject(request.messages, shots()) if tier == "small" else request.messages
-        return BackendCall(tier, settings, messages, request.params, deadline)
+        return BackendCall(tier, settings, messages, request.params, deadline, spec)
 
     def _count_generation(
         self, tier: Tier, prompt_tokens: int, completion_tokens: int, cost_usd: float, seconds: float
@@ -287,6 +354,21 @@ class Pipeline:
         self.metrics.tokens.labels(tier, "prompt").inc(prompt_tokens)
         self.metrics.tokens.labels(tier, "completion").inc(completion_tokens)
         self.metrics.cost.labels(tier).inc(cost_usd)
+
+
+def validated_spec(request: Request) -> StructuredSpec:
+    """The request's generation params checked and its response format, tools and tool turns parsed;
+    InvalidRequestError names the first problem."""
+    params = request.params
+    check_generation_params(
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        stop=params.stop,
+        presence_penalty=params.presence_penalty,
+        frequency_penalty=params.frequency_penalty,
+    )
+    return parse_structured(request.response_format, request.tools, request.tool_choice, request.messages)
 
 
 def validated_scoring_text(request: Request, config: RouterConfig) -> str:
@@ -333,6 +415,8 @@ def _chunk(
         usage=delta.usage,
         cost_usd=delta.cost_usd,
         finish_reason=delta.finish_reason,
+        tool_call_deltas=delta.tool_call_deltas,
+        tool_calls=delta.tool_calls,
     )
 
 

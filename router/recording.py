@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.backends.litellm import Backend
 from router.config import RouterConfig
-from router.domain import Chunk, Completion, Decision, Feedback, Request, Usage
+from router.domain import Chunk, Completion, Decision, Feedback, Request, ToolCall, Usage
 from router.errors import InvalidRequestError, NotFoundError, NotReadyError
 from router.learning.feedback import feedback_label
 from router.learning.shadow import ShadowMetrics, ShadowSampler
@@ -33,6 +33,7 @@ from router.requestlog import (
     prompt_digest,
 )
 from router.requestlog.records import Rpc
+from router.structured import schema_name_of
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -56,6 +57,8 @@ class _Outcome:
     fallback_reason: str = ""
     error: str | None = None
     exemplar_ids: tuple[str, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    schema_valid: bool | None = None  # None: no answer, or nothing to check
 
 
 class RecordingPipeline:
@@ -182,6 +185,11 @@ class RecordingPipeline:
             error=outcome.error,
             response="".join(outcome.text) if outcome.usage is not None else None,
             exemplar_ids=outcome.exemplar_ids,
+            format_type=request.response_format.type or "text",
+            schema_name=schema_name_of(request.response_format),
+            schema_valid=outcome.schema_valid,
+            tools_offered=len(request.tools),
+            tool_calls=tuple(call.name for call in outcome.tool_calls),
         )
 
 
@@ -202,6 +210,13 @@ def _fill(outcome: _Outcome, completion: Completion) -> None:
     outcome.fallback = completion.fallback
     outcome.fallback_reason = completion.fallback_reason
     outcome.exemplar_ids = completion.exemplar_ids
+    outcome.tool_calls = completion.tool_calls
+    outcome.schema_valid = _checked(completion.schema_valid, completion.answer_error)
+
+
+def _checked(valid: bool, error: str) -> bool | None:
+    """schema_valid for the log: None when nothing was checked (no error and not valid)."""
+    return True if valid else (False if error else None)
 
 
 def _add_chunk(outcome: _Outcome, chunk: Chunk) -> None:
@@ -215,6 +230,8 @@ def _add_chunk(outcome: _Outcome, chunk: Chunk) -> None:
     if chunk.usage is not None:
         outcome.usage = chunk.usage
         outcome.cost_usd = chunk.cost_usd
+        outcome.tool_calls = chunk.tool_calls
+        outcome.schema_valid = _checked(chunk.schema_valid, chunk.answer_error)
 
 
 def _as_completion(request: Request, outcome: _Outcome) -> Completion | None:
@@ -224,6 +241,7 @@ def _as_completion(request: Request, outcome: _Outcome) -> Completion | None:
         request_id=request.request_id, decision=outcome.decision, text="".join(outcome.text),
         model=outcome.model or outcome.decision.model, usage=outcome.usage, cost_usd=outcome.cost_usd or 0.0,
         finish_reason="", fallback=outcome.fallback, fallback_reason=outcome.fallback_reason,
+        tool_calls=outcome.tool_calls, schema_valid=bool(outcome.schema_valid),
     )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19rightsize/v1/router.proto\x12\x0crightsize.v1\"(\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xb8\x01\n\x0cRouteRequest\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.rightsize.v1.Message\x12:\n\x08metadata\x18\x02 \x03(\x0b\x32(.rightsize.v1.RouteRequest.MetadataEntry\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"u\n\x08\x44\x65\x63ision\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x1a\n\x12\x63lassifier_version\x18\x06 \x01(\t\"M\n\rRouteResponse\x12(\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x16.rightsize.v1.Decision\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x90\x01\n\x10GenerationParams\x12\x17\n\nmax_tokens\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\tB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"\x82\x02\n\x0f\x43ompleteRequest\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.rightsize.v1.Message\x12=\n\x08metadata\x18\x02 \x03(\x0b\x32+.rightsize.v1.CompleteRequest.MetadataEntry\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12.\n\x06params\x18\x04 \x01(\x0b\x32\x1e.rightsize.v1.GenerationParams\x12\x12\n\nforce_tier\x18\x05 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\"\xfb\x01\n\x10\x43ompleteResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x16.rightsize.v1.Decision\x12\r\n\x05model\x18\x03 \x01(\t\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.rightsize.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x07 \x01(\t\x12\x15\n\rfinish_reason\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x14\n\x0c\x65xemplar_ids\x18\n \x03(\t\"\x88\x02\n\rCompleteChunk\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x16.rightsize.v1.Decision\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.rightsize.v1.Usage\x12\x10\n\x08\x66\x61llback\x18\x04 \x01(\x08\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\x17\n\x0f\x66\x61llback_reason\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12\x10\n\x08\x63ost_usd\x18\x08 \x01(\x01\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x14\n\x0c\x65xemplar_ids\x18\n \x03(\t\x12\r\n\x05\x65rror\x18\x0b \x01(\t\"k\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x06rating\x18\x02 \x01(\x0e\x32\x14.rightsize.v1.Rating\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"\x12\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse*3\n\x06Rating\x12\x16\n\x12RATING_UNSPECIFIED\x10\x00\x12\x08\n\x04GOOD\x10\x01\x12\x07\n\x03\x42\x41\x44\x10\x02\x32\xb0\x02\n\x06Router\x12@\n\x05Route\x12\x1a.rightsize.v1.RouteRequest\x1a\x1b.rightsize.v1.RouteResponse\x12I\n\x08\x43omplete\x12\x1d.rightsize.v1.CompleteRequest\x1a\x1e.rightsize.v1.CompleteResponse\x12N\n\x0e\x43ompleteStream\x12\x1d.rightsize.v1.CompleteRequest\x1a\x1b.rightsize.v1.CompleteChunk0\x01\x12I\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1d.rightsize.v1.FeedbackRequest\x1a\x1e.rightsize.v1.FeedbackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19rightsize/v1/router.proto\x12\x0crightsize.v1\"x\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12*\n\ntool_calls\x18\x03 \x03(\x0b\x32\x16.rightsize.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\"<\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"Q\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x61rguments_delta\x18\x04 \x01(\t\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"X\n\x0eResponseFormat\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0bjson_schema\x18\x02 \x01(\t\x12\x13\n\x0bschema_name\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\"\xb8\x01\n\x0cRouteRequest\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.rightsize.v1.Message\x12:\n\x08metadata\x18\x02 \x03(\x0b\x32(.rightsize.v1.RouteRequest.MetadataEntry\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x01\n\x08\x44\x65\x63ision\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x1a\n\x12\x63lassifier_version\x18\x06 \x01(\t\x12\x0c\n\x04mode\x18\x07 \x01(\t\"M\n\rRouteResponse\x12(\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x16.rightsize.v1.Decision\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x96\x02\n\x10GenerationParams\x12\x17\n\nmax_tokens\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x03\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x07 \x01(\x01H\x05\x88\x01\x01\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penalty\"\xf1\x02\n\x0f\x43ompleteRequest\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.rightsize.v1.Message\x12=\n\x08metadata\x18\x02 \x03(\x0b\x32+.rightsize.v1.CompleteRequest.MetadataEntry\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12.\n\x06params\x18\x04 \x01(\x0b\x32\x1e.rightsize.v1.GenerationParams\x12\x12\n\nforce_tier\x18\x05 \x01(\t\x12\x35\n\x0fresponse_format\x18\x06 \x01(\x0b\x32\x1c.rightsize.v1.ResponseFormat\x12!\n\x05tools\x18\x07 \x03(\x0b\x32\x12.rightsize.v1.Tool\x12\x13\n\x0btool_choice\x18\x08 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\"\x83\x03\n\x10\x43ompleteResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x16.rightsize.v1.Decision\x12\r\n\x05model\x18\x03 \x01(\t\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.rightsize.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x07 \x01(\t\x12\x15\n\rfinish_reason\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x14\n\x0c\x65xemplar_ids\x18\n \x03(\t\x12*\n\ntool_calls\x18\x0b \x03(\x0b\x32\x16.rightsize.v1.ToolCall\x12\x14\n\x0cschema_valid\x18\x0c \x01(\x08\x12\x11\n\tescalated\x18\r \x01(\x08\x12\x19\n\x11\x65scalation_reason\x18\x0e \x01(\t\x12\x16\n\x0everifier_score\x18\x0f \x01(\x01\"\xc7\x03\n\rCompleteChunk\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x16.rightsize.v1.Decision\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.rightsize.v1.Usage\x12\x10\n\x08\x66\x61llback\x18\x04 \x01(\x08\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\x17\n\x0f\x66\x61llback_reason\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12\x10\n\x08\x63ost_usd\x18\x08 \x01(\x01\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x14\n\x0c\x65xemplar_ids\x18\n \x03(\t\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x35\n\x10tool_call_deltas\x18\x0c \x03(\x0b\x32\x1b.rightsize.v1.ToolCallDelta\x12*\n\ntool_calls\x18\r \x03(\x0b\x32\x16.rightsize.v1.ToolCall\x12\x14\n\x0cschema_valid\x18\x0e \x01(\x08\x12\x11\n\tescalated\x18\x0f \x01(\x08\x12\x19\n\x11\x65scalation_reason\x18\x10 \x01(\t\x12\x16\n\x0everifier_score\x18\x11 \x01(\x01\"k\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x06rating\x18\x02 \x01(\x0e\x32\x14.rightsize.v1.Rating\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"\x12\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse*3\n\x06Rating\x12\x16\n\x12RATING_UNSPECIFIED\x10\x00\x12\x08\n\x04GOOD\x10\x01\x12\x07\n\x03\x42\x41\x44\x10\x02\x32\xb0\x02\n\x06Router\x12@\n\x05Route\x12\x1a.rightsize.v1.RouteRequest\x1a\x1b.rightsize.v1.RouteResponse\x12I\n\x08\x43omplete\x12\x1d.rightsize.v1.CompleteRequest\x1a\x1e.rightsize.v1.CompleteResponse\x12N\n\x0e\x43ompleteStream\x12\x1d.rightsize.v1.CompleteRequest\x1a\x1b.rightsize.v1.CompleteChunk0\x01\x12I\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1d.rightsize.v1.FeedbackRequest\x1a\x1e.rightsize.v1.FeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,34 +35,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTEREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_COMPLETEREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_COMPLETEREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_RATING']._serialized_start=1587
-  _globals['_RATING']._serialized_end=1638
+  _globals['_RATING']._serialized_start=2557
+  _globals['_RATING']._serialized_end=2608
   _globals['_MESSAGE']._serialized_start=43
-  _globals['_MESSAGE']._serialized_end=83
-  _globals['_ROUTEREQUEST']._serialized_start=86
-  _globals['_ROUTEREQUEST']._serialized_end=270
-  _globals['_ROUTEREQUEST_METADATAENTRY']._serialized_start=223
-  _globals['_ROUTEREQUEST_METADATAENTRY']._serialized_end=270
-  _globals['_DECISION']._serialized_start=272
-  _globals['_DECISION']._serialized_end=389
-  _globals['_ROUTERESPONSE']._serialized_start=391
-  _globals['_ROUTERESPONSE']._serialized_end=468
-  _globals['_GENERATIONPARAMS']._serialized_start=471
-  _globals['_GENERATIONPARAMS']._serialized_end=615
-  _globals['_COMPLETEREQUEST']._serialized_start=618
-  _globals['_COMPLETEREQUEST']._serialized_end=876
-  _globals['_COMPLETEREQUEST_METADATAENTRY']._serialized_start=223
-  _globals['_COMPLETEREQUEST_METADATAENTRY']._serialized_end=270
-  _globals['_USAGE']._serialized_start=878
-  _globals['_USAGE']._serialized_end=935
-  _globals['_COMPLETERESPONSE']._serialized_start=938
-  _globals['_COMPLETERESPONSE']._serialized_end=1189
-  _globals['_COMPLETECHUNK']._serialized_start=1192
-  _globals['_COMPLETECHUNK']._serialized_end=1456
-  _globals['_FEEDBACKREQUEST']._serialized_start=1458
-  _globals['_FEEDBACKREQUEST']._serialized_end=1565
-  _globals['_FEEDBACKRESPONSE']._serialized_start=1567
-  _globals['_FEEDBACKRESPONSE']._serialized_end=1585
-  _globals['_ROUTER']._serialized_start=1641
-  _globals['_ROUTER']._serialized_end=1945
+  _globals['_MESSAGE']._serialized_end=163
+  _globals['_TOOLCALL']._serialized_start=165
+  _globals['_TOOLCALL']._serialized_end=225
+  _globals['_TOOLCALLDELTA']._serialized_start=227
+  _globals['_TOOLCALLDELTA']._serialized_end=308
+  _globals['_TOOL']._serialized_start=310
+  _globals['_TOOL']._serialized_end=376
+  _globals['_RESPONSEFORMAT']._serialized_start=378
+  _globals['_RESPONSEFORMAT']._serialized_end=466
+  _globals['_ROUTEREQUEST']._serialized_start=469
+  _globals['_ROUTEREQUEST']._serialized_end=653
+  _globals['_ROUTEREQUEST_METADATAENTRY']._serialized_start=606
+  _globals['_ROUTEREQUEST_METADATAENTRY']._serialized_end=653
+  _globals['_DECISION']._serialized_start=656
+  _globals['_DECISION']._serialized_end=787
+  _globals['_ROUTERESPONSE']._serialized_start=789
+  _globals['_ROUTERESPONSE']._serialized_end=866
+  _globals['_GENERATIONPARAMS']._serialized_start=869
+  _globals['_GENERATIONPARAMS']._serialized_end=1147
+  _globals['_COMPLETEREQUEST']._serialized_start=1150
+  _globals['_COMPLETEREQUEST']._serialized_end=1519
+  _globals['_COMPLETEREQUEST_METADATAENTRY']._serialized_start=606
+  _globals['_COMPLETEREQUEST_METADATAENTRY']._serialized_end=653
+  _globals['_USAGE']._serialized_start=1521
+  _globals['_USAGE']._serialized_end=1578
+  _globals['_COMPLETERESPONSE']._serialized_start=1581
+  _globals['_COMPLETERESPONSE']._serialized_end=1968
+  _globals['_COMPLETECHUNK']._serialized_start=1971
+  _globals['_COMPLETECHUNK']._serialized_end=2426
+  _globals['_FEEDBACKREQUEST']._serialized_start=2428
+  _globals['_FEEDBACKREQUEST']._serialized_end=2535
+  _globals['_FEEDBACKRESPONSE']._serialized_start=2537
+  _globals['_FEEDBACKRESPONSE']._serialized_end=2555
+  _globals['_ROUTER']._serialized_start=2611
+  _globals['_ROUTER']._serialized_end=2915
 # @@protoc_insertion_point(module_scope)

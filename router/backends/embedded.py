@@ -104,7 +104,8 @@ class EmbeddedTiers:
                 f"the embedded model is not answering: {state.detail}",
             )
         settings = call.settings.model_copy(update={"api_base": process.spec.api_base})
-        return dataclasses.replace(call, settings=settings)
+        params = settings.embedded_options.generation.fill(call.params)  # a small model's defaults
+        return dataclasses.replace(call, settings=settings, params=params)
 
     async def _wait_up(self, call: BackendCall, process: EmbeddedProcess) -> None:
         event = self._events.get(call.tier)

@@ -8,6 +8,7 @@ server already answers Route. A completion that arrives earlier waits for the im
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -17,9 +18,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from router.config import TierSettings
-from router.domain import Generation, GenerationDelta, GenerationParams, Message, Tier, Usage
+from router.domain import (
+    Generation,
+    GenerationDelta,
+    GenerationParams,
+    Message,
+    Tier,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from router.errors import BackendError, NotReadyError
 from router.redact import scrub
+from router.structured import PLAIN, StructuredSpec, UnsupportedFeatureError, litellm_request
 
 log = logging.getLogger(__name__)
 # The backend call ends this long before the client's deadline, so our own status (not the transport's
@@ -30,13 +41,16 @@ OLLAMA_PREFIXES = ("ollama/", "ollama_chat/")
 
 @dataclass(frozen=True)
 class BackendCall:
-    """One model call. `deadline` is a time.monotonic() instant (None: only the tier's own timeout)."""
+    """One model call. `deadline` is a time.monotonic() instant (None: only the tier's own timeout).
+
+    `spec` is the request's validated response format and tools (router.structured)."""
 
     tier: Tier
     settings: TierSettings
     messages: Sequence[Message]
     params: GenerationParams
     deadline: float | None = None
+    spec: StructuredSpec = PLAIN
 
     def timeout_s(self) -> float | None:
         """Seconds left for this call: the tier's `timeout`, shortened by the deadline (minus a margin)."""
@@ -164,7 +178,8 @@ class LiteLLMBackend:
             raise translate_error(call, exc, timeout) from exc
         choice = response.choices[0]
         usage = _usage(getattr(response, "usage", None)) or Usage()
-        if not choice.message.content and choice.finish_reason != "length":
+        tool_calls = _tool_calls(getattr(choice.message, "tool_calls", None))
+        if not choice.message.content and not tool_calls and choice.finish_reason != "length":
             raise BackendError(call.tier, call.settings.model, "empty", "the model returned no text")
         return Generation(
             text=choice.message.content or "",
@@ -172,6 +187,7 @@ class LiteLLMBackend:
             usage=usage,
             cost_usd=self.cost_usd(call.settings, usage),
             finish_reason=choice.finish_reason or "",
+            tool_calls=tool_calls,
         )
 
     async def stream(self, call: BackendCall) -> AsyncGenerator[GenerationDelta, None]:
@@ -180,6 +196,7 @@ class LiteLLMBackend:
         timeout = call.timeout_s()
         hard_deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         finish_reason, usage, any_text = "", None, False
+        calls = _CallAssembler()
         idle_s = call.settings.idle_timeout
         try:
             async with asyncio.timeout_at(hard_deadline):
@@ -198,16 +215,22 @@ class LiteLLMBackend:
                     continue
                 choice = chunk.choices[0]
                 finish_reason = choice.finish_reason or finish_reason
-                if choice.delta.content:
-                    any_text = True
-                    yield GenerationDelta(text=choice.delta.content)
+                pieces = calls.add(getattr(choice.delta, "tool_calls", None))
+                if choice.delta.content or pieces:
+                    any_text = any_text or bool(choice.delta.content)
+                    yield GenerationDelta(text=choice.delta.content or "", tool_call_deltas=pieces)
         except Exception as exc:  # LiteLLM's adapters raise many types; any of them fails this tier
             raise translate_error(call, exc, timeout) from exc
-        if not any_text and finish_reason != "length":
+        tool_calls = calls.complete()
+        if not any_text and not tool_calls and finish_reason != "length":
             raise BackendError(call.tier, call.settings.model, "empty", "the model streamed no text")
         usage = usage or Usage()
         yield GenerationDelta(
-            text="", finish_reason=finish_reason, usage=usage, cost_usd=self.cost_usd(call.settings, usage)
+            text="",
+            finish_reason=finish_reason,
+            usage=usage,
+            cost_usd=self.cost_usd(call.settings, usage),
+            tool_calls=tool_calls,
         )
 
     def cost_usd(self, settings: TierSettings, usage: Usage) -> float:
@@ -318,14 +341,33 @@ def _error_kind(exc: BaseException) -> str:
 
 def _kwargs(call: BackendCall, timeout: float | None) -> dict[str, Any]:
     kwargs = call.settings.litellm_kwargs()
-    kwargs["messages"] = [{"role": message.role, "content": message.content} for message in call.messages]
+    params = call.params
+    try:
+        provider = litellm_request(
+            call.settings.model,
+            call.spec,
+            call.messages,
+            embedded=call.settings.embedded is not None,
+            seed=params.seed,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+        )
+    except UnsupportedFeatureError as exc:  # this tier cannot; the other one may (the pipeline's fallback)
+        raise BackendError(call.tier, call.settings.model, "unsupported", str(exc)) from exc
+    for note in provider.notes:
+        log.debug("%s tier (%s): %s", call.tier, call.settings.model, note)
+    kwargs["messages"] = provider.messages
+    for name, value in provider.kwargs.items():
+        if name == "extra_body" and isinstance(kwargs.get("extra_body"), dict):
+            kwargs["extra_body"] = {**kwargs["extra_body"], **value}  # the request's keys over the tier's
+        else:
+            kwargs[name] = value
     kwargs.setdefault("drop_params", True)  # a sampling knob a provider lacks is dropped, not an error
     # No hidden SDK retries (the OpenAI client's default is 2, sleeping out each Retry-After): the
     # fallback tier and the breaker handle a failure within the caller's deadline. A tier may set it.
     kwargs.setdefault("max_retries", 0)
     if timeout is not None:
         kwargs["timeout"] = timeout
-    params = call.params
     if params.max_tokens is not None:
         kwargs["max_tokens"] = params.max_tokens
     if params.temperature is not None:
@@ -335,6 +377,49 @@ def _kwargs(call: BackendCall, timeout: float | None) -> dict[str, Any]:
     if params.stop:
         kwargs["stop"] = list(params.stop)
     return kwargs
+
+
+def _tool_calls(raw: Any) -> tuple[ToolCall, ...]:
+    """LiteLLM's (OpenAI-shaped) tool calls of a message as domain ToolCalls."""
+    calls = []
+    for index, item in enumerate(raw or ()):
+        function = getattr(item, "function", None)
+        arguments = getattr(function, "arguments", None) or "{}"
+        if not isinstance(arguments, str):  # an object from a provider adapter: keep JSON text
+            arguments = json.dumps(arguments)
+        calls.append(ToolCall(getattr(item, "id", None) or f"call_{index}", function.name or "", arguments))
+    return tuple(calls)
+
+
+class _CallAssembler:
+    """Streamed tool-call pieces (OpenAI's delta.tool_calls), kept in order and joined per index."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
+
+    def add(self, raw: Any) -> tuple[ToolCallDelta, ...]:
+        pieces = []
+        for position, item in enumerate(raw or ()):
+            index = getattr(item, "index", None)
+            index = position if index is None else int(index)
+            function = getattr(item, "function", None)
+            name = (getattr(function, "name", None) or "") if function is not None else ""
+            arguments = (getattr(function, "arguments", None) or "") if function is not None else ""
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments)
+            call_id = getattr(item, "id", None) or ""
+            current = self._calls.setdefault(index, ["", "", ""])
+            current[0] = current[0] or call_id
+            current[1] = current[1] or name
+            current[2] += arguments
+            pieces.append(ToolCallDelta(index, id=call_id, name=name, arguments_delta=arguments))
+        return tuple(pieces)
+
+    def complete(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(call_id or f"call_{index}", name, arguments or "{}")
+            for index, (call_id, name, arguments) in sorted(self._calls.items())
+        )
 
 
 def _usage(raw: Any) -> Usage | None:

@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 # Modules that each define `register(subparsers)`; imported lazily so `rightsize --help` stays instant.
 COMMAND_MODULES = (
@@ -20,6 +21,7 @@ COMMAND_MODULES = (
     "router.cli.finetune_commands",
     "router.cli.keys_commands",
     "router.cli.health_commands",
+    "router.cli.teach_commands",
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -38,6 +40,16 @@ def unit_float(text: str) -> float:
 
 class CliError(Exception):
     """An expected failure: printed as one line, exit status 2 (usage) or 1 (everything else)."""
+
+
+def read_schema_file(option: str, path: Path, name: str | None = None) -> tuple[str, str]:
+    """(JSON Schema text, its name: `name`, else the file's stem made a valid schema name) for `option`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"{option} {path}: {exc.strerror or exc}") from exc
+    stem = "".join(c if c.isalnum() or c in "_-" else "_" for c in path.stem)[:64]
+    return text, name or stem or "response"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-API_KEY_ENV = "RIGHTSIZE_API_KEY"
+from router.client._channel import API_KEY_ENV, auth_metadata
+from router.client._channel import open_channel as _open_channel
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,16 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def open_channel(args: argparse.Namespace) -> Any:
     """A blocking gRPC channel to `args.address`, plaintext or TLS as the options say."""
-    import grpc
-
-    if not (args.tls or args.ca_file or args.cert_file):
-        return grpc.insecure_channel(args.address)
-    from router.rpc.tls import channel_credentials
-
-    return grpc.secure_channel(args.address, channel_credentials(args.ca_file, args.cert_file, args.key_file))
+    return _open_channel(
+        args.address, tls=args.tls, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file
+    )
 
 
 def call_metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
     """The `authorization` metadata when a key is given (flag, else environment)."""
-    key = args.api_key or os.environ.get(API_KEY_ENV)
-    return (("authorization", f"Bearer {key}"),) if key else ()
+    return auth_metadata(args.api_key or os.environ.get(API_KEY_ENV))

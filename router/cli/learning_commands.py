@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,11 +142,20 @@ def _embedder(cache: Path) -> Any:
 
 
 async def _label(config: RouterConfig, store: Any, records: list[Any], budget: float | None) -> LabelRun:
-    from router.backends.stack import build_tier_stack
     from router.learning.judge import Teacher
+
+    async with running_tier_stack(config) as backend:
+        teacher = Teacher(config, store, backend, budget_usd=budget, say=_say)
+        return await teacher.label(records)
+
+
+@contextlib.asynccontextmanager
+async def running_tier_stack(config: RouterConfig) -> AsyncIterator[Any]:
+    """The server's tier stack for a command (an embedded tier's calls go to its child, a failing tier's
+    circuit opens), LiteLLM loaded; yields its top Backend and closes the stack after."""
+    from router.backends.stack import build_tier_stack
     from router.metrics import RouterMetrics
 
-    # The server's stack: an embedded tier's calls go to its child, a failing tier's circuit opens.
     stack = build_tier_stack(config, RouterMetrics())
     backend = stack.litellm
     backend.start_loading()
@@ -152,8 +163,7 @@ async def _label(config: RouterConfig, store: Any, records: list[Any], budget: f
     try:
         if not await _wait_loaded(backend):
             raise CliError(f"cannot load LiteLLM: {backend.load_error}")
-        teacher = Teacher(config, store, stack.backend, budget_usd=budget, say=_say)
-        return await teacher.label(records)
+        yield stack.backend
     finally:
         await stack.aclose()
 

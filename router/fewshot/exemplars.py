@@ -50,6 +50,14 @@ class Exemplar:
     quality: float = 1.0
     tenant: str | None = None
     request_id: str | None = None  # the logged request it came from (source "logs")
+    # An exemplar of a task (request metadata task=...) is offered only to requests of that task that ask
+    # for the same schema (its name; None: free text). Without a task it is offered as its tenant allows.
+    task: str | None = None
+    schema_name: str | None = None
+
+    def fits(self, task: str | None, schema_name: str | None) -> bool:
+        """May a request of `task` asking for `schema_name` be shown this exemplar?"""
+        return self.task is None or (self.task == task and self.schema_name == schema_name)
 
     @property
     def tokens(self) -> int:
@@ -105,6 +113,8 @@ class Query:
     max_tokens: int
     exclude_prompts: frozenset[str] = frozenset()
     exclude_request_id: str | None = None
+    task: str | None = None  # the request's task (metadata task)
+    schema_name: str | None = None  # the request's json_schema name (None: no schema)
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,8 @@ class ExemplarStore:
     def search(self, query: Query) -> Selection:
         """The `k` most similar visible exemplars at or above `min_similarity`, most similar first.
 
-        Skipped: an exemplar whose prompt is in `exclude_prompts` or that came from `exclude_request_id`,
+        Skipped: an exemplar whose prompt is in `exclude_prompts` or that came from `exclude_request_id`, one
+        of another task or schema (Exemplar.fits),
         a second exemplar with the same prompt, and one that would take the total over `max_tokens`.
         """
         if query.embedding.shape != (self.dim,):
@@ -163,6 +174,8 @@ class ExemplarStore:
             if exemplar.prompt in seen or (
                 query.exclude_request_id is not None and exemplar.request_id == query.exclude_request_id
             ):
+                continue
+            if not exemplar.fits(query.task, query.schema_name):
                 continue
             if tokens + exemplar.tokens > query.max_tokens:
                 continue

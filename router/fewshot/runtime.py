@@ -23,10 +23,11 @@ import numpy as np
 
 from router.domain import Request
 from router.fewshot.exemplars import Exemplar, ExemplarStore, Query, Selection
-from router.fewshot.settings import OPT_OUT_KEY, OPT_OUT_VALUE, TENANT_KEY, FewShotSettings
+from router.fewshot.settings import OPT_OUT_KEY, OPT_OUT_VALUE, TASK_KEY, TENANT_KEY, FewShotSettings
 from router.fewshot.sources import approved_pairs, deduplicated, read_curated
 from router.requestlog import LogSettings, RequestLogStore, open_store
 from router.scoring_queue import TextEmbedder
+from router.structured import schema_name_of
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -127,7 +128,8 @@ class FewShot:
             embedding=embedding, tenant=request.metadata.get(TENANT_KEY) or None, k=settings.k,
             min_similarity=settings.min_similarity, max_tokens=settings.max_tokens,
             exclude_prompts=frozenset({prompt.strip(), last_user.strip()}),
-            exclude_request_id=request.request_id,
+            exclude_request_id=request.request_id, task=request.metadata.get(TASK_KEY) or None,
+            schema_name=schema_name_of(request.response_format),
         ))  # fmt: skip
         self._count("injected" if selection else "none")
         return selection

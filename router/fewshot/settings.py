@@ -10,6 +10,7 @@ LOGS = "logs"
 OPT_OUT_KEY = "few_shot"  # request metadata few_shot=off skips injection for that request
 OPT_OUT_VALUE = "off"
 TENANT_KEY = "tenant"  # request metadata naming the tenant whose exemplars may be used
+TASK_KEY = "task"  # request metadata naming the task: a task's exemplars go only to requests of that task
 
 
 class FewShotSettings(BaseModel):

@@ -5,8 +5,11 @@ Approved, for the log (also what `rightsize export-finetune` exports):
   client rated the answer GOOD (Feedback); its answer is the logged response (`log.store_responses`);
 - a request the judge labelled (`rightsize label`): the judge graded the small answer against the large
   tier's, which it took as the reference; the large answer is the logged response or the stored tier answer.
+- a pair stored by `rightsize teach` (label source "teach"): the large tier's answer to a task input,
+  validated against the task's schema before it was stored.
 Either way the prompt must be kept (`log.store_prompts`), the call must not have failed, the answer must be
-non-empty, a BAD rating always disqualifies, and a prompt or answer masked by `log.redact` (it holds one of
+non-empty, an answer that failed its schema check (schema_valid false) never counts, a BAD rating always
+disqualifies, and a prompt or answer masked by `log.redact` (it holds one of
 REDACTION_TAGS) is dropped: a model must not learn to write "[EMAIL]". Quality is the feedback score when
 given, else 1.0.
 """
@@ -24,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from router.errors import ConfigError
 from router.fewshot.exemplars import Exemplar
-from router.fewshot.settings import TENANT_KEY
+from router.fewshot.settings import TASK_KEY, TENANT_KEY
 from router.requestlog import LogRecord, RequestLogStore
 
 # What router.redact puts in place of masked personal data.
@@ -82,7 +85,9 @@ class ApprovedPair:
     answer: str
     tenant: str | None
     quality: float
-    approval: str  # "feedback" (rated GOOD) or "judge"
+    approval: str  # "feedback" (rated GOOD), "judge" or "teach"
+    task: str | None = None  # the request's metadata task
+    schema_name: str | None = None  # with a json_schema response format: the schema's name
 
     def exemplar(self) -> Exemplar:
         return Exemplar(
@@ -93,6 +98,8 @@ class ApprovedPair:
             quality=self.quality,
             tenant=self.tenant,
             request_id=self.request_id,
+            task=self.task,
+            schema_name=self.schema_name,
         )
 
 
@@ -123,14 +130,16 @@ def approved_pairs(
         yield ApprovedPair(
             request_id=record.request_id, ts=record.ts, prompt=record.prompt.strip(), answer=answer,
             tenant=record.metadata.get(TENANT_KEY) or None, quality=quality, approval=approval,
+            task=record.metadata.get(TASK_KEY) or None,
+            schema_name=record.schema_name if record.format_type == "json_schema" else None,
         )  # fmt: skip
 
 
 def deduplicated(pairs: Iterator[ApprovedPair]) -> list[ApprovedPair]:
-    """One pair per (tenant, prompt): the highest quality, then the newest; in first-seen order."""
-    best: dict[tuple[str | None, str], ApprovedPair] = {}
+    """One pair per (tenant, task, schema, prompt): the highest quality, then the newest; first-seen order."""
+    best: dict[tuple[str | None, str | None, str | None, str], ApprovedPair] = {}
     for pair in pairs:
-        key = (pair.tenant, pair.prompt)
+        key = (pair.tenant, pair.task, pair.schema_name, pair.prompt)
         kept = best.get(key)
         if kept is None or (pair.quality, pair.ts) >= (kept.quality, kept.ts):
             best[key] = pair
@@ -146,13 +155,13 @@ def _approval(record: LogRecord) -> str | None:
     """ "feedback", "judge" or None: why this record's large answer counts as approved."""
     if record.error is not None or record.tier is None or not (record.prompt or "").strip():
         return None  # failed, or redacted (only the prompt's hash kept)
-    if record.feedback_rating == "BAD":
-        return None
+    if record.feedback_rating == "BAD" or record.schema_valid is False:
+        return None  # rated bad, or an answer that did not fit the request's schema
     answered = "large" if record.fallback else record.tier
     if record.feedback_rating == "GOOD" and answered == "large":
         return "feedback"
-    if record.label_source == "judge":
-        return "judge"
+    if record.label_source in ("judge", "teach"):
+        return record.label_source
     return None
 
 

@@ -18,7 +18,8 @@ from router.requestlog.schema import LATEST_VERSION, MIGRATIONS, MIGRATIONS_TABL
 REQUEST_COLUMNS: tuple[str, ...] = (
     "request_id", "ts", "rpc", "metadata", "prompt", "prompt_sha256", "score", "threshold", "rule", "tier",
     "model", "classifier_version", "fallback", "fallback_reason", "classify_ms", "total_ms", "prompt_tokens",
-    "completion_tokens", "cost_usd", "error", "response", "exemplar_ids", "replica_id",
+    "completion_tokens", "cost_usd", "error", "response", "exemplar_ids", "replica_id", "format_type",
+    "schema_name", "schema_valid", "tools_offered", "tool_calls",
 )  # fmt: skip
 # labels table column -> LogRecord field
 LABEL_COLUMNS: Mapping[str, str] = {
@@ -272,7 +273,7 @@ class SqlStore(ABC):
                     f" rightsize understands ({LATEST_VERSION}); upgrade rightsize"
                 )
             insert = self._sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-            for migration in MIGRATIONS:
+            for migration in sorted(MIGRATIONS, key=lambda migration: migration.version):
                 if migration.version not in applied:
                     for statement in migration.render(self.types):
                         cursor.execute(statement)
@@ -318,6 +319,8 @@ class SqlStore(ABC):
         values["metadata"] = json.dumps(dict(record.metadata), sort_keys=True, ensure_ascii=False)
         values["fallback"] = int(record.fallback)
         values["exemplar_ids"] = json.dumps(list(record.exemplar_ids))
+        values["tool_calls"] = json.dumps(list(record.tool_calls))
+        values["schema_valid"] = None if record.schema_valid is None else int(record.schema_valid)
         return tuple(values[name] for name in REQUEST_COLUMNS)
 
     def _decode(self, row: Sequence[Any]) -> LogRecord:
@@ -328,6 +331,8 @@ class SqlStore(ABC):
         values["metadata"] = json.loads(values["metadata"])
         values["fallback"] = bool(values["fallback"])
         values["exemplar_ids"] = json.loads(values["exemplar_ids"])
+        values["tool_calls"] = json.loads(values["tool_calls"] or "[]")
+        values["schema_valid"] = None if values["schema_valid"] is None else bool(values["schema_valid"])
         if values["labelled_at"] is not None:
             values["labelled_at"] = self._decode_ts(values["labelled_at"])
         return LogRecord(**values)

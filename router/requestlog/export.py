@@ -16,11 +16,11 @@ from router.requestlog.records import (
     record_from_json,
 )
 
-_INT_FIELDS = frozenset({"prompt_tokens", "completion_tokens", "small_ok"})
+_INT_FIELDS = frozenset({"prompt_tokens", "completion_tokens", "small_ok", "tools_offered"})
 _FLOAT_FIELDS = frozenset(
     {"score", "threshold", "classify_ms", "total_ms", "cost_usd", "feedback_score", "judge_cost_usd"}
 )
-_JSON_FIELDS = frozenset({"metadata", "exemplar_ids"})
+_JSON_FIELDS = frozenset({"metadata", "exemplar_ids", "tool_calls"})
 _REQUIRED_TEXT = frozenset({"request_id", "ts", "rpc", "prompt_sha256"})
 
 
@@ -87,6 +87,8 @@ def _parse(name: str, text: str) -> Any:
         return json.loads(text)
     if name == "fallback":
         return text == "true"
+    if name == "schema_valid":
+        return None if text == "" else text == "true"
     if text == "" and name not in _REQUIRED_TEXT:
         return None
     if name in _INT_FIELDS:

@@ -89,6 +89,14 @@ class LogRecord:
     response: str | None = None
     exemplar_ids: Sequence[str] = ()
     replica_id: str | None = None  # the server that answered (`server.replica_id`); None in older logs
+    # The request's shape (issue 16): response_format type ("text", "json_object", "json_schema"), the
+    # schema's name, whether the answer passed its check (None: nothing was checked or no answer), how
+    # many tools the request offered, and the names of the tools the answer called.
+    format_type: str | None = None
+    schema_name: str | None = None
+    schema_valid: bool | None = None
+    tools_offered: int = 0
+    tool_calls: Sequence[str] = ()
     small_ok: int | None = None
     label_source: str | None = None
     feedback_rating: str | None = None
@@ -112,6 +120,7 @@ class LogRecord:
         object.__setattr__(self, "ts", self.ts.astimezone(UTC))
         object.__setattr__(self, "metadata", dict(self.metadata))
         object.__setattr__(self, "exemplar_ids", tuple(self.exemplar_ids))
+        object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
         if self.labelled_at is not None:
             object.__setattr__(self, "labelled_at", self.labelled_at.astimezone(UTC))
 
@@ -156,7 +165,7 @@ def record_to_json(record: LogRecord) -> dict[str, Any]:
         value = getattr(record, name)
         if isinstance(value, datetime):
             value = format_ts(value)
-        elif name == "exemplar_ids":
+        elif name in ("exemplar_ids", "tool_calls"):
             value = list(value)
         elif name == "metadata":
             value = dict(value)

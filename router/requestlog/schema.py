@@ -115,6 +115,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Rows written before this migration keep NULL: nobody knows which replica answered them.
         ("ALTER TABLE requests ADD COLUMN replica_id TEXT",),
     ),
+    Migration(
+        5,
+        "response format and tool use",
+        (
+            "ALTER TABLE requests ADD COLUMN format_type TEXT",
+            "ALTER TABLE requests ADD COLUMN schema_name TEXT",
+            "ALTER TABLE requests ADD COLUMN schema_valid SMALLINT",
+            "ALTER TABLE requests ADD COLUMN tools_offered {int} NOT NULL DEFAULT 0",
+            "ALTER TABLE requests ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '[]'",
+        ),
+    ),
 )
 
-LATEST_VERSION = MIGRATIONS[-1].version
+LATEST_VERSION = max(migration.version for migration in MIGRATIONS)

@@ -2,7 +2,8 @@
 
 Rules, first match wins:
 1. `force_tier` on the request ("forced by request");
-2. `routing.overrides[i]` whose metadata all match: its tier, or its threshold;
+2. `routing.overrides[i]` whose conditions all match (metadata, tool use, response_format type): its tier,
+   or its threshold;
 3. the global threshold: `routing.threshold`, or the threshold resolved for `routing.target_large_fraction`
    (passed in as `target`, see router.routing.thresholds).
 With a threshold, the large tier is chosen when score >= threshold.
@@ -47,7 +48,7 @@ def decide(
         rule, reason = "forced", "forced by request"
     elif override is not None:
         rule = f"override[{index}]"
-        matched = " ".join(f"{key}={value}" for key, value in override.metadata.items())
+        matched = override.describe()
         if override.tier is not None:
             tier = override.tier
             reason = f"{rule} {matched} tier={tier}"
@@ -81,8 +82,9 @@ def _global_threshold(config: RouterConfig, target: ResolvedThreshold | None) ->
 
 
 def _first_override(overrides: tuple[Override, ...], request: Request) -> tuple[int, Override | None]:
+    tools, response_format = bool(request.tools), request.response_format.type
     for index, override in enumerate(overrides):
-        if override.matches(request.metadata):
+        if override.matches(request.metadata, tools=tools, response_format=response_format):
             return index, override
     return -1, None
 

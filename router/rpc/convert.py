@@ -7,8 +7,23 @@ from collections.abc import Iterable
 from typing import Literal
 
 from router._proto import router_pb2 as pb
-from router.domain import Chunk, Completion, Decision, Feedback, GenerationParams, Message, Request, Usage
+from router.domain import (
+    Chunk,
+    Completion,
+    Decision,
+    Feedback,
+    GenerationParams,
+    Message,
+    Request,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from router.errors import InvalidRequestError
+
+NO_VERIFIER = -1.0  # CompleteResponse.verifier_score when no verifier ran
 
 
 def new_request_id() -> str:
@@ -26,6 +41,7 @@ def route_request(message: pb.RouteRequest) -> Request:
 
 def complete_request(message: pb.CompleteRequest) -> Request:
     params = message.params
+    response_format = message.response_format
     return Request(
         messages=_messages(message.messages),
         request_id=message.request_id or new_request_id(),
@@ -35,13 +51,42 @@ def complete_request(message: pb.CompleteRequest) -> Request:
             temperature=params.temperature if params.HasField("temperature") else None,
             top_p=params.top_p if params.HasField("top_p") else None,
             stop=tuple(params.stop),
+            seed=params.seed if params.HasField("seed") else None,
+            presence_penalty=params.presence_penalty if params.HasField("presence_penalty") else None,
+            frequency_penalty=params.frequency_penalty if params.HasField("frequency_penalty") else None,
         ),
         force_tier=message.force_tier,
+        response_format=ResponseFormat(
+            type=response_format.type or "text",
+            json_schema=response_format.json_schema,
+            schema_name=response_format.schema_name,
+            strict=response_format.strict,
+        ),
+        tools=tuple(Tool(t.name, t.description, t.parameters_json) for t in message.tools),
+        tool_choice=message.tool_choice,
     )
 
 
 def _messages(messages: Iterable[pb.Message]) -> tuple[Message, ...]:
-    return tuple(Message(m.role, m.content) for m in messages)
+    return tuple(
+        Message(m.role, m.content, _tool_calls(m.tool_calls), tool_call_id=m.tool_call_id, name=m.name)
+        for m in messages
+    )
+
+
+def _tool_calls(calls: Iterable[pb.ToolCall]) -> tuple[ToolCall, ...]:
+    return tuple(ToolCall(call.id, call.name, call.arguments_json) for call in calls)
+
+
+def tool_call_messages(calls: Iterable[ToolCall]) -> list[pb.ToolCall]:
+    return [pb.ToolCall(id=call.id, name=call.name, arguments_json=call.arguments_json) for call in calls]
+
+
+def _delta_messages(deltas: Iterable[ToolCallDelta]) -> list[pb.ToolCallDelta]:
+    return [
+        pb.ToolCallDelta(index=d.index, id=d.id, name=d.name, arguments_delta=d.arguments_delta)
+        for d in deltas
+    ]
 
 
 def decision_message(decision: Decision) -> pb.Decision:
@@ -75,6 +120,10 @@ def complete_response(completion: Completion) -> pb.CompleteResponse:
         finish_reason=completion.finish_reason,
         request_id=completion.request_id,
         exemplar_ids=list(completion.exemplar_ids),
+        tool_calls=tool_call_messages(completion.tool_calls),
+        schema_valid=completion.schema_valid,
+        escalated=False,  # the cascade (answer-aware escalation) is not served yet
+        verifier_score=NO_VERIFIER,
     )
 
 
@@ -88,7 +137,12 @@ def chunk_message(chunk: Chunk) -> pb.CompleteChunk:
         cost_usd=chunk.cost_usd,
         request_id=chunk.request_id,
         exemplar_ids=list(chunk.exemplar_ids),
+        tool_call_deltas=_delta_messages(chunk.tool_call_deltas),
+        tool_calls=tool_call_messages(chunk.tool_calls),
+        schema_valid=chunk.schema_valid,
     )
+    if chunk.usage is not None:  # the last chunk: no verifier ran (the cascade is not served yet)
+        message.verifier_score = NO_VERIFIER
     if chunk.decision is not None:
         message.decision.CopyFrom(decision_message(chunk.decision))
     if chunk.usage is not None:

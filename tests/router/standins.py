@@ -7,6 +7,8 @@ give, in order, before falling back to `reply`; e.g. a judge's verdicts), `kill(
 socket and every open connection: later calls get "connection refused"), `restart()` (listen again).
 Faults: `retry_after_s` and `echo_key` (with `status`), `raw_body` (200 with a body as given, e.g. broken
 JSON), `stall_after` (a stream stops after that many chunks for `stall_s`, then the connection is cut).
+Tools: `tool_calls` (a list of {"name": ..., "arguments": {...}}) makes every answer call those tools
+(OpenAI: message.tool_calls with JSON-text arguments, streamed as argument pieces; Ollama: objects).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class StandIn:
         self.raw_body: str | None = None  # answer 200 with this body as it is (e.g. malformed JSON)
         self.stall_after: int | None = None  # streams: after this many chunks, stall for `stall_s`, then cut
         self.stall_s = 30.0
+        self.tool_calls: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -152,12 +155,28 @@ class _Handler(BaseHTTPRequestHandler):
         return {
             "model": body.get("model"),
             "created_at": "2026-01-01T00:00:00Z",
-            "message": {"role": "assistant", "content": content},
+            "message": {"role": "assistant", "content": content, **self._ollama_tool_calls()},
             "done": True,
             "done_reason": "stop",
             "prompt_eval_count": prompt_tokens,
             "eval_count": completion_tokens,
         }
+
+    def _ollama_tool_calls(self) -> dict[str, Any]:
+        calls = self.server.standin.tool_calls
+        if not calls:
+            return {}
+        return {"tool_calls": [{"function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]}
+
+    def _openai_tool_calls(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": f"call_{index}",
+                "type": "function",
+                "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+            }
+            for index, call in enumerate(self.server.standin.tool_calls)
+        ]
 
     def _ollama_stream(self, body: dict[str, Any]) -> None:
         self._start_chunked("application/x-ndjson")
@@ -183,15 +202,20 @@ class _Handler(BaseHTTPRequestHandler):
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model"),
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
-            ],
+            "choices": [self._openai_choice(reply)],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+    def _openai_choice(self, reply: str) -> dict[str, Any]:
+        calls = self._openai_tool_calls()
+        if not calls:
+            return {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+        message = {"role": "assistant", "content": None, "tool_calls": calls}
+        return {"index": 0, "message": message, "finish_reason": "tool_calls"}
 
     def _openai_stream(self, body: dict[str, Any]) -> None:
         standin = self.server.standin
@@ -202,10 +226,24 @@ class _Handler(BaseHTTPRequestHandler):
             "created": int(time.time()),
             "model": body.get("model"),
         }
-        for piece in standin.pieces():
+        calls = self._openai_tool_calls()
+        for piece in [] if calls else standin.pieces():
             delta = {"role": "assistant", "content": piece}
             self._send_event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-        self._send_event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        for index, call in enumerate(calls):  # id and name first, then the arguments in two pieces
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            head = {"name": call["function"]["name"], "arguments": ""}
+            pieces = [
+                {"index": index, "id": call["id"], "type": "function", "function": head},
+                {"index": index, "function": {"arguments": arguments[:half]}},
+                {"index": index, "function": {"arguments": arguments[half:]}},
+            ]
+            for piece in pieces:
+                delta = {"role": "assistant", "tool_calls": [piece]}
+                self._send_event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        finish = "tool_calls" if calls else "stop"
+        self._send_event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             prompt_tokens, completion_tokens = standin.tokens(body)
             usage = {

@@ -95,3 +95,43 @@ def test_clients_default_to_the_address_the_default_config_serves_on() -> None:
     from router.config import load_config
 
     assert load_config(environ={}).server.address == DEFAULT_ADDRESS
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [(["--max-tokens", "-5"], "params.max_tokens is -5"), (["--temperature", "3"], "params.temperature is 3"),
+     (["--top-p", "0"], "params.top_p is 0")],
+)  # fmt: skip
+async def test_out_of_range_params_are_a_one_line_error(
+    start_server: StartServer,
+    make_config: MakeConfig,
+    backends: Backends,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    named: str,
+) -> None:
+    server = await start_server(make_config(), with_scorer=KeyedScorer(default=0.1))
+    status, out, err = await run(capsys, "complete", "hi", "--address", server.address, *flags)
+    assert status == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith("rightsize: error: INVALID_ARGUMENT: ") and named in err
+    assert not backends.small.requests
+
+
+async def test_complete_with_a_schema_file_reports_schema_valid(
+    start_server: StartServer,
+    make_config: MakeConfig,
+    backends: Backends,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    schema = tmp_path / "person.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["name"]}))
+    backends.small.reply = '{"name": "John"}'
+    server = await start_server(make_config(), with_scorer=KeyedScorer(default=0.1))
+    status, out, err = await run(
+        capsys, "complete", "John", "--address", server.address, "--schema", str(schema)
+    )
+    assert status == 0 and json.loads(out) == {"name": "John"} and "[schema_valid true]" in err
+    assert backends.small.requests[-1]["body"]["format"] == {"type": "object", "required": ["name"]}
+    status, _, err = await run(capsys, "complete", "x", "--address", server.address, "--schema", "/nope.json")
+    assert status == 1 and err.count("\n") == 1 and "--schema /nope.json" in err

@@ -102,6 +102,37 @@ async def test_a_small_routed_complete_is_real_text_with_the_models_token_counts
     assert backends.small.requests == [] and backends.large.requests == []
 
 
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+
+
+@pytest.mark.slow
+async def test_a_schema_request_gets_json_that_validates_from_smollm2(
+    served: Served, backends: Backends
+) -> None:
+    import jsonschema
+
+    response_format = pb.ResponseFormat(type="json_schema", json_schema=json.dumps(PERSON), schema_name="p")
+    request = pb.CompleteRequest(
+        messages=user(JSON_PROMPT), params=pb.GenerationParams(temperature=0), response_format=response_format
+    )
+    response = await served.stub.Complete(request, timeout=90)
+    assert response.decision.tier == "small" and not response.fallback, response.fallback_reason
+    answer = json.loads(response.text)
+    jsonschema.validate(answer, PERSON)
+    assert response.schema_valid and backends.large.requests == []
+
+
+@pytest.mark.slow
+async def test_without_max_tokens_the_embedded_default_caps_the_answer(served: Served) -> None:
+    request = pb.CompleteRequest(messages=user(JSON_PROMPT))  # no params at all: the tier's defaults apply
+    response = await served.stub.Complete(request, timeout=90)
+    assert 0 < response.usage.completion_tokens <= 256  # EmbeddedGeneration.max_tokens
+
+
 async def test_a_stream_concatenates_to_the_unary_answer_at_temperature_0(served: Served) -> None:
     request = pb.CompleteRequest(messages=user("Write two sentences about the sea."), params=GREEDY)
     unary = await served.stub.Complete(request, timeout=60)

@@ -125,3 +125,48 @@ def test_decide_table(
 def test_large_exactly_when_score_reaches_threshold(score: float, threshold: float) -> None:
     decision = decide(score, request(), config(threshold=threshold))
     assert (decision.tier == "large") == (score >= threshold)
+
+
+SHAPE_OVERRIDES = [
+    {"metadata": {"task": "extract"}, "response_format": "json_schema", "tier": "small"},
+    {"tools": True, "tier": "large"},
+    {"response_format": "json_object", "threshold": 0.9},
+]
+
+
+EXTRACT = "override[0] task=extract response_format=json_schema tier=small"
+
+
+def shaped(response_format: str = "text", tools: bool = False, **metadata: str) -> Request:
+    from router.domain import ResponseFormat, Tool
+
+    return Request(
+        messages=(Message("user", "hi"),),
+        request_id="r1",
+        metadata=metadata,
+        response_format=ResponseFormat(type=response_format),
+        tools=(Tool("lookup"),) if tools else (),
+    )
+
+
+@pytest.mark.parametrize(
+    ("score", "req", "tier", "reason"),
+    [
+        (0.9, shaped("json_schema", task="extract"), "small", EXTRACT),
+        (0.9, shaped("json_schema", tools=True, task="extract"), "small", EXTRACT),
+        (0.1, shaped("json_schema", task="chat"), "small", "global threshold 0.5"),
+        (0.1, shaped("text", tools=True), "large", "override[1] tools=true tier=large"),
+        (0.8, shaped("json_object"), "small", "override[2] response_format=json_object threshold=0.9"),
+        (0.8, shaped("text", task="extract"), "large", "global threshold 0.5"),
+    ],
+)  # fmt: skip
+def test_overrides_match_the_requests_shape(score: float, req: Request, tier: str, reason: str) -> None:
+    decision = decide(score, req, config(overrides=SHAPE_OVERRIDES))
+    assert (decision.tier, decision.reason) == (tier, reason)
+
+
+def test_an_override_without_a_condition_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs a condition"):
+        config(overrides=[{"tier": "large"}])
+    with pytest.raises(ValueError, match="response_format"):
+        config(overrides=[{"response_format": "yaml", "tier": "large"}])

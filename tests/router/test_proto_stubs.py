@@ -43,21 +43,41 @@ def test_contract_names_are_the_fixed_ones() -> None:
         name: {field.name for field in message.fields}
         for name, message in pb.DESCRIPTOR.message_types_by_name.items()
     }
-    assert fields["Decision"] == {"tier", "model", "score", "threshold", "reason", "classifier_version"}
-    assert {"messages", "metadata", "request_id", "params", "force_tier"} == fields["CompleteRequest"]
-    assert {
-        "text",
-        "decision",
+    assert fields["Decision"] == {
+        "tier",
         "model",
-        "usage",
-        "cost_usd",
-        "fallback",
-        "fallback_reason",
-        "finish_reason",
-        "request_id",
-        "exemplar_ids",
-    } == fields["CompleteResponse"]
+        "score",
+        "threshold",
+        "reason",
+        "classifier_version",
+        "mode",
+    }
+    assert fields["CompleteRequest"] == {
+        *("messages", "metadata", "request_id", "params", "force_tier"),
+        *("response_format", "tools", "tool_choice"),
+    }
+    assert fields["CompleteResponse"] == {
+        *("text", "decision", "model", "usage", "cost_usd", "fallback", "fallback_reason", "finish_reason"),
+        *("request_id", "exemplar_ids", "tool_calls", "schema_valid"),
+        *("escalated", "escalation_reason", "verifier_score"),
+    }
     assert pb.CompleteResponse.DESCRIPTOR.fields_by_name["exemplar_ids"].number == 10
     assert {"delta", "decision", "usage", "fallback", "finish_reason"} <= fields["CompleteChunk"]
+    assert {"tool_calls", "tool_call_deltas", "schema_valid", "escalated", "escalation_reason"} <= fields[
+        "CompleteChunk"
+    ]
+    assert "verifier_score" in fields["CompleteChunk"]
     assert fields["FeedbackRequest"] == {"request_id", "rating", "score", "comment"}
-    assert {"max_tokens", "temperature", "top_p", "stop"} == fields["GenerationParams"]
+    assert fields["GenerationParams"] == {
+        *("max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
+    }
+    assert fields["Message"] == {"role", "content", "tool_calls", "tool_call_id", "name"}
+    assert fields["ResponseFormat"] == {"type", "json_schema", "schema_name", "strict"}
+    assert fields["Tool"] == {"name", "description", "parameters_json"}
+    assert fields["ToolCall"] == {"id", "name", "arguments_json"}
+
+
+def test_optional_params_tell_zero_from_unset() -> None:
+    params = pb.GenerationParams(presence_penalty=0.0, seed=0)
+    assert params.HasField("presence_penalty") and params.HasField("seed")
+    assert not params.HasField("frequency_penalty")
