@@ -242,7 +242,7 @@ def _text(index: int, content: str | list[_TextPart | _OtherPart] | None) -> str
 def _params(body: ChatCompletionBody) -> pb.GenerationParams:
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or ())
-    fields = {
+    fields: dict[str, Any] = {
         "max_tokens": max_tokens,
         "temperature": body.temperature,
         "top_p": body.top_p,
