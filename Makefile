@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 
-.PHONY: serve test test-fast install install-dev install-lint lint proto contract bench bench-smoke clean
+.PHONY: serve test test-fast install install-dev install-lint lint proto contract node-client bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,17 @@ $(BUF):
 
 contract: $(BUF)
 	scripts/check_contract.sh $(BUF) $(CONTRACT_BASE)
+
+# The official `openai` npm package for tests/router/http/test_http_node.py, installed from the lockfile in
+# tests/router/http/node/ into the venv directory (never into the source tree).
+NODE_CLIENT := $(VENV)/node-openai
+
+$(NODE_CLIENT)/node_modules/openai: tests/router/http/node/package.json tests/router/http/node/package-lock.json
+	mkdir -p $(NODE_CLIENT)
+	cp tests/router/http/node/package.json tests/router/http/node/package-lock.json $(NODE_CLIENT)/
+	cd $(NODE_CLIENT) && npm ci --silent --no-audit --no-fund
+
+node-client: $(NODE_CLIENT)/node_modules/openai
 
 bench: install-dev
 	$(BIN)/python benchmarks/run_all.py

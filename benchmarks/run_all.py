@@ -21,6 +21,7 @@ BENCHMARKS: list[tuple[str, str | None, list[str]]] = [
     ("bench_service.py", None, []),
     ("bench_service.py", None, ["--embedder", "fp32"]),  # the fp32 embedder (int8 serves by default)
     ("bench_service.py", None, ["--speculative"]),  # routing.speculative_small
+    ("bench_http.py", None, []),  # the OpenAI-compatible door against gRPC
     ("bench_footprint.py", None, []),
     ("bench_local.py", "llama_cpp", []),
     ("bench_fewshot.py", "llama_cpp", []),

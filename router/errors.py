@@ -54,3 +54,22 @@ class AllTiersFailedError(RouterError):
 
 class NotFoundError(RouterError):
     """The request names something that does not exist, e.g. Feedback for an unknown request_id."""
+
+
+class UnauthenticatedError(RouterError):
+    """The call carries no API key, or one that is not configured."""
+
+
+class PermissionDeniedError(RouterError):
+    """The call's API key is bound to another tenant than the one the request claims."""
+
+
+class ResourceExhaustedError(RouterError):
+    """A bound refused the call at once: its client's rate limit, or the calls already in flight.
+
+    `retry_after_s` (rate limit only) is when a retry will be admitted.
+    """
+
+    def __init__(self, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -20,6 +20,9 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--config", type=Path, help="YAML config (default: router/default_config.yaml)")
     serve.add_argument("--address", help="HOST:PORT to listen on (overrides server.address; port 0: any)")
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (overrides server.metrics_port)")
+    serve.add_argument(
+        "--http-address", help="HOST:PORT of the OpenAI-compatible HTTP door (overrides server.http.address)"
+    )
     serve.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     serve.set_defaults(handler=serve_command)
 
@@ -76,11 +79,13 @@ def serve_command(args: argparse.Namespace) -> int:
     from router.rpc.server import serve
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    http = None if args.http_address is None else {"address": args.http_address}
+    flags = {"address": args.address, "metrics_port": args.metrics_port, "http": http}
     if args.config is None:
-        config = with_server(load_config(None), address=args.address, metrics_port=args.metrics_port)
+        config = with_server(load_config(None), **flags)
         return asyncio.run(serve(config))
     # With --config the file is watched, and reloaded with the same flags on top (see router.config.reload).
-    source = ConfigSource(args.config, {"address": args.address, "metrics_port": args.metrics_port})
+    source = ConfigSource(args.config, flags)
     return asyncio.run(serve(source.load(), source))
 
 

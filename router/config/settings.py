@@ -16,15 +16,15 @@ import os
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -54,10 +54,38 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ServerSettings(_Strict):
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
+class _Listener(_Strict):
+    address: HostPort
+
+    @property
+    def host(self) -> str:
+        return self.address.rpartition(":")[0].strip("[]")
+
+
+class HttpSettings(_Listener):
+    """`server.http`: the OpenAI-compatible HTTP door (router.rpc.http), beside gRPC in the same process.
+
+    It shares the gRPC server's keys, limits (a body over `limits.max_message_bytes` is 413), pipeline and
+    request log. Plain HTTP: terminate TLS in front of it (`server.tls` applies to gRPC only).
+    """
+
+    address: HostPort = "127.0.0.1:8080"  # port 0: any
+
+
+class ServerSettings(_Listener):
     """`server:` where to listen and how long to drain on shutdown."""
 
-    address: str = "127.0.0.1:50051"
+    address: HostPort = "127.0.0.1:50051"
     # None: no /metrics endpoint; 0: any free port.
     metrics_port: int | None = Field(default=9464, ge=0, le=65535)
     metrics_address: str | None = None  # None: the host part of `address`
@@ -67,18 +95,7 @@ class ServerSettings(_Strict):
     limits: LimitsSettings = LimitsSettings()  # bounds per call and in total (router.rpc.limits)
     # Written on every request-log record; None: $RIGHTSIZE_REPLICA_ID, else `<hostname>:<bound port>`.
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
-
-    @field_validator("address")
-    @classmethod
-    def _has_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"expected HOST:PORT, got {value!r}")
-        return value
-
-    @property
-    def host(self) -> str:
-        return self.address.rpartition(":")[0].strip("[]")
+    http: HttpSettings | None = None  # None: no OpenAI-compatible HTTP door
 
     def replica_name(self, bound_port: int) -> str:
         """The replica id logged with each request: `replica_id`, else `<hostname>:<bound_port>`."""

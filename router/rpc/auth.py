@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 
 from router.config.guards import ApiKeyEntry, AuthSettings
+from router.errors import PermissionDeniedError, UnauthenticatedError
 from router.rpc.interceptors import PrefixGuardInterceptor, refuse
 
 KEY_PREFIX = "rsk_"
@@ -142,40 +143,30 @@ def bearer_key(metadata: Any) -> str | None:
     return None
 
 
-class AuthInterceptor(PrefixGuardInterceptor):
-    """Refuses Router calls without a configured key (UNAUTHENTICATED) or for another tenant
-    (PERMISSION_DENIED); other services (health, reflection) pass untouched."""
+class KeyCheck:
+    """The API-key check both doors share (gRPC metadata, HTTP `Authorization`): `admit()` names the client.
 
-    def __init__(self, settings: AuthSettings, guarded_prefix: str):
+    Raises UnauthenticatedError (no key, or one not configured) or PermissionDeniedError (a key bound to
+    another tenant than the request claims); a request that claims none gets the key's tenant.
+    """
+
+    def __init__(self, settings: AuthSettings):
         self.settings = settings
         self.keys = KeyRing(settings.api_keys)
-        self.guarded_prefix = guarded_prefix
 
-    @contextlib.asynccontextmanager
-    async def _guard(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        key = bearer_key(context.invocation_metadata())
+    async def admit(self, key: str | None, request: Any) -> str:
+        """The client id (`key[<index>]`) of `key`, after checking and filling `request.metadata`'s tenant."""
         index = None if key is None else await self.keys.identify(key)
         if index is None:
             reason = "missing" if key is None else "not valid"
-            await refuse(
-                context,
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"API key {reason}: send metadata 'authorization: Bearer <key>'",
-            )
+            raise UnauthenticatedError(f"API key {reason}: send 'authorization: Bearer <key>'")
         entry = self.keys.entries[index]
         self._claim_tenant(request, entry)
         if entry.tenant is not None and not self._tenant_allowed(request, entry.tenant):
-            await refuse(
-                context,
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"this API key may not act for the request's {self.settings.tenant_key!r}",
+            raise PermissionDeniedError(
+                f"this API key may not act for the request's {self.settings.tenant_key!r}"
             )
-        token = CLIENT_ID.set(f"key[{index}]")
-        try:
-            yield context
-        finally:
-            with contextlib.suppress(ValueError):  # a stream closed from another context: nothing to undo
-                CLIENT_ID.reset(token)
+        return f"key[{index}]"
 
     def _claim_tenant(self, request: Any, entry: ApiKeyEntry) -> None:
         """Write the key's tenant into a request that claims none (requests without metadata are skipped)."""
@@ -186,3 +177,27 @@ class AuthInterceptor(PrefixGuardInterceptor):
     def _tenant_allowed(self, request: Any, tenant: str) -> bool:
         metadata = getattr(request, "metadata", None)
         return metadata is None or metadata.get(self.settings.tenant_key) == tenant
+
+
+class AuthInterceptor(PrefixGuardInterceptor):
+    """Refuses Router calls without a configured key (UNAUTHENTICATED) or for another tenant
+    (PERMISSION_DENIED); other services (health, reflection) pass untouched."""
+
+    def __init__(self, check: KeyCheck, guarded_prefix: str):
+        self.check = check
+        self.guarded_prefix = guarded_prefix
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            client = await self.check.admit(bearer_key(context.invocation_metadata()), request)
+        except UnauthenticatedError as exc:
+            await refuse(context, grpc.StatusCode.UNAUTHENTICATED, f"{exc}")
+        except PermissionDeniedError as exc:
+            await refuse(context, grpc.StatusCode.PERMISSION_DENIED, f"{exc}")
+        token = CLIENT_ID.set(client)
+        try:
+            yield context
+        finally:
+            with contextlib.suppress(ValueError):  # a stream closed from another context: nothing to undo
+                CLIENT_ID.reset(token)

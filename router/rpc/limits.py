@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, NoReturn
 
 import grpc
@@ -25,6 +25,7 @@ from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from router.config.guards import LimitsSettings, RateLimitSettings
+from router.errors import InvalidRequestError, ResourceExhaustedError
 from router.rpc.auth import CLIENT_ID
 from router.rpc.interceptors import DeadlineContext, PrefixGuardInterceptor, refuse
 
@@ -91,12 +92,15 @@ async def _refuse_until(context: grpc.aio.ServicerContext, retry_ms: int) -> NoR
     )
 
 
-class LimitsInterceptor(PrefixGuardInterceptor):
-    """Applies `server.limits` to the methods under `guarded_prefix` (the Router service)."""
+class CallLimits:
+    """`server.limits` as both doors apply them, with one count of calls in flight and one bucket per client.
 
-    def __init__(self, settings: LimitsSettings, guarded_prefix: str, registry: CollectorRegistry):
+    `admit()` raises InvalidRequestError (too many messages) or ResourceExhaustedError (rate limit, with
+    `retry_after_s`; calls in flight), and counts the call in flight while its context is open.
+    """
+
+    def __init__(self, settings: LimitsSettings, registry: CollectorRegistry):
         self.settings = settings
-        self.guarded_prefix = guarded_prefix
         self.bucket = TokenBucket(settings.rate_limit) if settings.rate_limit else None
         self.in_flight = 0
         self.rejected = Counter(
@@ -106,41 +110,62 @@ class LimitsInterceptor(PrefixGuardInterceptor):
             lambda: self.in_flight
         )
 
-    @contextlib.asynccontextmanager
-    async def _guard(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    @contextlib.contextmanager
+    def admit(self, request: Any, client: str) -> Iterator[None]:
+        """Check `request` (its `messages`) and `client`'s bucket, then hold a place in flight."""
         messages = getattr(request, "messages", ())
         if len(messages) > self.settings.max_messages:
             self.rejected.labels("max_messages").inc()
-            await refuse(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the request holds {len(messages)} messages, over the limit of {self.settings.max_messages}",
+            raise InvalidRequestError(
+                f"the request holds {len(messages)} messages, over the limit of {self.settings.max_messages}"
             )
         if self.bucket is not None:
-            wait_s = self.bucket.take(CLIENT_ID.get() or "anonymous")
+            wait_s = self.bucket.take(client or "anonymous")
             if wait_s > 0:
                 self.rejected.labels("rate_limit").inc()
-                await _refuse_until(context, max(1, math.ceil(wait_s * 1000)))
+                retry_ms = max(1, math.ceil(wait_s * 1000))
+                raise ResourceExhaustedError(f"rate limit exceeded: retry in {retry_ms} ms", retry_ms / 1000)
         limit = self.settings.max_concurrent_calls
         if limit is not None and self.in_flight >= limit:
             self.rejected.labels("concurrency").inc()
-            await refuse(
-                context,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"server busy: {limit} calls in flight; retry later",
-            )
+            raise ResourceExhaustedError(f"server busy: {limit} calls in flight; retry later")
         self.in_flight += 1
         try:
-            yield self._with_default_deadline(context)
+            yield
         finally:
             self.in_flight -= 1
 
-    def _with_default_deadline(self, context: grpc.aio.ServicerContext) -> Any:
+    def default_deadline(self) -> tuple[float, str] | None:
+        """(a time.monotonic() instant, the reason) for a call that sent no deadline; None: no default."""
         default_s = self.settings.default_deadline_s
-        if default_s is None or context.time_remaining() is not None:
+        if default_s is None:
+            return None
+        reason = f"deadline exceeded: the server's default of {default_s:g} s (the client sent no deadline)"
+        return time.monotonic() + default_s, reason
+
+
+class LimitsInterceptor(PrefixGuardInterceptor):
+    """Applies `server.limits` (a CallLimits) to the methods under `guarded_prefix` (the Router service)."""
+
+    def __init__(self, limits: CallLimits, guarded_prefix: str):
+        self.limits = limits
+        self.guarded_prefix = guarded_prefix
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        with contextlib.ExitStack() as admitted:
+            try:
+                admitted.enter_context(self.limits.admit(request, CLIENT_ID.get()))
+            except InvalidRequestError as exc:
+                await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, f"{exc}")
+            except ResourceExhaustedError as exc:
+                if exc.retry_after_s is None:
+                    await refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}")
+                await _refuse_until(context, round(exc.retry_after_s * 1000))
+            yield self._with_default_deadline(context)
+
+    def _with_default_deadline(self, context: grpc.aio.ServicerContext) -> Any:
+        default = self.limits.default_deadline()
+        if default is None or context.time_remaining() is not None:
             return context
-        return DeadlineContext(
-            context,
-            time.monotonic() + default_s,
-            f"deadline exceeded: the server's default of {default_s:g} s (the client sent no deadline)",
-        )
+        return DeadlineContext(context, *default)

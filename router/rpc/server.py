@@ -8,7 +8,8 @@ Health is reported per service:
   is down (it is restarted with backoff; see router.backends.llama_child);
 - "rightsize.v1.Router/Complete/small" and ".../large": the same for one tier; a tier whose API key is
   missing is NOT_SERVING (its prompts are answered by the other tier, flagged as a fallback).
-All turn NOT_SERVING when the drain starts.
+All turn NOT_SERVING when the drain starts. With `server.http`, the OpenAI-compatible door (router.rpc.http)
+serves the same pipeline on the same loop; its /readyz reports these same statuses.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,9 @@ from router.recording import RequestRecorder
 from router.redact import install_secret_filter
 from router.routing.state import LiveState
 from router.routing.target_share import TargetShare
-from router.rpc.auth import AuthInterceptor
-from router.rpc.limits import LimitsInterceptor, grpc_options
+from router.rpc.auth import AuthInterceptor, KeyCheck
+from router.rpc.http import DoorParts, HttpDoor, bind
+from router.rpc.limits import CallLimits, LimitsInterceptor, grpc_options
 from router.rpc.service import RouterService
 from router.scoring_queue import ScoringQueue, TextScorer
 
@@ -76,6 +78,7 @@ class ServerParts:
     target_share: TargetShare
     model_watcher: ModelWatcher
     reloader: ConfigReloader | None = None  # only when served from a config file
+    http: HttpDoor | None = None  # only with server.http
 
 
 class RouterServer:
@@ -93,6 +96,7 @@ class RouterServer:
         self.target_share = parts.target_share
         self.model_watcher = parts.model_watcher
         self.reloader = parts.reloader
+        self.http = parts.http
         self.metrics_port: int | None = None  # bound by start()
         self._health_updates: set[asyncio.Task[None]] = set()
 
@@ -125,6 +129,8 @@ class RouterServer:
         if self.reloader is not None:
             self.reloader.start()
         await self.grpc_server.start()
+        if self.http is not None:
+            await self.http.start()
         for service in ("", ROUTER_SERVICE, *BREAKER_HEALTH_SERVICES.values()):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         for service in (COMPLETION_HEALTH_SERVICE, *TIER_HEALTH_SERVICES.values()):
@@ -172,7 +178,7 @@ class RouterServer:
             await self.reloader.stop()
         await self.target_share.stop()
         await self.health.enter_graceful_shutdown()
-        await self.grpc_server.stop(grace_s)
+        await asyncio.gather(self.grpc_server.stop(grace_s), *([self.http.stop()] if self.http else []))
         await self.embedded.stop()  # after the drain: in-flight calls to an embedded tier have finished
         self.model_watcher.stop()
         if self.pipeline.fewshot is not None:
@@ -221,12 +227,30 @@ def create_server(
         FewShotMetrics(metrics.registry),
     )
     pipeline = Pipeline(live, scoring, stack.backend, metrics, fewshot)
-    grpc_server, port = _bind(config, metrics)
+    key_check = KeyCheck(config.server.auth) if config.server.auth.enabled else None
+    limits = CallLimits(config.server.limits, metrics.registry)  # one count and bucket for both doors
+    grpc_server, port = _bind(config, _interceptors(key_check, limits))
     # Bound first: the default replica id names the port (with `server.address` port 0 too).
     recorder = RequestRecorder(
         config, pipeline, stack.backend, metrics.registry, config.server.replica_name(port)
     )
     _add_services(grpc_server, RouterService(recorder.pipeline, metrics), health)
+    http = None
+    if config.server.http is not None:
+        door = DoorParts(
+            settings=config.server.http,
+            pipeline=recorder.pipeline,
+            config=lambda: live.current.config,
+            metrics=metrics,
+            key_check=key_check,
+            limits=limits,
+            probe=_health_probe(health),
+            ready_service=COMPLETION_HEALTH_SERVICE,
+            max_body_bytes=config.server.limits.max_message_bytes,
+            grace_s=config.server.grace_period_s,
+            secrets=tier_secrets(config),
+        )
+        http = HttpDoor(door, bind(config.server.http.address))
     target_share = TargetShare(live, metrics.registry, clock=clock)
     watcher = ModelWatcher(
         model_registry(config),
@@ -236,16 +260,29 @@ def create_server(
     )
     reloader = ConfigReloader(source, target_share, metrics.registry) if source is not None else None
     parts = ServerParts(
-        config, grpc_server, health, metrics, live, stack, pipeline, recorder, target_share, watcher, reloader
+        config,
+        grpc_server,
+        health,
+        metrics,
+        live,
+        stack,
+        pipeline,
+        recorder,
+        target_share,
+        watcher,
+        reloader,
+        http,
     )
     return RouterServer(parts), port
 
 
-def _bind(config: RouterConfig, metrics: RouterMetrics) -> tuple[grpc.aio.Server, int]:
+def _bind(
+    config: RouterConfig, interceptors: list[grpc.aio.ServerInterceptor]
+) -> tuple[grpc.aio.Server, int]:
     """The gRPC server bound to `server.address`, with no services yet: (server, bound port)."""
     # SO_REUSEPORT off: a second server on a busy port must fail, not silently share it.
     grpc_server = grpc.aio.server(
-        interceptors=_interceptors(config, metrics),
+        interceptors=interceptors,
         options=[("grpc.so_reuseport", 0), *grpc_options(config.server.limits)],
     )
     try:
@@ -291,11 +328,40 @@ def _breaker_health(health: health_aio.HealthServicer) -> Callable[[Tier, State]
     return report
 
 
-def _interceptors(config: RouterConfig, metrics: RouterMetrics) -> list[grpc.aio.ServerInterceptor]:
+def _interceptors(key_check: KeyCheck | None, limits: CallLimits) -> list[grpc.aio.ServerInterceptor]:
     """Authentication (when keys are configured), then the bounds; both guard the Router service only."""
     prefix = f"/{ROUTER_SERVICE}/"
-    auth = [AuthInterceptor(config.server.auth, prefix)] if config.server.auth.enabled else []
-    return [*auth, LimitsInterceptor(config.server.limits, prefix, metrics.registry)]
+    auth = [AuthInterceptor(key_check, prefix)] if key_check is not None else []
+    return [*auth, LimitsInterceptor(limits, prefix)]
+
+
+class _ProbeContext:
+    """The one thing HealthServicer.Check asks of its context: abort() for an unknown service."""
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        raise LookupError(code)
+
+
+def _health_probe(health: health_aio.HealthServicer) -> Callable[[str], Awaitable[bool | None]]:
+    """`service` -> SERVING? (None: unknown), answered by the gRPC health servicer itself."""
+
+    async def probe(service: str) -> bool | None:
+        try:
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service), _ProbeContext())
+        except LookupError:
+            return None
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    return probe
+
+
+def tier_secrets(config: RouterConfig) -> tuple[str, ...]:
+    """The tiers' configured API keys (scrubbed from logs and from the HTTP door's errors)."""
+    return tuple(
+        tier.api_key.get_secret_value()
+        for tier in (config.tiers.small, config.tiers.large)
+        if tier.api_key is not None
+    )
 
 
 def model_registry(config: RouterConfig) -> ModelRegistry:
@@ -326,11 +392,7 @@ async def serve(config: RouterConfig, source: ConfigSource | None = None) -> int
     server, port = create_server(config, source=source)
     release_free_memory()  # loading the embedder leaves its parse buffers freed but resident
     freeze_startup_objects()  # start-up objects live as long as the process: no GC walks them
-    install_secret_filter(
-        tier.api_key.get_secret_value()
-        for tier in (config.tiers.small, config.tiers.large)
-        if tier.api_key is not None
-    )
+    install_secret_filter(tier_secrets(config))
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
@@ -343,6 +405,8 @@ async def serve(config: RouterConfig, source: ConfigSource | None = None) -> int
         await server.start()
         host = config.server.host
         metrics = f", metrics on http://{host}:{server.metrics_port}/metrics" if server.metrics_port else ""
+        if server.http is not None and config.server.http is not None:
+            metrics += f", OpenAI-compatible HTTP on http://{config.server.http.host}:{server.http.port}/v1"
         log.info("serving rightsize.v1.Router on %s:%d%s", host, port, metrics)
         await stopping.wait()
         log.info("draining in-flight calls (at most %.1f s)", config.server.grace_period_s)

@@ -1,9 +1,8 @@
-"""The gRPC servicer: proto -> domain, call the pipeline, domain -> proto, errors -> status via one table."""
+"""The gRPC servicer: proto -> domain, call the pipeline, domain -> proto, errors -> status (rpc.status)."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn, TypeVar
@@ -11,44 +10,13 @@ from typing import NoReturn, TypeVar
 import grpc
 
 import router.rpc.convert as convert
-from classifier.errors import ClassifierError
 from router._proto import router_pb2 as pb
 from router._proto import router_pb2_grpc as pb_grpc
-from router.errors import (
-    AllTiersFailedError,
-    BackendError,
-    DeadlineExceededError,
-    InvalidRequestError,
-    NotFoundError,
-    NotReadyError,
-)
 from router.metrics import RouterMetrics
 from router.recording import RecordingPipeline
-from router.requestlog import RequestLogError
+from router.rpc.status import report_failure, status_for
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# The one place errors become status codes; first matching type wins, anything else is INTERNAL.
-STATUS_BY_ERROR: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
-    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFoundError, grpc.StatusCode.NOT_FOUND),
-    (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (AllTiersFailedError, grpc.StatusCode.UNAVAILABLE),
-    (BackendError, grpc.StatusCode.UNAVAILABLE),
-    (NotReadyError, grpc.StatusCode.UNAVAILABLE),
-    (RequestLogError, grpc.StatusCode.UNAVAILABLE),  # log.sync: strict, and neither store nor spill took it
-)
-
-
-def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
-    """The status code and details a client receives for `exc`."""
-    for exc_type, code in STATUS_BY_ERROR:
-        if isinstance(exc, exc_type):
-            return code, str(exc)
-    if isinstance(exc, ClassifierError):
-        return grpc.StatusCode.INTERNAL, f"classifier error: {exc}"
-    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
 
 
 class RouterService(pb_grpc.RouterServicer):
@@ -113,12 +81,7 @@ class RouterService(pb_grpc.RouterServicer):
 
     async def _fail(self, method: str, context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
         """Report `exc` to the client as a status with details (context.abort raises)."""
-        code, details = status_for(exc)
-        self._count(method, code)
-        if code == grpc.StatusCode.INTERNAL:
-            log.error("%s failed", method, exc_info=exc)
-        elif code != grpc.StatusCode.INVALID_ARGUMENT:
-            log.warning("%s: %s: %s", method, code.name, details)
+        code, details = report_failure(method, exc, self.metrics)
         await context.abort(code, details)
         raise AssertionError("unreachable: abort raises")
 

@@ -233,8 +233,9 @@ def test_the_shipped_config_answers_with_smollm2_and_sigterm_leaves_no_child(
         )
     )
     serve = Process(
-        "serve", "--config", str(config), "--address", "127.0.0.1:0", "--metrics-port", "0", env=env
-    )
+        "serve", "--config", str(config), "--address", "127.0.0.1:0", "--metrics-port", "0",
+        "--http-address", "127.0.0.1:0", env=env,
+    )  # fmt: skip
     process_cleanup.append(serve)
     serve.wait_for(r"tier large: NOT live: openai/gpt-4o has no API key: set OPENAI_API_KEY")
     address = serve.wait_for(r"serving rightsize\.v1\.Router on (\S+:\d+)").group(1)
