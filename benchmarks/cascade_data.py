@@ -108,6 +108,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, help="stop after this many new answers")
+    parser.add_argument("--skip", type=int, default=0, help="start at this item (to split a run in two)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     from router.local_model import embedded_alias
@@ -117,7 +118,7 @@ def main() -> int:
     done: set[str] = set()
     if args.out.exists():
         done = {json.loads(line)["id"] for line in args.out.read_text().splitlines() if line.strip()}
-    todo = [item for item in items if item_id(item) not in done][: args.limit]
+    todo = [item for item in items[args.skip :] if item_id(item) not in done][: args.limit]
     print(f"{len(items)} items, {len(done)} done, {len(todo)} to go", flush=True)
     process, api_base, alias = start_server(args.model, args.threads)
     try:

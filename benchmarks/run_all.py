@@ -24,6 +24,7 @@ BENCHMARKS: list[tuple[str, str | None, list[str]]] = [
     ("bench_footprint.py", None, []),
     ("bench_local.py", "llama_cpp", []),
     ("bench_fewshot.py", "llama_cpp", []),
+    ("cascade.py", None, []),  # offline: the shipped answers, no model run
 ]
 
 
