@@ -251,7 +251,8 @@ def main() -> int:
     curves: dict[str, np.ndarray] = {}
     for split in ("lofo", "within"):
         head_bad = head_predictions(matrices[recipe.embeddings], rows, recipe, split)
-        head_scalar_bad = head_predictions(matrices[False], rows, replace(recipe, embeddings=False), split)
+        other = replace(recipe, embeddings=not recipe.embeddings)
+        head_other_bad = head_predictions(matrices[other.embeddings], rows, other, split)
         floor = np.zeros(len(rows))
         for f in sorted(set(families)):
             test = families == f
@@ -262,7 +263,7 @@ def main() -> int:
             "form alone": form_fail.astype(np.float64),
             "confidence alone": 1.0 - conf,
             "head alone": head_bad,
-            "head, scalar features only": head_scalar_bad,
+            f"head {'with' if other.embeddings else 'without'} the embeddings": head_other_bad,
             "cascade: form > confidence > head": cascade_order(form_fail, conf, floor, head_bad),
             "cascade + direct_large": cascade_order(
                 form_fail, conf, floor, head_bad, prompt_score >= direct_threshold
@@ -277,6 +278,8 @@ def main() -> int:
             split_out["pooled"][name] = figures(score, rows, boot)
         for f in sorted(set(families)):
             test = families == f
+            if correct[test].min() == correct[test].max():
+                continue  # always right or always wrong: nothing to rank, every router ties at 0.5
             sub = [r for r, t in zip(rows, test, strict=True) if t]
             split_out["by_family"][f] = {
                 name: figures(score[test], sub, 0)["apgr"] for name, score in orders.items()
@@ -374,7 +377,13 @@ def ship(
     """Train the head on every row and write the model directory, with the benchmark's figures."""
     from classifier.paths import SHIPPED_EMBEDDER
 
+    import os
+
     examples = [AnswerExample(r.item, r.correct, r.family) for r in rows]
+    data = args.data.resolve()
+    if data.is_relative_to(ROOT):  # the manifest names the file relative to the repository
+        os.chdir(ROOT)
+        data = data.relative_to(ROOT)
     lofo = results["splits"]["lofo"]
     manifest = train_answer_head(
         examples,
@@ -382,7 +391,7 @@ def ship(
         SHIPPED_EMBEDDER,
         args.ship,
         recipe=recipe,
-        data_files=[args.data],
+        data_files=[data],
         description=(
             "SmolLM2-135M-Instruct (Q4_1, llama.cpp, temperature 0, max_tokens 48) answers to synthetic "
             "tasks with programmatic ground truth (benchmarks/cascade_tasks.py); label: answer graded correct"

@@ -155,16 +155,30 @@ def test_onnx_scores_equal_sklearn_and_manifest_is_complete(
     recipe = AnswerRecipe(calibration_folds=3)
     items = [e.item for e in examples]
     good = np.array([e.good for e in examples], dtype=np.float64)
-    inputs = build_inputs(embedder, items, True, mask_rows(len(items), recipe))
+    inputs = build_inputs(embedder, items, recipe.embeddings, mask_rows(len(items), recipe))
     trainer = fit_head(inputs, good, np.ones(len(items)), recipe)
-    expected = trainer.predict_proba(build_inputs(embedder, items, True))[:, 1]
+    expected = trainer.predict_proba(build_inputs(embedder, items, recipe.embeddings))[:, 1]
     scorer = AnswerScorer.from_path(out, embedder=embedder)
     assert np.allclose(scorer.score(items), expected, atol=1e-5)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["head"]["features"] == list(ANSWER_FEATURE_NAMES)
-    assert manifest["head"]["inputs"] == 2 * 384 + len(ANSWER_FEATURE_NAMES)
+    assert manifest["head"]["inputs"] == len(ANSWER_FEATURE_NAMES)  # the default recipe: no embeddings
     assert manifest["training_data"]["rows_by_group"] == {"arithmetic": 60}
     assert scorer.version == manifest["version"]
+
+
+def test_a_head_with_embeddings_round_trips(embedder: Embedder, tmp_path: Path) -> None:
+    examples = _synthetic("date", 30, 4)
+    recipe = AnswerRecipe(embeddings=True, calibration_folds=2)
+    train_answer_head(examples, embedder, SHIPPED_EMBEDDER, tmp_path / "m", recipe=recipe)
+    items = [e.item for e in examples]
+    good = np.array([e.good for e in examples], dtype=np.float64)
+    trainer = fit_head(build_inputs(embedder, items, True, mask_rows(30, recipe)), good, np.ones(30), recipe)
+    scorer = AnswerScorer.from_path(tmp_path / "m", embedder=embedder)
+    assert scorer.manifest.head.inputs == 2 * 384 + len(ANSWER_FEATURE_NAMES)
+    assert np.allclose(
+        scorer.score(items), trainer.predict_proba(build_inputs(embedder, items, True))[:, 1], atol=1e-5
+    )
 
 
 def test_held_out_group_is_ranked_by_confidence(
