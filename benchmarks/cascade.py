@@ -375,9 +375,9 @@ def ship(
     results: dict[str, Any],
 ) -> None:
     """Train the head on every row and write the model directory, with the benchmark's figures."""
-    from classifier.paths import SHIPPED_EMBEDDER
-
     import os
+
+    from classifier.paths import SHIPPED_EMBEDDER
 
     examples = [AnswerExample(r.item, r.correct, r.family) for r in rows]
     data = args.data.resolve()
