@@ -1,0 +1,107 @@
+"""The serving-time answer-quality head: (prompt, answer, signals) -> P(small answer is good) in [0, 1]."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast, get_args
+
+import numpy as np
+
+from classifier.answer.inputs import ANSWER_FEATURE_NAMES, ANSWER_FEATURES_VERSION, AnswerInput, head_inputs
+from classifier.answer.training import HEAD_KIND, select_inputs
+from classifier.artifacts import Manifest, read_manifest, resolve_embedder, verify_head
+from classifier.embedding import Embedder, LongText, session_options
+from classifier.errors import ModelLoadError
+
+
+class AnswerScorer:
+    """Embedder + the ONNX answer head of one model directory. Thread-safe, like classifier.scoring.Scorer."""
+
+    def __init__(self, embedder: Embedder, head_session: Any, manifest: Manifest, model_dir: Path):
+        self.embedder = embedder
+        self._head = head_session
+        self._head_input = head_session.get_inputs()[0].name
+        self.manifest = manifest
+        self.model_dir = model_dir
+        self._embeddings = manifest.head.inputs != len(ANSWER_FEATURE_NAMES)
+
+    @classmethod
+    def from_path(
+        cls, model_dir: Path, *, embedder: Embedder | None = None, threads: int | None = None
+    ) -> AnswerScorer:
+        """Load and verify an answer-head directory (manifest, head sha256, embedder id and sha256).
+
+        Pass the router's already-loaded `embedder` to share it; it must be the file the head was
+        trained on (same id and sha256), else ModelLoadError.
+        """
+        import onnxruntime as ort
+
+        model_dir = Path(model_dir)
+        manifest = read_manifest(model_dir)
+        head = manifest.head
+        if head.kind != HEAD_KIND:
+            raise ModelLoadError(f"{model_dir}: not an answer-quality head (kind {head.kind!r})")
+        if head.features_version != ANSWER_FEATURES_VERSION or tuple(head.features) != ANSWER_FEATURE_NAMES:
+            raise ModelLoadError(
+                f"{model_dir}: the head expects answer features v{head.features_version} {head.features}, "
+                f"this build computes v{ANSWER_FEATURES_VERSION}"
+            )
+        dim, scalars = manifest.embedder.dim, len(ANSWER_FEATURE_NAMES)
+        if head.inputs not in (scalars, 2 * dim + scalars):
+            raise ModelLoadError(f"{model_dir}: head has {head.inputs} inputs, expected {2 * dim + scalars}")
+        if embedder is None:
+            if manifest.long_text not in get_args(LongText):
+                raise ModelLoadError(f"{model_dir}: unknown long_text {manifest.long_text!r}")
+            embedder_dir = resolve_embedder(model_dir, manifest.embedder)
+            embedder = Embedder.from_path(
+                embedder_dir,
+                variant=manifest.embedder.file,
+                threads=threads,
+                long_text=cast(LongText, manifest.long_text),
+            )
+        elif (
+            embedder.info.id != manifest.embedder.id
+            or embedder.info.files.get(embedder.variant) != manifest.embedder.sha256
+        ):
+            raise ModelLoadError(
+                f"{model_dir}: the answer head was trained on {manifest.embedder.id} "
+                f"({manifest.embedder.file}); the embedder passed in is {embedder.info.id} "
+                f"({embedder.variant})"
+            )
+        head_path = verify_head(model_dir, manifest)
+        try:
+            session = ort.InferenceSession(
+                str(head_path), sess_options=session_options(1), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises bare exceptions for bad graphs
+            raise ModelLoadError(f"{head_path}: cannot load the answer head: {exc}") from exc
+        return cls(embedder, session, manifest, model_dir)
+
+    @property
+    def version(self) -> str:
+        """The head's content-hash version id."""
+        return self.manifest.version
+
+    def score(self, items: Sequence[AnswerInput]) -> np.ndarray:
+        """float32 [len(items)] in [0, 1]: P(the small answer is good enough)."""
+        if not items:
+            return np.zeros(0, dtype=np.float32)
+        prompts = self.embedder.embed([item.prompt for item in items])
+        return self.score_embedded(prompts, items)
+
+    def score_one(self, item: AnswerInput, prompt_embedding: np.ndarray | None = None) -> float:
+        """P(good) in [0, 1] of one answer; pass the routing embedding of its prompt to skip re-embedding."""
+        if prompt_embedding is None:
+            return float(self.score([item])[0])
+        return float(self.score_embedded(prompt_embedding.reshape(1, -1), [item])[0])
+
+    def score_embedded(self, prompt_embeddings: np.ndarray, items: Sequence[AnswerInput]) -> np.ndarray:
+        """Like `score`, with the prompts' embeddings already computed (the router's routing vectors)."""
+        if not items:
+            return np.zeros(0, dtype=np.float32)
+        answers = self.embedder.embed([item.answer for item in items])
+        inputs = head_inputs(prompt_embeddings.astype(np.float32), answers, items)
+        inputs = select_inputs(inputs, self._embeddings, self.embedder.dim)
+        probabilities = self._head.run(None, {self._head_input: inputs})[-1]
+        return np.clip(np.asarray(probabilities, dtype=np.float32)[:, 1], 0.0, 1.0)
