@@ -387,7 +387,8 @@ def _tool_calls(raw: Any) -> tuple[ToolCall, ...]:
         arguments = getattr(function, "arguments", None) or "{}"
         if not isinstance(arguments, str):  # an object from a provider adapter: keep JSON text
             arguments = json.dumps(arguments)
-        calls.append(ToolCall(getattr(item, "id", None) or f"call_{index}", function.name or "", arguments))
+        name = getattr(function, "name", None) or ""
+        calls.append(ToolCall(getattr(item, "id", None) or f"call_{index}", name, arguments))
     return tuple(calls)
 
 
