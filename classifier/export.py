@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from classifier.digest import sha256_file
+from classifier.embedding import DATA_FILE, DATA_SHA_KEY, VARIANT_FILES, Embedder
 from classifier.errors import ExportError
 
 EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -82,12 +83,16 @@ def export_embedder(out_dir: Path, *, quantize: bool = False) -> Path:
     return out_dir
 
 
-INT8_FILE = "model.int8.onnx"
+INT8_FILE = VARIANT_FILES["int8"]
 SMOOTH_ALPHA = 0.6
 
 
 def quantize_embedder(
-    directory: Path, *, alpha: float = SMOOTH_ALPHA, calibration: list[str] | None = None
+    directory: Path,
+    *,
+    alpha: float = SMOOTH_ALPHA,
+    calibration: list[str] | None = None,
+    reduce_range: bool = True,
 ) -> Path:
     """Write `model.int8.onnx` next to `model.onnx` and list it in `embedder.json`; no torch needed.
 
@@ -110,8 +115,6 @@ def quantize_embedder(
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from classifier.embedding import Embedder
-
     source = directory / "model.onnx"
     graph = onnx.load(str(source))
     keep_fp32 = [
@@ -133,6 +136,7 @@ def quantize_embedder(
             str(target),
             weight_type=QuantType.QInt8,
             per_channel=True,
+            reduce_range=reduce_range,
             nodes_to_exclude=keep_fp32,
             # The fused contrib ops defeat shape inference; their outputs are float.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -338,8 +342,6 @@ def _optimize(raw_path: Path, final_path: Path) -> None:
     optimized.save_model_to_file(str(final_path))
 
 
-DATA_SHA_KEY = "rightsize.external_data_sha256"
-DATA_FILE = "model.onnx.data"  # the memory-mapped embedding tables, shared by model.onnx and model.int8.onnx
 _PAGE_ALIGN = 65536  # onnxruntime memory-maps external data aligned to the mapping granularity
 
 
@@ -395,15 +397,6 @@ def _write_embedder_info(out_dir: Path) -> None:
         "files": {name: sha256_file(out_dir / name) for name in files},
     }
     (out_dir / "embedder.json").write_text(json.dumps(info, indent=2) + "\n")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
