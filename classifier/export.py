@@ -96,19 +96,30 @@ def quantize_embedder(
 ) -> Path:
     """Write `model.int8.onnx` next to `model.onnx` and list it in `embedder.json`; no torch needed.
 
-    Dynamic int8, per-channel weights, for the packed QKV weights of the six Attention ops and every
-    MatMul except the six feed-forward output projections (quantising those too dropped the worst-case
-    cosine to 0.888, and still to 0.92-0.97 after smoothing). Before quantising, `smooth_activations`
-    (SmoothQuant, `alpha`) moves the LayerNorm outputs' outlier channels into the weights, calibrated on
-    `calibration` texts (default: the built-in `calibration_texts()`, so no data files are needed).
+    Dynamic int8, per-channel 7-bit weights (`reduce_range`: |w| <= 64), for the packed QKV weights of
+    the six Attention ops and every MatMul except the six feed-forward output projections (quantising
+    those too dropped the worst-case cosine to 0.888, and still to 0.92-0.97 after smoothing). Before
+    quantising, `smooth_activations` (SmoothQuant, `alpha`) moves the LayerNorm outputs' outlier channels
+    into the weights, calibrated on `calibration` texts (default: the built-in `calibration_texts()`, so
+    no data files are needed).
 
     The embedding tables are lookups, not MatMuls: they stay fp32 and the int8 graph reads them from the
     same memory-mapped `model.onnx.data` as the fp32 graph (no second copy on disk or in memory).
     Quantising them too (QEmbedLayerNormalization) moved the routing head's AUC by -0.0017 on 3,000 rows,
     against -0.0006 with fp32 tables.
 
-    Cosine to the fp32 graph on the parity corpus (242 texts): worst 0.977 -> 0.993, mean 0.9953 ->
-    0.9986; 40 held-out short strings embedded one by one: worst 0.980 -> 0.996.
+    Why 7-bit: on x86 CPUs without VNNI (AVX2, AVX-512 without VNNI), onnxruntime multiplies u8
+    activations by s8 weights with vpmaddubsw, which adds each pair of products into a saturating int16.
+    Full 8-bit weights overflow it where smoothing made weights large (mean cosine to fp32 0.966, worst
+    0.931 on 60 parity texts under `qemu-x86_64 -cpu Haswell`, against 0.9984 and 0.9944 on VNNI). With
+    |w| <= 64 a pair is at most 2 x 255 x 64 = 32640 <= 32767: every x86 kernel computes the same exact
+    integer dot products, so the embeddings do not depend on the CPU beyond the fp32 ops' last bits.
+    `reduce_range=False` gives the old 8-bit graph (slightly closer to fp32, on VNNI CPUs only).
+
+    Cosine to the fp32 graph on the parity corpus (242 texts, `python benchmarks/embedder_parity.py`),
+    7-bit as shipped: worst 0.9908, mean 0.9978, short strings one by one worst 0.9943 (8-bit on VNNI:
+    0.993, 0.9986, 0.996; unsmoothed 8-bit: 0.977, 0.9953). Alpha 0.5, 0.7 and 0.8 gave worst 0.9898,
+    0.9891 and 0.9888 with 7-bit weights.
     """
     import tempfile
 
@@ -145,9 +156,10 @@ def quantize_embedder(
     info_path = directory / "embedder.json"
     info = json.loads(info_path.read_text())
     info["files"][INT8_FILE] = sha256_file(target)
+    bits = "7-bit weights (|w| <= 64: no 16-bit saturation on any x86 kernel)" if reduce_range else "8-bit"
     info["int8"] = (
-        f"SmoothQuant (alpha {alpha}) + dynamic per-channel int8 MatMuls; feed-forward output projections "
-        f"and the embedding tables (shared {DATA_FILE}) kept fp32"
+        f"SmoothQuant (alpha {alpha}) + dynamic per-channel int8 MatMuls, {bits}; feed-forward output "
+        f"projections and the embedding tables (shared {DATA_FILE}) kept fp32"
     )
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     return target
