@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 
-.PHONY: serve test test-fast install install-dev install-lint lint proto contract node-client bench bench-smoke clean
+.PHONY: serve test test-fast stop-postgres install install-dev install-lint lint proto contract node-client bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,14 @@ install-dev: $(BIN)/python
 	$(LOCAL_BUILD_ENV) $(PIP) install -q -e '.[dev,export,local]'
 	$(COMPILE)
 
-# The test command CI runs (.ci/run calls exactly this).
+# The test command CI runs (.ci/run calls exactly this). scripts/test_env.sh installs PostgreSQL (apt) when
+# missing and starts a throwaway cluster on 127.0.0.1:54329 that keeps running afterwards (a second run
+# reuses it); `make stop-postgres` stops it.
 test: install-dev
 	. scripts/test_env.sh && $(BIN)/python -m pytest -q -p no:cacheprovider
+
+stop-postgres:
+	bash scripts/ci_postgres.sh stop
 
 # The checkers only: the base install plus ruff, mypy and import-linter (no llama.cpp build, no torch).
 install-lint: $(BIN)/python

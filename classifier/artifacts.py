@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from classifier.digest import sha256_file
 from classifier.embedding import read_embedder_info
 from classifier.errors import ModelLoadError
-from classifier.export import sha256_file
 from classifier.paths import SHIPPED_EMBEDDERS
 
 MANIFEST = "manifest.json"

@@ -12,13 +12,17 @@ from typing import Any, Literal
 
 import numpy as np
 
+from classifier.digest import sha256_file
 from classifier.errors import ModelLoadError
 
 LongText = Literal["head_tail", "joined", "truncate"]
 EmbedderVariant = Literal["fp32", "int8"]
 # The files of an exported embedder: fp32 (parity with sentence-transformers >= 0.999) and int8
-# (classifier.export.quantize_embedder; cosine to fp32 >= 0.99, about 1.4x faster, about 20 MB less memory).
+# (classifier.export.quantize_embedder, 7-bit weights: cosine to fp32 >= 0.99 on every x86 CPU, about 20 MB
+# less memory).
 VARIANT_FILES: dict[EmbedderVariant, str] = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+DATA_FILE = "model.onnx.data"  # the memory-mapped embedding tables, shared by model.onnx and model.int8.onnx
+DATA_SHA_KEY = "rightsize.external_data_sha256"  # the graphs' metadata key pinning DATA_FILE's sha256
 _BATCH_TOKENS = 2048  # padded tokens per onnxruntime run: less padding and less memory than 8192 (measured)
 
 
@@ -91,8 +95,6 @@ class Embedder:
         """Load `directory/{variant, tokenizer.json, embedder.json}`; with `verify`, check the sha256s."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
-
-        from classifier.export import DATA_FILE, DATA_SHA_KEY, sha256_file
 
         info = read_embedder_info(directory)
         model_path = directory / variant

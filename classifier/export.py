@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from classifier.digest import sha256_file
+from classifier.embedding import DATA_FILE, DATA_SHA_KEY, VARIANT_FILES, Embedder
 from classifier.errors import ExportError
 
 EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -82,35 +83,48 @@ def export_embedder(out_dir: Path, *, quantize: bool = False) -> Path:
     return out_dir
 
 
-INT8_FILE = "model.int8.onnx"
+INT8_FILE = VARIANT_FILES["int8"]
 SMOOTH_ALPHA = 0.6
 
 
 def quantize_embedder(
-    directory: Path, *, alpha: float = SMOOTH_ALPHA, calibration: list[str] | None = None
+    directory: Path,
+    *,
+    alpha: float = SMOOTH_ALPHA,
+    calibration: list[str] | None = None,
+    reduce_range: bool = True,
 ) -> Path:
     """Write `model.int8.onnx` next to `model.onnx` and list it in `embedder.json`; no torch needed.
 
-    Dynamic int8, per-channel weights, for the packed QKV weights of the six Attention ops and every
-    MatMul except the six feed-forward output projections (quantising those too dropped the worst-case
-    cosine to 0.888, and still to 0.92-0.97 after smoothing). Before quantising, `smooth_activations`
-    (SmoothQuant, `alpha`) moves the LayerNorm outputs' outlier channels into the weights, calibrated on
-    `calibration` texts (default: the built-in `calibration_texts()`, so no data files are needed).
+    Dynamic int8, per-channel 7-bit weights (`reduce_range`: |w| <= 64), for the packed QKV weights of
+    the six Attention ops and every MatMul except the six feed-forward output projections (quantising
+    those too dropped the worst-case cosine to 0.888, and still to 0.92-0.97 after smoothing). Before
+    quantising, `smooth_activations` (SmoothQuant, `alpha`) moves the LayerNorm outputs' outlier channels
+    into the weights, calibrated on `calibration` texts (default: the built-in `calibration_texts()`, so
+    no data files are needed).
 
     The embedding tables are lookups, not MatMuls: they stay fp32 and the int8 graph reads them from the
     same memory-mapped `model.onnx.data` as the fp32 graph (no second copy on disk or in memory).
     Quantising them too (QEmbedLayerNormalization) moved the routing head's AUC by -0.0017 on 3,000 rows,
     against -0.0006 with fp32 tables.
 
-    Cosine to the fp32 graph on the parity corpus (242 texts): worst 0.977 -> 0.993, mean 0.9953 ->
-    0.9986; 40 held-out short strings embedded one by one: worst 0.980 -> 0.996.
+    Why 7-bit: on x86 CPUs without VNNI (AVX2, AVX-512 without VNNI), onnxruntime multiplies u8
+    activations by s8 weights with vpmaddubsw, which adds each pair of products into a saturating int16.
+    Full 8-bit weights overflow it where smoothing made weights large (mean cosine to fp32 0.966, worst
+    0.931 on 60 parity texts under `qemu-x86_64 -cpu Haswell`, against 0.9984 and 0.9944 on VNNI). With
+    |w| <= 64 a pair is at most 2 x 255 x 64 = 32640 <= 32767: every x86 kernel computes the same exact
+    integer dot products, so the embeddings do not depend on the CPU beyond the fp32 ops' last bits.
+    `reduce_range=False` gives the old 8-bit graph (slightly closer to fp32, on VNNI CPUs only).
+
+    Cosine to the fp32 graph on the parity corpus (242 texts, `python benchmarks/embedder_parity.py`),
+    7-bit as shipped: worst 0.9908, mean 0.9978, short strings one by one worst 0.9943 (8-bit on VNNI:
+    0.993, 0.9986, 0.996; unsmoothed 8-bit: 0.977, 0.9953). Alpha 0.5, 0.7 and 0.8 gave worst 0.9898,
+    0.9891 and 0.9888 with 7-bit weights.
     """
     import tempfile
 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from classifier.embedding import Embedder
 
     source = directory / "model.onnx"
     graph = onnx.load(str(source))
@@ -133,6 +147,7 @@ def quantize_embedder(
             str(target),
             weight_type=QuantType.QInt8,
             per_channel=True,
+            reduce_range=reduce_range,
             nodes_to_exclude=keep_fp32,
             # The fused contrib ops defeat shape inference; their outputs are float.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -141,9 +156,10 @@ def quantize_embedder(
     info_path = directory / "embedder.json"
     info = json.loads(info_path.read_text())
     info["files"][INT8_FILE] = sha256_file(target)
+    bits = "7-bit weights (|w| <= 64: no 16-bit saturation on any x86 kernel)" if reduce_range else "8-bit"
     info["int8"] = (
-        f"SmoothQuant (alpha {alpha}) + dynamic per-channel int8 MatMuls; feed-forward output projections "
-        f"and the embedding tables (shared {DATA_FILE}) kept fp32"
+        f"SmoothQuant (alpha {alpha}) + dynamic per-channel int8 MatMuls, {bits}; feed-forward output "
+        f"projections and the embedding tables (shared {DATA_FILE}) kept fp32"
     )
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     return target
@@ -338,8 +354,6 @@ def _optimize(raw_path: Path, final_path: Path) -> None:
     optimized.save_model_to_file(str(final_path))
 
 
-DATA_SHA_KEY = "rightsize.external_data_sha256"
-DATA_FILE = "model.onnx.data"  # the memory-mapped embedding tables, shared by model.onnx and model.int8.onnx
 _PAGE_ALIGN = 65536  # onnxruntime memory-maps external data aligned to the mapping granularity
 
 
@@ -395,15 +409,6 @@ def _write_embedder_info(out_dir: Path) -> None:
         "files": {name: sha256_file(out_dir / name) for name in files},
     }
     (out_dir / "embedder.json").write_text(json.dumps(info, indent=2) + "\n")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,9 @@ find_bin() {
 }
 
 PG_BIN="$(find_bin)"
+if [[ "${1:-start}" == stop && ! -f "${DATA_DIR}/postmaster.pid" ]]; then
+    exit 0  # nothing running: in particular, never install PostgreSQL only to stop it
+fi
 if [[ -z "${PG_BIN}" || ! -x "${PG_BIN}/initdb" ]]; then
     log "installing the Debian package postgresql"
     export DEBIAN_FRONTEND=noninteractive

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path in SLOW_FILES or any(item.get_closest_marker(name) for name in SLOW_MARKERS):
             item.add_marker(pytest.mark.slow)
+
+
+STATE_DIR = ROOT / "var"  # what `make serve` writes (request log, spill files): tests never touch it
+
+
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in an empty directory of its own: a config without a `log:` section logs to
+    `var/rightsize/requests.db` relative to the working directory, which must not be the checkout's."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+def _state_snapshot() -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(STATE_DIR)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(STATE_DIR.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _checkout_state_untouched() -> Iterator[None]:
+    """Fails the run when any test wrote into the checkout's `var/` (e.g. a subprocess started with
+    cwd=ROOT and no --config)."""
+    before = _state_snapshot()
+    yield
+    after = _state_snapshot()
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert not changed, f"tests wrote into {STATE_DIR}: {', '.join(changed)}"
 
 
 @pytest.fixture(scope="session")

@@ -375,11 +375,14 @@ def load_scorer(config: RouterConfig, path: Path | None = None) -> TextScorer:
     from classifier.scoring import Scorer
 
     path = path if path is not None else model_registry(config).current_path()
+    from classifier.cpu import describe_cpu
     from classifier.embedding import VARIANT_FILES
 
     choice = config.scoring.embedder
     variant = None if choice == "trained" else VARIANT_FILES[choice]
-    return Scorer.from_path(path, threads=config.scoring.threads, embedder_file=variant)
+    scorer = Scorer.from_path(path, threads=config.scoring.threads, embedder_file=variant)
+    log.info("embedder %s (scoring.embedder: %s) on %s", scorer.embedder.variant, choice, describe_cpu())
+    return scorer
 
 
 async def serve(config: RouterConfig, source: ConfigSource | None = None) -> int:

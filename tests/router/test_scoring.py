@@ -77,8 +77,14 @@ async def test_a_scoring_failure_reaches_every_waiting_caller() -> None:
     ("choice", "served"),
     [("trained", "model.int8.onnx"), ("fp32", "model.onnx"), ("int8", "model.int8.onnx")],
 )
-def test_the_served_embedder_is_the_trained_one_unless_configured(choice: str, served: str) -> None:
-    """`scoring.embedder: trained` (the default) serves the file the shipped head was trained on (int8)."""
+def test_the_served_embedder_is_the_trained_one_unless_configured(
+    choice: str, served: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`scoring.embedder: trained` (the default) serves the file the shipped head was trained on (int8),
+    and start-up logs that file with the CPU features it was chosen on."""
+    import logging
+
+    from classifier.cpu import describe_cpu
     from router.config import RouterConfig
     from router.rpc.server import load_scorer
     from tests.router.support import MODEL_DIR
@@ -87,6 +93,8 @@ def test_the_served_embedder_is_the_trained_one_unless_configured(choice: str, s
     models = {"dir": str(MODEL_DIR.parent), "active": MODEL_DIR.name}
     config = RouterConfig.model_validate({"tiers": tiers, "models": models, "scoring": {"embedder": choice}})
     assert RouterConfig.model_validate({"tiers": tiers}).scoring.embedder == "trained"
-    scorer = load_scorer(config)
+    with caplog.at_level(logging.INFO, logger="router.server"):
+        scorer = load_scorer(config)
     assert scorer.embedder.variant == served  # type: ignore[attr-defined]
+    assert f"embedder {served} (scoring.embedder: {choice}) on {describe_cpu()}" in caplog.messages
     assert scorer.manifest.embedder.file == "model.int8.onnx"  # type: ignore[attr-defined]

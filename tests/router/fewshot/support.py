@@ -9,7 +9,9 @@ from typing import Any
 
 from router.requestlog import Label, LogRecord, RequestLogStore, ShadowAnswer, open_store, prompt_digest
 
-T0 = datetime(2026, 11, 1, tzinfo=UTC)
+# Relative to now: the few-shot log window (`log_window_days`, 30 by default) is counted back from now,
+# so a fixed date would fall out of it one day.
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 
 
 def record(i: int, text: str, response: str | None, **overrides: Any) -> LogRecord:
