@@ -390,8 +390,11 @@ def load_scorer(config: RouterConfig, path: Path | None = None) -> TextScorer:
     from classifier.embedding import VARIANT_FILES
 
     choice = config.scoring.embedder
-    variant = None if choice == "trained" else VARIANT_FILES[choice]
-    return Scorer.from_path(path, threads=config.scoring.threads, embedder_file=variant)
+    variant = None if choice == "trained" else "auto" if choice == "auto" else VARIANT_FILES[choice]
+    scorer = Scorer.from_path(path, threads=config.scoring.threads, embedder_file=variant)
+    if scorer.tuning is not None:  # scoring.embedder / scoring.threads: auto (classifier.autotune)
+        log.info("classifier %s: %s", scorer.version, scorer.tuning.summary())
+    return scorer
 
 
 async def serve(config: RouterConfig, source: ConfigSource | None = None) -> int:

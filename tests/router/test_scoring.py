@@ -78,7 +78,8 @@ async def test_a_scoring_failure_reaches_every_waiting_caller() -> None:
     [("trained", "model.int8.onnx"), ("fp32", "model.onnx"), ("int8", "model.int8.onnx")],
 )
 def test_the_served_embedder_is_the_trained_one_unless_configured(choice: str, served: str) -> None:
-    """`scoring.embedder: trained` (the default) serves the file the shipped head was trained on (int8)."""
+    """`scoring.embedder: trained` serves the file the shipped head was trained on (int8); the default is
+    `auto`, measured at start-up (tests/classifier/test_autotune.py)."""
     from router.config import RouterConfig
     from router.rpc.server import load_scorer
     from tests.router.support import MODEL_DIR
@@ -86,7 +87,8 @@ def test_the_served_embedder_is_the_trained_one_unless_configured(choice: str, s
     tiers = {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "ollama_chat/llama3:70b"}}
     models = {"dir": str(MODEL_DIR.parent), "active": MODEL_DIR.name}
     config = RouterConfig.model_validate({"tiers": tiers, "models": models, "scoring": {"embedder": choice}})
-    assert RouterConfig.model_validate({"tiers": tiers}).scoring.embedder == "trained"
+    defaults = RouterConfig.model_validate({"tiers": tiers}).scoring
+    assert (defaults.embedder, defaults.threads) == ("auto", "auto")
     scorer = load_scorer(config)
     assert scorer.embedder.variant == served  # type: ignore[attr-defined]
     assert scorer.manifest.embedder.file == "model.int8.onnx"  # type: ignore[attr-defined]
