@@ -15,7 +15,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -71,9 +73,12 @@ def start_server(
     model_dir: Path,
     scoring: dict[str, object] | None = None,
     speculative: bool = False,
+    seen: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
+    """A `rightsize serve` subprocess on `model_dir`; `seen` gets the embedder file and threads it chose
+    (scoring: auto) and its metrics port."""
     config = {
-        "server": {"address": "127.0.0.1:0", "metrics_port": None},
+        "server": {"address": "127.0.0.1:0", "metrics_port": 0},
         "tiers": {
             "small": {"model": "ollama_chat/llama3:8b", "api_base": standin.url},
             "large": {"model": "ollama_chat/llama3:70b", "api_base": standin.url},
@@ -95,7 +100,12 @@ def start_server(
     )
     assert process.stderr is not None
     for line in process.stderr:
+        if (choice := re.search(r"embedder (\S+) with (\d+) thread", line)) and seen is not None:
+            seen.update(file=choice.group(1), threads=choice.group(2))
         if match := re.search(r"serving rightsize\.v1\.Router on (\S+:\d+)", line):
+            if (metrics := re.search(r"metrics on http://\S+:(\d+)/", line)) and seen is not None:
+                seen["metrics_port"] = metrics.group(1)
+            threading.Thread(target=lambda: [None for _ in process.stderr or ()], daemon=True).start()
             return process, match.group(1)
     raise SystemExit(f"the server did not start (exit {process.wait()})")
 
@@ -127,18 +137,32 @@ async def bench_classifier(model_dir: Path, n: int, warmup: int, scoring: dict[s
     from classifier.scoring import Scorer
     from router.scoring_queue import ScoringQueue
 
-    threads = None if scoring.get("threads") is None else int(str(scoring["threads"]))
+    threads: int | str | None = scoring.get("threads")  # type: ignore[assignment]
+    threads = None if threads is None else threads if threads == "auto" else int(str(threads))
     choice = scoring.get("embedder")
     embedder_file = VARIANT_FILES[choice] if choice in ("fp32", "int8") else None  # type: ignore[index]
+    if choice in VARIANT_FILES.values():  # the file the server measured and chose (scoring: auto)
+        embedder_file = str(choice)
     scorer = Scorer.from_path(model_dir, threads=threads, embedder_file=embedder_file)
     for i in range(warmup):
         scorer.score([PROMPTS[i % len(PROMPTS)]])
-    samples = []
+    samples, embedding = [], []
     for i in range(n):
         started = time.perf_counter()
         scorer.score([PROMPTS[i % len(PROMPTS)]])
         samples.append(time.perf_counter() - started)
-    results = {"classifier in-process": percentiles(samples)}
+        started = time.perf_counter()
+        scorer.embedder.embed([PROMPTS[i % len(PROMPTS)]])
+        embedding.append(time.perf_counter() - started)
+    results = {"classifier in-process": percentiles(samples), "embedding in-process": percentiles(embedding)}
+    reference = sentence_transformer()
+    if reference is not None:
+        torch_samples = []
+        for i in range(warmup + n):
+            started = time.perf_counter()
+            reference.encode([PROMPTS[i % len(PROMPTS)]], normalize_embeddings=True)
+            torch_samples.append(time.perf_counter() - started)
+        results["sentence-transformers encode"] = percentiles(torch_samples[warmup:])
 
     async def through_executor_and_queue() -> None:
         executor = ThreadPoolExecutor(max_workers=1)
@@ -162,15 +186,67 @@ async def bench_classifier(model_dir: Path, n: int, warmup: int, scoring: dict[s
         executor.shutdown()
 
     await through_executor_and_queue()
+    ceiling_scorer.append(scorer)
     return results
 
 
-async def bench_server(address: str, n: int, warmup: int, concurrency: int) -> Results:
-    """Route (one client, then `concurrency` clients) and Complete through a running server."""
+ceiling_scorer: list[object] = []  # the in-process scorer, kept for the batch ceiling after the server run
+
+
+def batch_ceiling(batch: int, seconds: float = 2.0) -> float:
+    """Prompts/s the in-process scorer sustains on batches of `batch` of the same prompts."""
+    scorer = ceiling_scorer[-1]
+    texts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
+    scorer.score(texts)  # type: ignore[attr-defined]
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        scorer.score(texts)  # type: ignore[attr-defined]
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+def sentence_transformer():  # type: ignore[no-untyped-def]
+    try:
+        from classifier.export import load_sentence_transformer
+
+        return load_sentence_transformer()
+    except Exception:  # the [export] extra is optional
+        return None
+
+
+def batch_sizes(metrics_port: str | None) -> tuple[float, float]:
+    """(sum, count) of the server's rightsize_classifier_batch_size histogram."""
+    if metrics_port is None:
+        return 0.0, 0.0
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    values = dict(
+        line.rsplit(" ", 1)
+        for line in text.splitlines()
+        if line.startswith("rightsize_classifier_batch_size_")
+    )
+    return float(values.get("rightsize_classifier_batch_size_sum", 0)), float(
+        values.get("rightsize_classifier_batch_size_count", 0)
+    )
+
+
+async def bench_server(
+    address: str, n: int, warmup: int, concurrency: int, metrics_port: str | None = None
+) -> Results:
+    """Route (one client, then `concurrency` clients) and Complete through a running server, and the
+    standard health check's round trip (gRPC's own cost)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     results: Results = {}
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.RouterStub(channel)
         await wait_completion_ready(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def check(_i: int) -> Awaitable[object]:
+            return health.Check(health_pb2.HealthCheckRequest())
+
+        await timed(warmup, check)
+        results["gRPC health round trip"] = percentiles(await timed(n, check))
 
         def route(i: int) -> Awaitable[object]:
             return stub.Route(pb.RouteRequest(messages=[user_message(i)]))
@@ -181,10 +257,14 @@ async def bench_server(address: str, n: int, warmup: int, concurrency: int) -> R
         await timed(warmup, route)
         results["Route over loopback"] = percentiles(await timed(n, route))
         if concurrency > 1:
+            before = batch_sizes(metrics_port)
             started = time.perf_counter()
             samples = await timed(n * 4, route, concurrency)
             row = percentiles(samples)
             row["per_s"] = len(samples) / (time.perf_counter() - started)
+            after = batch_sizes(metrics_port)
+            if after[1] > before[1]:
+                row["mean_batch"] = (after[0] - before[0]) / (after[1] - before[1])
             results[f"Route x{concurrency} concurrent"] = row
         await timed(warmup, complete)
         results["Complete via router"] = percentiles(await timed(n, complete))
@@ -217,19 +297,27 @@ async def run(
 ) -> Results:
     """Every figure, one at a time so that they do not compete for the CPU."""
     scoring = scoring or {}
-    results = await bench_classifier(model_dir, n, warmup, scoring)
+    results: Results = {}
+    seen: dict[str, str] = {}
     standin = StandIn("ollama", reply="ok")
     # The stand-in plays an Ollama on this host, which is where LiteLLM sends its model lookups
     # (POST /api/show, to $OLLAMA_API_BASE or localhost:11434), for the server and the direct calls alike.
     os.environ["OLLAMA_API_BASE"] = standin.url
     try:
         with tempfile.TemporaryDirectory() as workdir:
-            process, address = start_server(standin, Path(workdir), model_dir, scoring)
+            process, address = start_server(standin, Path(workdir), model_dir, scoring, seen=seen)
             try:
-                results.update(await bench_server(address, n, warmup, concurrency))
+                results.update(await bench_server(address, n, warmup, concurrency, seen.get("metrics_port")))
             finally:
                 process.terminate()
                 process.wait(30)
+        # In-process, with the file and threads the server chose, once the server is gone (no contention).
+        served = {"embedder": seen.get("file", scoring.get("embedder")), "threads": seen.get("threads")}
+        results.update(await bench_classifier(model_dir, n, warmup, {**scoring, **served}))
+        row = results.get(f"Route x{concurrency} concurrent", {})
+        if "mean_batch" in row:
+            batch = max(1, round(row["mean_batch"]))
+            results["in-process batch ceiling"] = {"per_s": batch_ceiling(batch), "batch": batch}
         results.update(await bench_direct_litellm(standin, n, warmup))
     finally:
         standin.kill()
@@ -269,7 +357,11 @@ def report(results: Results) -> str:
     lines = [f"{'figure':32} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'per s':>8}"]
     for name, row in results.items():
         per_s = f"{row['per_s']:8.0f}" if "per_s" in row else f"{'':>8}"
+        if "p50_ms" not in row:
+            lines.append(f"{name:32} {'':>8} {'':>8} {'':>8} {per_s}  (batches of {row.get('batch', 0):.0f})")
+            continue
         lines.append(f"{name:32} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} {row['mean_ms']:8.2f} {per_s}")
+    lines.extend(ratios(results))
     batching = results["classifier, ScoringQueue"]["p50_ms"] - results["classifier, executor hop"]["p50_ms"]
     lines.append(f"Micro-batching's cost to a lone request: {batching:+.2f} ms p50 (target <= 0.5 ms)")
     route = results["Route over loopback"]["p50_ms"] - results["classifier in-process"]["p50_ms"]
@@ -283,6 +375,37 @@ def report(results: Results) -> str:
     return "\n".join(lines)
 
 
+def ratios(results: Results) -> list[str]:
+    """Issue 20's targets, each from figures of this one run."""
+    p50 = {name: row["p50_ms"] for name, row in results.items() if "p50_ms" in row}
+    lines = []
+    route, health = p50.get("Route over loopback"), p50.get("gRPC health round trip")
+    if route is not None and health is not None and "embedding in-process" in p50:
+        overhead = route - p50["embedding in-process"]
+        met = "met" if overhead <= health + 0.5 else "NOT met"
+        lines.append(
+            f"Decision overhead: Route p50 - in-process embedding p50 = {overhead:.2f} ms; target <= health "
+            f"round trip + 0.5 = {health + 0.5:.2f} ms: {met}"
+        )
+    concurrent = next((row for name, row in results.items() if name.startswith("Route x")), None)
+    ceiling = results.get("in-process batch ceiling")
+    if concurrent is not None and ceiling is not None:
+        share = concurrent["per_s"] / ceiling["per_s"]
+        lines.append(
+            f"Throughput: {concurrent['per_s']:.0f}/s / in-process ceiling {ceiling['per_s']:.0f}/s "
+            "(batches of "
+            f"{ceiling['batch']:.0f}, the server's mean) = {share:.2f}x; target >= 0.85x: "
+            f"{'met' if share >= 0.85 else 'NOT met'}"
+        )
+    if route is not None and "sentence-transformers encode" in p50:
+        speedup = p50["sentence-transformers encode"] / route
+        lines.append(
+            f"Against torch: sentence-transformers encode p50 / whole Route RPC p50 = {speedup:.2f}x; "
+            f"target >= 3x: {'met' if speedup >= 3 else 'NOT met'}"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the benchmark still runs")
@@ -293,8 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="scoring.threads for the server")
     parser.add_argument(
         "--embedder",
-        choices=["trained", "fp32", "int8"],
-        help="scoring.embedder for the server (default: trained, the manifest's)",
+        choices=["auto", "trained", "fp32", "int8"],
+        help="scoring.embedder for the server (default: auto, measured at its start)",
     )
     parser.add_argument(
         "--speculative",

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent
 # (script, needs, extra arguments) — a benchmark whose optional extra is missing is reported as skipped.
 BENCHMARKS: list[tuple[str, str | None, list[str]]] = [
     ("bench_classifier.py", None, []),
-    ("bench_service.py", None, []),
+    ("bench_service.py", None, []),  # prints issue 20's ratios: overhead, throughput, against torch
+    ("bench_warmup.py", None, []),  # the first seconds after SERVING, on the defaults
     ("bench_service.py", None, ["--embedder", "fp32"]),  # the fp32 embedder (int8 serves by default)
     ("bench_service.py", None, ["--speculative"]),  # routing.speculative_small
     ("bench_http.py", None, []),  # the OpenAI-compatible door against gRPC

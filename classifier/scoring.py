@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
 from classifier.artifacts import Manifest, read_manifest, resolve_embedder, verify_head
-from classifier.embedding import Embedder, LongText, session_options
+from classifier.autotune import Tuning, thread_candidates, tune
+from classifier.embedding import VARIANT_FILES, Embedder, LongText, read_embedder_info, session_options
 from classifier.errors import ModelLoadError
 from classifier.features import FEATURE_NAMES, FEATURES_VERSION, structural_features
 
@@ -26,15 +28,22 @@ class Scorer:
         self._head_input = head_session.get_inputs()[0].name
         self.manifest = manifest
         self.model_dir = model_dir
+        self.tuning: Tuning | None = None  # what was measured when the file or threads were "auto"
 
     @classmethod
     def from_path(
-        cls, model_dir: Path, *, threads: int | None = None, embedder_file: str | None = None
+        cls,
+        model_dir: Path,
+        *,
+        threads: int | Literal["auto"] | None = None,
+        embedder_file: str | Literal["auto"] | None = None,
     ) -> Scorer:
         """Load and verify a model directory (manifest, head sha256, embedder sha256 and id).
 
         `embedder_file` picks another file of the same embedder (e.g. `model.int8.onnx`, listed with its
-        sha256 in `embedder.json`) instead of the one the head was trained with.
+        sha256 in `embedder.json`) instead of the one the head was trained with. "auto" for either (or
+        both) measures the candidates on this CPU and keeps the fastest that meets the parity bars
+        (classifier.autotune; the choice is in `scorer.tuning`).
         """
         import onnxruntime as ort
 
@@ -58,8 +67,27 @@ class Scorer:
                 f"knows {', '.join(get_args(LongText))}"
             )
         long_text = cast(LongText, manifest.long_text)
-        variant = embedder_file or manifest.embedder.file
-        embedder = Embedder.from_path(embedder_dir, variant=variant, threads=threads, long_text=long_text)
+        tuning = None
+        if "auto" in (threads, embedder_file):
+            listed = read_embedder_info(embedder_dir).files
+            variants = (
+                tuple(f for f in VARIANT_FILES.values() if f in listed)
+                if embedder_file == "auto"
+                else (embedder_file or manifest.embedder.file,)
+            )
+            counts = thread_candidates() if threads == "auto" else (threads or min(2, os.cpu_count() or 1),)
+            embedder, tuning = tune(
+                embedder_dir,
+                variants=variants,
+                threads=counts,
+                trained=manifest.embedder.file,
+                long_text=long_text,
+            )
+        else:
+            variant = embedder_file or manifest.embedder.file
+            embedder = Embedder.from_path(
+                embedder_dir, variant=variant, threads=cast(int | None, threads), long_text=long_text
+            )
         head_path = verify_head(model_dir, manifest)
         try:
             session = ort.InferenceSession(
@@ -67,7 +95,9 @@ class Scorer:
             )
         except Exception as exc:  # onnxruntime raises bare exceptions for bad graphs
             raise ModelLoadError(f"{head_path}: cannot load the head: {exc}") from exc
-        return cls(embedder, session, manifest, model_dir)
+        scorer = cls(embedder, session, manifest, model_dir)
+        scorer.tuning = tuning
+        return scorer
 
     @property
     def version(self) -> str:

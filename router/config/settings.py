@@ -271,17 +271,20 @@ class RoutingSettings(_Strict):
 class ScoringSettings(_Strict):
     """`scoring:` the classifier's worker: onnxruntime threads and the largest coalesced batch."""
 
-    # onnxruntime intra-op threads; None: min(2, cores). On the quiet 2-core reference machine (fp32 embedder)
-    # two threads gave Route p50 3.4 ms and 355 decisions/s at 32 clients, one 4.8 ms and 268/s. Two threads
-    # spin-wait, though: on a machine whose cores are busy with other work, one thread degrades less
-    # (measured under a concurrent test run: Route p50 15 ms with two, 6.6 ms with one).
-    threads: int | None = Field(default=None, ge=1)
+    # onnxruntime intra-op threads. `auto` (default): measured at start-up among 1, 2 and half the CPUs
+    # (classifier.autotune), since the best count depends on the CPU and its load: on this project's quiet
+    # 2-core machine two threads were fastest, on the same cores while other jobs ran one thread was 2-3x
+    # faster (two spin-wait). A number fixes it; null: min(2, cores).
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = "auto"
     max_batch: int = Field(default=32, ge=1)
-    # The embedder file: `trained` serves the one the classifier was trained on (its manifest; the shipped
-    # classifier: int8, smoothed, 7-bit weights, cosine to fp32 >= 0.99 on every x86 CPU, with or without
-    # VNNI). `fp32` or `int8` serve that file with the same head: fp32 is the parity export (cosine
-    # >= 0.999 vs sentence-transformers), int8 faster and about 20 MB smaller (README, "The embedder").
-    embedder: Literal["trained", "fp32", "int8"] = "trained"
+    # The embedder file. `auto` (default): of the files the embedder ships (fp32 and int8), those whose
+    # embeddings meet the parity bars against fp32 on this CPU (mean cosine >= 0.997, worst >= 0.99, on
+    # built-in probe texts) are timed at start-up and the fastest serves, with the trained one preferred
+    # within 5 %: int8 wins where the CPU has VNNI, fp32 may where it has not (README, "The embedder").
+    # `trained` serves the one the classifier was trained on (its manifest; the shipped classifier: int8 with
+    # 7-bit weights, whose embeddings are the same with or without VNNI: README, "The embedder");
+    # `fp32` or `int8` serve that file with the same head.
+    embedder: Literal["auto", "trained", "fp32", "int8"] = "auto"
 
 
 class ModelsSettings(_Strict):

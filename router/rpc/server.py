@@ -3,9 +3,11 @@
 Health is reported per service:
 - "" and "rightsize.v1.Router": SERVING from start, since the classifier is loaded before the port opens
   (Route is ready; a Complete that arrives while LiteLLM still loads waits for it within its deadline);
-- "rightsize.v1.Router/Complete": SERVING once LiteLLM is imported (2-3 s after start) and every
-  embedded tier's llama.cpp child answers; NOT_SERVING before that, if the import failed, or while a child
-  is down (it is restarted with backoff; see router.backends.llama_child);
+- "rightsize.v1.Router/Complete": SERVING once LiteLLM is imported and every embedded tier's llama.cpp
+  child answers; NOT_SERVING before that, if the import failed, or while a child is down (it is restarted
+  with backoff; see router.backends.llama_child). `serve()` opens the port only once the import has
+  finished (see `RouterServer.start(backend_first=True)`), so from the first SERVING on nothing imports
+  in the background while Route answers;
 - "rightsize.v1.Router/Complete/small" and ".../large": the same for one tier; a tier whose API key is
   missing is NOT_SERVING (its prompts are answered by the other tier, flagged as a fallback).
 All turn NOT_SERVING when the drain starts. With `server.http`, the OpenAI-compatible door (router.rpc.http)
@@ -110,8 +112,13 @@ class RouterServer:
         """The embedded tiers' llama.cpp children."""
         return self.stack.embedded
 
-    async def start(self) -> None:
-        """Start serving: health SERVING for Route at once, for Complete once LiteLLM is loaded."""
+    async def start(self, *, backend_first: bool = False) -> None:
+        """Start serving: health SERVING for Route at once, for Complete once LiteLLM is loaded.
+
+        With `backend_first`, the port opens only once LiteLLM's import has finished (`serve()` starts it
+        before the classifier loads, so the two overlap): Complete is ready with the first SERVING, and no
+        import holds the GIL while Route answers (issue 20: Route ran 2.6x slower during a background import).
+        """
         server = self.config.server
         if server.metrics_port is not None:
             address = server.metrics_address or server.host
@@ -128,6 +135,11 @@ class RouterServer:
             self.pipeline.fewshot.start()  # builds the exemplar store in the background
         if self.reloader is not None:
             self.reloader.start()
+        if backend_first:
+            self.backend.start_loading()
+            await asyncio.to_thread(self.backend.wait_loaded)
+            release_free_memory()  # as _backend_loaded() does, before the first call rather than during one
+            freeze_startup_objects()
         await self.grpc_server.start()
         if self.http is not None:
             await self.http.start()
@@ -379,9 +391,11 @@ def load_scorer(config: RouterConfig, path: Path | None = None) -> TextScorer:
     from classifier.embedding import VARIANT_FILES
 
     choice = config.scoring.embedder
-    variant = None if choice == "trained" else VARIANT_FILES[choice]
+    variant = None if choice == "trained" else "auto" if choice == "auto" else VARIANT_FILES[choice]
     scorer = Scorer.from_path(path, threads=config.scoring.threads, embedder_file=variant)
     log.info("embedder %s (scoring.embedder: %s) on %s", scorer.embedder.variant, choice, describe_cpu())
+    if scorer.tuning is not None:  # scoring.embedder / scoring.threads: auto (classifier.autotune)
+        log.info("classifier %s: %s", scorer.version, scorer.tuning.summary())
     return scorer
 
 
@@ -390,9 +404,11 @@ async def serve(config: RouterConfig, source: ConfigSource | None = None) -> int
 
     With `source`, the config file is watched and SIGHUP reloads it.
     """
-    # LiteLLM's import starts in start(), after the classifier loaded: overlapping them only slows both
-    # (measured: exec to SERVING 0.9 s instead of 1.1 s).
-    server, port = create_server(config, source=source)
+    # LiteLLM's import starts first, in a thread, and the port opens once it has finished: it overlaps the
+    # classifier's load and the embedded child's start instead of holding the GIL while Route serves.
+    backend = LiteLLMBackend()
+    backend.start_loading()
+    server, port = create_server(config, source=source, backend=backend)
     release_free_memory()  # loading the embedder leaves its parse buffers freed but resident
     freeze_startup_objects()  # start-up objects live as long as the process: no GC walks them
     install_secret_filter(tier_secrets(config))
@@ -405,7 +421,7 @@ async def serve(config: RouterConfig, source: ConfigSource | None = None) -> int
     loop.add_signal_handler(signal.SIGHUP, server.reloader.request_reload if server.reloader else _no_reload)
     signals = (*signals, signal.SIGHUP)
     try:
-        await server.start()
+        await server.start(backend_first=True)
         host = config.server.host
         metrics = f", metrics on http://{host}:{server.metrics_port}/metrics" if server.metrics_port else ""
         if server.http is not None and config.server.http is not None:

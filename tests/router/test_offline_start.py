@@ -122,7 +122,9 @@ def test_serve_and_the_cli_start_without_touching_the_network(
     reader.start()
     try:
         started = time.monotonic()
-        wait_until(lambda: any("completion backend ready" in line for line in lines), 60)
+        # serve opens the port once LiteLLM is imported: "serving" is logged after "backend ready".
+        wait_until(lambda: any("serving rightsize.v1.Router on" in line for line in lines), 60)
+        assert any("completion backend ready" in line for line in lines)
         ready_s = time.monotonic() - started
         address = next(
             match.group(1)

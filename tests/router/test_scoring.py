@@ -80,8 +80,9 @@ async def test_a_scoring_failure_reaches_every_waiting_caller() -> None:
 def test_the_served_embedder_is_the_trained_one_unless_configured(
     choice: str, served: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """`scoring.embedder: trained` (the default) serves the file the shipped head was trained on (int8),
-    and start-up logs that file with the CPU features it was chosen on."""
+    """`scoring.embedder: trained` serves the file the shipped head was trained on (int8), and start-up
+    logs that file with the CPU features it was chosen on; the default is `auto`, measured at start-up
+    (tests/classifier/test_autotune.py)."""
     import logging
 
     from classifier.cpu import describe_cpu
@@ -92,8 +93,9 @@ def test_the_served_embedder_is_the_trained_one_unless_configured(
     tiers = {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "ollama_chat/llama3:70b"}}
     models = {"dir": str(MODEL_DIR.parent), "active": MODEL_DIR.name}
     config = RouterConfig.model_validate({"tiers": tiers, "models": models, "scoring": {"embedder": choice}})
-    assert RouterConfig.model_validate({"tiers": tiers}).scoring.embedder == "trained"
-    with caplog.at_level(logging.INFO, logger="router.server"):
+    defaults = RouterConfig.model_validate({"tiers": tiers}).scoring
+    assert (defaults.embedder, defaults.threads) == ("auto", "auto")
+    with caplog.at_level(logging.INFO, logger="router.rpc.server"):
         scorer = load_scorer(config)
     assert scorer.embedder.variant == served  # type: ignore[attr-defined]
     assert f"embedder {served} (scoring.embedder: {choice}) on {describe_cpu()}" in caplog.messages

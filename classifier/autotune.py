@@ -1,0 +1,183 @@
+"""Choose the embedder file and its onnxruntime threads for this CPU, at load time, by measuring.
+
+int8's advantage over fp32 depends on the CPU (with VNNI int8 dot products are native; on AVX2 alone they
+go through 16-bit pairs, and an int8 graph may even drift from fp32 there), and so does the best thread
+count (two spin-waiting threads on two busy cores run slower than one). So no fixed default: `tune()`
+loads each candidate file, drops any whose embeddings miss the parity bars against fp32 on built-in probe
+texts (the bars of tests/classifier/test_embedding.py: mean cosine >= 0.997, worst >= 0.99), times one
+short prompt on each (file, threads) candidate, interleaved, and keeps the fastest. About 0.2-0.5 s of
+session loads and some tens of ms of timing; the choice is remembered for the process, so a promoted
+model with the same embedder loads without tuning again.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from classifier.embedding import VARIANT_FILES, Embedder, LongText
+
+PARITY_MEAN = 0.997
+PARITY_WORST = 0.99
+FP32_FILE = VARIANT_FILES["fp32"]
+# CPU flags (Linux /proc/cpuinfo names) that decide how fast, and how exactly, int8 runs.
+INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+# Not the quantiser's calibration texts. As in the parity test: prompts are embedded as one batch (mean and
+# worst bars), short strings (the worst case for int8) one by one (worst bar).
+PROBE_PROMPTS = [
+    "What is the capital of France?",
+    "Turn this sentence into JSON: 'John is 35'",
+    "Write a Python function that merges k sorted lists and explain its complexity.",
+    "Prove that the square root of two is irrational.",
+    "Summarise the plot of Hamlet in two sentences, then list its three main themes.",
+    "SELECT name, count(*) FROM orders GROUP BY name HAVING count(*) > 3;",
+    "Translate 'good morning, how did you sleep?' into Spanish, French and German.",
+    "Mi impresora no imprime en color desde la actualización, ¿qué puedo revisar?",
+    "Design a globally distributed key-value store with strong consistency and explain the trade-offs.",
+    "def area(r):\n    return 3.14159 * r ** 2  # why does this lose precision for large r?",
+]
+PROBE_SHORT = ["yes", "ok", "?", "thanks", "你好", "Why?"]
+TIMED = "Explain the difference between TCP and UDP to a new engineer."  # about 15 tokens
+ROUNDS, RUNS = 4, 3  # interleaved timing: ROUNDS x RUNS embeds per candidate
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """What `tune()` chose and why; `summary()` is the start-up log line."""
+
+    variant: str
+    threads: int
+    cpu_flags: tuple[str, ...]
+    timings_ms: dict[str, float]  # "file/threads" -> p50 of one short prompt
+    ineligible: dict[str, str]  # file -> why it was left out
+    cached: bool = False
+
+    def summary(self) -> str:
+        flags = ", ".join(self.cpu_flags) or "none of " + "/".join(INT8_FLAGS)
+        if self.cached:
+            return f"embedder {self.variant} with {self.threads} thread(s) (chosen earlier in this process)"
+        timed = ", ".join(f"{name} {ms:.2f} ms" for name, ms in self.timings_ms.items())
+        left = "".join(f"; {name} not eligible: {why}" for name, why in self.ineligible.items())
+        return (
+            f"embedder {self.variant} with {self.threads} thread(s), measured on this CPU (int8 features: "
+            f"{flags}; {usable_cpus()} usable CPUs): short prompt p50 {timed}{left}"
+        )
+
+
+_CHOSEN: dict[tuple[str, tuple[str, ...], tuple[int, ...]], tuple[str, int]] = {}
+
+
+def cpu_flags() -> tuple[str, ...]:
+    """The INT8_FLAGS this CPU reports (Linux; elsewhere numpy's view of the same features)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return tuple(flag for flag in INT8_FLAGS if flag in present)
+    except OSError:
+        pass
+    features = _numpy_cpu_features()
+    return tuple(flag for flag in INT8_FLAGS if features.get(flag.upper().replace("_", ""), False))
+
+
+def _numpy_cpu_features() -> dict[str, bool]:
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__  # type: ignore[attr-defined]
+    except ImportError:
+        return {}
+    return {name.replace("_", ""): bool(value) for name, value in __cpu_features__.items()}
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def thread_candidates() -> tuple[int, ...]:
+    """1, 2, and on larger machines half the CPUs (the event loop and gRPC need a core too)."""
+    cpus = usable_cpus()
+    return tuple(sorted({1, min(2, cpus), max(1, cpus // 2)}))
+
+
+def probe(embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
+    """The probe prompts' embeddings (one batch) and the short strings' (one by one)."""
+    return embedder.embed(PROBE_PROMPTS), np.vstack([embedder.embed([text]) for text in PROBE_SHORT])
+
+
+def parity_failure(
+    candidate: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray]
+) -> str | None:
+    """Why `candidate`'s probe embeddings miss the parity bars against `reference`'s; None: they meet them."""
+    prompts = (candidate[0] * reference[0]).sum(axis=1)
+    worst = min(float(prompts.min()), float((candidate[1] * reference[1]).sum(axis=1).min()))
+    if prompts.mean() < PARITY_MEAN or worst < PARITY_WORST:
+        bars = f"bars {PARITY_MEAN}, {PARITY_WORST}"
+        return f"cosine to fp32 mean {prompts.mean():.4f}, worst {worst:.4f} ({bars})"
+    return None
+
+
+def tune(
+    directory: Path,
+    *,
+    variants: tuple[str, ...],
+    threads: tuple[int, ...],
+    trained: str,
+    long_text: LongText,
+) -> tuple[Embedder, Tuning]:
+    """The fastest eligible (file, threads) of `variants` x `threads` for the embedder in `directory`.
+
+    `trained` (the file the head was trained on) wins ties within 5 %."""
+    key = (str(directory.resolve()), variants, threads)
+    flags = cpu_flags()
+    if key in _CHOSEN:
+        variant, count = _CHOSEN[key]
+        embedder = Embedder.from_path(directory, variant=variant, threads=count, long_text=long_text)
+        return embedder, Tuning(variant, count, flags, {}, {}, cached=True)
+    loaded: dict[tuple[str, int], Embedder] = {}
+    ineligible: dict[str, str] = {}
+    for variant in variants:
+        loaded[(variant, threads[-1])] = Embedder.from_path(
+            directory, variant=variant, threads=threads[-1], long_text=long_text
+        )
+    if len(variants) > 1:  # a file chosen by name serves as it is; a choice among files is gated on parity
+        fp32 = loaded.get((FP32_FILE, threads[-1]))
+        reference = probe(fp32 or Embedder.from_path(directory, variant=FP32_FILE, long_text=long_text))
+        for variant in variants:
+            if variant != FP32_FILE and (
+                why := parity_failure(probe(loaded[(variant, threads[-1])]), reference)
+            ):
+                ineligible[variant] = why
+                del loaded[(variant, threads[-1])]
+    for variant, _ in list(loaded):
+        for count in threads[:-1]:  # the verified load above checked the files' sha256
+            loaded[(variant, count)] = Embedder.from_path(
+                directory, variant=variant, threads=count, long_text=long_text, verify=False
+            )
+    timings = _time(loaded)
+    best = min(timings, key=timings.__getitem__)
+    preferred = [c for c in timings if c[0] == trained and timings[c] <= timings[best] * 1.05]
+    choice = min(preferred, key=timings.__getitem__) if preferred else best
+    _CHOSEN[key] = choice
+    named = {f"{variant}/{count}": ms for (variant, count), ms in timings.items()}
+    return loaded[choice], Tuning(choice[0], choice[1], flags, named, ineligible)
+
+
+def _time(candidates: dict[tuple[str, int], Embedder]) -> dict[tuple[str, int], float]:
+    """p50 ms of one short prompt per candidate, rounds interleaved so that all see the same machine."""
+    samples: dict[tuple[str, int], list[float]] = {key: [] for key in candidates}
+    for embedder in candidates.values():
+        embedder.embed([TIMED])  # first run: onnxruntime's one-time set-up
+    for _ in range(ROUNDS):
+        for key, embedder in candidates.items():
+            for _ in range(RUNS):
+                started = time.perf_counter()
+                embedder.embed([TIMED])
+                samples[key].append((time.perf_counter() - started) * 1000)
+    return {key: statistics.median(values) for key, values in samples.items()}

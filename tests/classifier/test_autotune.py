@@ -1,0 +1,68 @@
+"""Choosing the embedder file and threads by measuring on this CPU (classifier.autotune)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from classifier.autotune import (
+    FP32_FILE,
+    PROBE_PROMPTS,
+    PROBE_SHORT,
+    cpu_flags,
+    parity_failure,
+    probe,
+    thread_candidates,
+    tune,
+)
+from classifier.embedding import VARIANT_FILES, Embedder
+from classifier.paths import SHIPPED_EMBEDDER
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_the_parity_gate_passes_the_same_embeddings_and_refuses_drifted_ones() -> None:
+    rng = np.random.default_rng(0)
+    reference = (
+        _unit(rng.normal(size=(len(PROBE_PROMPTS), 384))),
+        _unit(rng.normal(size=(len(PROBE_SHORT), 384))),
+    )
+    assert parity_failure(reference, reference) is None
+    # Cosine about 0.97 to the reference: what an int8 graph gave on an AVX2-only CPU (issue 14).
+    drifted = tuple(_unit(side + 0.25 * _unit(rng.normal(size=side.shape))) for side in reference)
+    why = parity_failure(drifted, reference)  # type: ignore[arg-type]
+    assert why is not None and "mean 0.9" in why
+    # One short string off is enough: the worst bar covers the strings embedded one by one.
+    one_off = (reference[0], np.vstack([drifted[1][:1], reference[1][1:]]))
+    assert parity_failure(one_off, reference) is not None
+
+
+def test_auto_serves_the_fastest_eligible_candidate_and_remembers_it() -> None:
+    variants = tuple(VARIANT_FILES.values())
+    threads = thread_candidates()
+    assert 1 in threads
+    embedder, tuning = tune(
+        SHIPPED_EMBEDDER, variants=variants, threads=threads, trained="model.int8.onnx", long_text="joined"
+    )
+    assert (embedder.variant, tuning.variant) == (tuning.variant, tuning.variant)
+    assert tuning.threads in threads
+    timed = {name.rsplit("/", 1)[0] for name in tuning.timings_ms}
+    assert timed | set(tuning.ineligible) == set(variants) and not timed & set(tuning.ineligible)
+    assert f"{tuning.variant}/{tuning.threads}" in tuning.timings_ms
+    assert set(tuning.cpu_flags) == set(cpu_flags())
+    reference = probe(Embedder.from_path(SHIPPED_EMBEDDER, variant=FP32_FILE, long_text="joined"))
+    assert parity_failure(probe(embedder), reference) is None
+    assert "measured on this CPU" in tuning.summary()
+    again, cached = tune(
+        SHIPPED_EMBEDDER, variants=variants, threads=threads, trained="model.int8.onnx", long_text="joined"
+    )
+    assert cached.cached and (cached.variant, cached.threads) == (tuning.variant, tuning.threads)
+    assert again.variant == tuning.variant
+
+
+def test_a_file_named_in_the_config_is_served_whatever_the_timings() -> None:
+    embedder, tuning = tune(
+        SHIPPED_EMBEDDER, variants=(FP32_FILE,), threads=(1, 2), trained="model.int8.onnx", long_text="joined"
+    )
+    assert embedder.variant == FP32_FILE and tuning.threads in (1, 2) and not tuning.ineligible
