@@ -38,6 +38,7 @@ class StandIn:
         self.status: int | None = None
         self.delay_s = 0.0
         self.chunk_delay_s = 0.0
+        self.unary_extra_s = 0.0  # unary answers only: e.g. the generation time a stream spreads over chunks
         self.script: list[str] = []
         # Fault knobs (tests/router/guards): see `faults` in the module docstring.
         self.retry_after_s: float | None = None  # with `status`: a Retry-After header
@@ -169,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
         if standin.kind == "ollama":
             reply = standin.next_reply()
             return self._json(200, self._ollama_final(body, reply, self.server.standin.tokens(body, reply)))
+        if not streaming and standin.unary_extra_s and standin.stopping.wait(standin.unary_extra_s):
+            return
         return self._openai_stream(body) if streaming else self._json(200, self._openai_unary(body))
 
     # --- Ollama /api/chat ---
