@@ -75,6 +75,9 @@ class Decision:
     classifier_version: str
     classify_ms: float | None = None  # the classifier's latency for this request, set by the pipeline
     state_serial: int = 0  # the live routing state's snapshot it was decided with (router.routing.state)
+    # "route": `tier` answers; "cascade": `tier` small answers first and its answer is verified (a large
+    # tier in cascade mode means the score reached routing.cascade.direct_large).
+    mode: str = "route"
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,36 @@ class Generation:
     cost_usd: float
     finish_reason: str
     tool_calls: tuple[ToolCall, ...] = ()
+    # Per generated token: (its natural-log probability, the best other token's or None); None when the
+    # backend returned no log-probabilities (only asked for in cascade mode).
+    logprobs: tuple[tuple[float, float | None], ...] | None = None
+
+
+NO_VERIFIER = -1.0  # verifier_score when no verifier ran
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """The cascade's outcome on one answer. `escalated`: the small answer was judged not good enough and
+    the large tier answered. `reason`: the verifier and its value, or why the answer is unverified ("" when
+    it passed). `score`: the deciding verifier's P(small answer is good) in [0, 1], NO_VERIFIER when none ran.
+    """
+
+    escalated: bool = False
+    reason: str = ""
+    score: float = NO_VERIFIER
+
+
+@dataclass(frozen=True)
+class CascadeTrace:
+    """What the cascade saw of a small answer it verified, for the request log (`rightsize label` confirms
+    or refutes the verdict from it). `verifier_inputs` is JSON (features, each check's outcome and value);
+    `added_ms` the latency an escalation added after the small answer (None without escalation)."""
+
+    small_answer: str
+    small_model: str
+    verifier_inputs: str
+    added_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +160,8 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
     schema_valid: bool = False  # a schema (or json_object) was asked for and the answer validates
     answer_error: str = ""  # why the answer failed its check ("" when it passed or nothing was checked)
+    escalation: Escalation = Escalation()  # the cascade's verdict (mode cascade)
+    cascade: CascadeTrace | None = None  # set when the cascade verified a small answer
 
 
 @dataclass(frozen=True)
@@ -147,6 +182,8 @@ class Chunk:
     tool_calls: tuple[ToolCall, ...] = ()  # on the last chunk
     schema_valid: bool = False  # on the last chunk
     answer_error: str = ""  # on the last chunk
+    escalation: Escalation = Escalation()  # on the last chunk
+    cascade: CascadeTrace | None = None  # on the last chunk, when the cascade verified a small answer
 
 
 Rating = Literal["GOOD", "BAD"]

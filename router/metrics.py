@@ -83,6 +83,40 @@ class RouterMetrics:
             ["tier"],
             registry=r,
         )
+        self.cascade_verdicts = Counter(
+            "rightsize_cascade_verdicts",
+            "Cascade verifier outcomes (pass, fail, skipped, error) by verifier (form, confidence, head)",
+            ["verifier", "outcome"],
+            registry=r,
+        )
+        self.cascade_answers = Counter(
+            "rightsize_cascade_answers",
+            "Cascade-mode Complete answers by outcome (small, escalated, unverified, direct_large)",
+            ["outcome"],
+            registry=r,
+        )
+        self.cascade_escalation_seconds = Histogram(
+            "rightsize_cascade_escalation_added_seconds",
+            "Latency an escalation adds: from the small answer to the large answer",
+            buckets=_COMPLETE_BUCKETS,
+            registry=r,
+        )
+        self.cascade_verify_seconds = Histogram(
+            "rightsize_cascade_verify_seconds",
+            "The verifiers' own time per small answer",
+            buckets=_CLASSIFY_BUCKETS,
+            registry=r,
+        )
+        self.cascade_logprobs = Gauge(
+            "rightsize_cascade_logprobs_available",
+            "1 when the small tier's last cascade answer came with token log-probabilities, 0 when not",
+            registry=r,
+        )
+        self.cascade_logprobs_missing = Counter(
+            "rightsize_cascade_logprobs_missing",
+            "Cascade answers whose small tier returned no log-probabilities (confidence verifier skipped)",
+            registry=r,
+        )
         self._http: Any = None
         self._http_thread: threading.Thread | None = None
 

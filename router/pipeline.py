@@ -19,9 +19,11 @@ from router.config import RouterConfig
 from router.domain import (
     ROLES,
     TIERS,
+    CascadeTrace,
     Chunk,
     Completion,
     Decision,
+    Escalation,
     Generation,
     GenerationDelta,
     Request,
@@ -30,8 +32,10 @@ from router.domain import (
 from router.errors import AllTiersFailedError, BackendError, DeadlineExceededError, InvalidRequestError
 from router.fewshot.exemplars import Selection, inject
 from router.metrics import RouterMetrics
+from router.routing.cascade import escalation, should_escalate
 from router.routing.policy import decide
-from router.routing.state import LiveState
+from router.routing.state import LiveState, RoutingState
+from router.routing.verifying import AnswerVerifier
 from router.scoring_queue import ScoringQueue
 from router.structured import (
     AnswerCheck,
@@ -60,6 +64,25 @@ MIN_FALLBACK_S = 0.05
 DEADLINE_SLACK_S = 2 * DEADLINE_MARGIN_S
 
 
+@dataclasses.dataclass(frozen=True)
+class _Routed:
+    """What routing one request produced besides its decision: the snapshot, scored text and embedding."""
+
+    state: RoutingState
+    text: str
+    embedding: np.ndarray | None
+
+
+def _verifies(decision: Decision, answered_by: Tier, fallback_reason: str) -> bool:
+    """The cascade verifies a small answer that the policy sent to the small tier first (not a fallback)."""
+    return (
+        decision.mode == "cascade"
+        and decision.tier == "small"
+        and answered_by == "small"
+        and not fallback_reason
+    )
+
+
 class Pipeline:
     """Route, Complete and CompleteStream on domain objects; `deadline` is a time.monotonic() instant."""
 
@@ -76,6 +99,7 @@ class Pipeline:
         self.backend = backend
         self.metrics = metrics
         self.fewshot = fewshot  # exemplars for small-tier calls
+        self.verifier = AnswerVerifier(metrics)  # the cascade's verifiers (routing.mode: cascade)
 
     @property
     def config(self) -> RouterConfig:
@@ -86,19 +110,20 @@ class Pipeline:
         """Validate, score and decide; raises InvalidRequestError for bad input."""
         return (await self._route(request))[0]
 
-    async def _route_with_shots(self, request: Request) -> tuple[Decision, Shots, RouterConfig]:
-        decision, text, embedding, config = await self._route(request)
+    async def _route_with_shots(self, request: Request) -> tuple[Decision, Shots, _Routed]:
+        decision, text, embedding, state = await self._route(request)
+        routed = _Routed(state, text, embedding)
         fewshot = self.fewshot
         if fewshot is None:
-            return decision, _no_shots, config
+            return decision, _no_shots, routed
         if decision.tier == "small" and fewshot.slow:
             selection = await fewshot.aselect(request, embedding, text)  # a large store: off the loop
-            return decision, lambda: selection, config
+            return decision, lambda: selection, routed
         # Lazy: selected only when the small tier is called (decided, or as a fallback), at most once.
-        return decision, functools.cache(lambda: fewshot.select(request, embedding, text)), config
+        return decision, functools.cache(lambda: fewshot.select(request, embedding, text)), routed
 
-    async def _route(self, request: Request) -> tuple[Decision, str, np.ndarray | None, RouterConfig]:
-        """(decision, scored text, its embedding when the classifier exposes it, the config it used)."""
+    async def _route(self, request: Request) -> tuple[Decision, str, np.ndarray | None, RoutingState]:
+        """(decision, scored text, its embedding when the classifier exposes it, the snapshot it used)."""
         # One snapshot per request, so a reload or a promotion never mixes into it.
         state = self.live.current
         config = state.config
@@ -111,7 +136,7 @@ class Pipeline:
         decision = dataclasses.replace(decision, classify_ms=classify_s * 1000, state_serial=state.serial)
         self.metrics.decisions.labels(decision.tier, decision.rule).inc()
         log.debug("request %s: %s score=%.3f (%s)", request.request_id, decision.tier, score, decision.reason)
-        return decision, text, embedding, config
+        return decision, text, embedding, state
 
     async def complete(self, request: Request, deadline: float | None = None) -> Completion:
         """Route, then generate with the chosen tier (falling back to large when small fails).
@@ -123,7 +148,7 @@ class Pipeline:
         spec = validated_spec(request)
         speculative = self._speculate(request, deadline, spec)
         try:
-            decision, shots, config = await self._route_with_shots(request)
+            decision, shots, routed = await self._route_with_shots(request)
         except BaseException:
             if speculative is not None:
                 speculative.cancel()
@@ -136,18 +161,34 @@ class Pipeline:
             self.metrics.speculative.labels("used").inc()
         else:
             started = time.perf_counter()
+        config = routed.state.config
         generation, answered_by, fallback_reason = await self._with_fallback(
             config, request, decision, deadline, self.backend.complete, spec, shots, first=speculative
         )
         verdict = check_reply(spec, generation.text, generation.tool_calls)
-        if verdict.checked and not verdict.valid and answered_by == "small" and not fallback_reason:
+        outcome, trace = Escalation(), None
+        if _verifies(decision, answered_by, fallback_reason):
+            self._count(answered_by, generation, started)
+            started = time.perf_counter()
+            large, outcome, trace = await self._cascade(
+                routed, request, deadline, spec, generation, verdict, self.backend.complete
+            )
+            if large is not None:
+                generation, answered_by = large, "large"
+                verdict = check_reply(spec, generation.text, generation.tool_calls)
+        elif decision.mode == "cascade":
+            self.metrics.cascade_answers.labels(
+                "direct_large" if decision.tier == "large" else "fallback"
+            ).inc()
+        elif verdict.checked and not verdict.valid and answered_by == "small" and not fallback_reason:
             self._count(answered_by, generation, started)
             retried = await self._retry_invalid(config, request, decision, deadline, spec, verdict)
             if retried is not None:
                 generation, answered_by, fallback_reason = retried
                 verdict = check_reply(spec, generation.text, generation.tool_calls)
                 started = time.perf_counter()
-        self._count(answered_by, generation, started)
+        if trace is None or outcome.escalated:  # a small answer that stands was counted before verifying
+            self._count(answered_by, generation, started)
         return Completion(
             request_id=request.request_id,
             decision=decision,
@@ -162,7 +203,61 @@ class Pipeline:
             tool_calls=generation.tool_calls,
             schema_valid=verdict.valid,
             answer_error=verdict.error,
+            escalation=outcome,
+            cascade=trace,
         )
+
+    async def _cascade(
+        self,
+        routed: _Routed,
+        request: Request,
+        deadline: float | None,
+        spec: StructuredSpec,
+        small: Generation,
+        check: AnswerCheck,
+        attempt: Callable[[BackendCall], Awaitable[T]],
+    ) -> tuple[T | None, Escalation, CascadeTrace]:
+        """Verify the small answer; when it is not good enough and time allows, `attempt` the large tier.
+
+        Returns (the large tier's result, or None when the small answer stands; the contract's three
+        fields; what the log keeps). Never raises for a verifier or the large call: the small answer
+        stands, unverified, instead.
+        """
+        settings = routed.state.config.routing.cascade
+        started = time.perf_counter()
+        schema_valid = check.valid if check.checked else None
+        verification = await self.verifier.verify(
+            routed.state, settings, routed.text, routed.embedding, small, schema_valid
+        )
+        checks = verification.checks
+        self.metrics.cascade_verify_seconds.observe(time.perf_counter() - started)
+        trace = CascadeTrace(small.text, small.model, verification.inputs_json())
+        if not should_escalate(checks):
+            self.metrics.cascade_answers.labels("small").inc()
+            return None, escalation(checks, escalated=False), trace
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left < settings.large_call_s:
+            self.metrics.cascade_answers.labels("unverified").inc()
+            reason = (
+                f"no time left for a large-tier call ({max(left, 0.0):.2f} s < {settings.large_call_s:g} s)"
+            )
+            return None, escalation(checks, escalated=False, unverified=reason), trace
+        # The large call ends early enough that the small answer can still be returned if it fails.
+        large_deadline = None if deadline is None else deadline - DEADLINE_SLACK_S
+        try:
+            large = await attempt(self._call(routed.state.config, "large", request, large_deadline, spec))
+        except BackendError as error:
+            self.metrics.backend_errors.labels(error.tier, error.kind).inc()
+            self.metrics.cascade_answers.labels("unverified").inc()
+            log.warning(
+                "request %s: escalation failed, the small answer stands: %s", request.request_id, error
+            )
+            reason = f"the large tier failed ({error.kind})"
+            return None, escalation(checks, escalated=False, unverified=reason), trace
+        added_s = time.perf_counter() - started
+        self.metrics.cascade_escalation_seconds.observe(added_s)
+        self.metrics.cascade_answers.labels("escalated").inc()
+        return large, escalation(checks, escalated=True), dataclasses.replace(trace, added_ms=added_s * 1000)
 
     async def _retry_invalid(
         self,
@@ -210,15 +305,95 @@ class Pipeline:
         with the error. An answer given a schema (or tools) is checked once complete: the last chunk
         carries `schema_valid` and the complete tool calls; a small answer that fails is not retried on
         the large tier, since part of it already reached the client.
+
+        In cascade mode with `routing.cascade.stream: buffer` the small answer is generated whole and
+        verified first, then sent (or the large tier's answer is streamed instead); with `off` it streams
+        as generated, unverified. The last chunk carries the cascade's three fields.
         """
         spec = validated_spec(request)
-        decision, shots, config = await self._route_with_shots(request)
+        decision, shots, routed = await self._route_with_shots(request)
+        config = routed.state.config
+        cascading = decision.mode == "cascade" and decision.tier == "small"
+        if cascading and config.routing.cascade.stream == "buffer":
+            async with contextlib.aclosing(
+                self._buffered(routed, request, decision, deadline, spec, shots)
+            ) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            return
         started = time.perf_counter()
         (first, deltas), answered_by, fallback_reason = await self._with_fallback(
-            config, request, decision, deadline, self._open_stream, spec, shots
+            config, request, decision, deadline, self._open_stream, spec, shots, verify=False
         )
-        exemplar_ids = shots().ids if answered_by == "small" else ()
-        model = config.tiers.get(answered_by).model
+        outcome = Escalation()
+        if cascading and answered_by == "small" and not fallback_reason:
+            outcome = Escalation(reason="unverified: streamed as generated (routing.cascade.stream: off)")
+            self.metrics.cascade_answers.labels("unverified").inc()
+        relay = _Relay(decision, config.tiers.get(answered_by).model, request.request_id, fallback_reason)
+        relay = dataclasses.replace(relay, exemplar_ids=shots().ids if answered_by == "small" else ())
+        async with contextlib.aclosing(
+            self._relay(relay, first, deltas, spec, answered_by, started, deadline, outcome, None)
+        ) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _buffered(
+        self,
+        routed: _Routed,
+        request: Request,
+        decision: Decision,
+        deadline: float | None,
+        spec: StructuredSpec,
+        shots: Shots,
+    ) -> AsyncGenerator[Chunk, None]:
+        """The cascade's buffered stream: the small answer whole and verified, then sent as two chunks; or
+        the large tier's answer streamed after an escalation."""
+        config = routed.state.config
+        started = time.perf_counter()
+        small, answered_by, fallback_reason = await self._with_fallback(
+            config, request, decision, deadline, self.backend.complete, spec, shots
+        )
+        verdict = check_reply(spec, small.text, small.tool_calls)
+        self._count(answered_by, small, started)
+        relay = _Relay(decision, small.model, request.request_id, fallback_reason)
+        if answered_by == "small":
+            relay = dataclasses.replace(relay, exemplar_ids=shots().ids)
+        if not _verifies(decision, answered_by, fallback_reason):
+            self.metrics.cascade_answers.labels("fallback").inc()
+            for chunk in _whole(relay, small, verdict, Escalation(), None):
+                yield chunk
+            return
+        large, outcome, trace = await self._cascade(
+            routed, request, deadline, spec, small, verdict, self._open_stream
+        )
+        if large is None:
+            for chunk in _whole(
+                dataclasses.replace(relay, escalation=outcome), small, verdict, outcome, trace
+            ):
+                yield chunk
+            return
+        first, deltas = large
+        relay = _Relay(decision, config.tiers.large.model, request.request_id, "", escalation=outcome)
+        async with contextlib.aclosing(
+            self._relay(relay, first, deltas, spec, "large", time.perf_counter(), deadline, outcome, trace)
+        ) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _relay(
+        self,
+        relay: _Relay,
+        first: GenerationDelta,
+        deltas: AsyncGenerator[GenerationDelta, None],
+        spec: StructuredSpec,
+        answered_by: Tier,
+        started: float,
+        deadline: float | None,
+        outcome: Escalation,
+        trace: CascadeTrace | None,
+    ) -> AsyncGenerator[Chunk, None]:
+        """A backend stream as chunks: the decision on the first, usage, checks and the cascade's fields
+        on the last."""
         async with contextlib.aclosing(deltas):
             delta: GenerationDelta | None = first
             head = True
@@ -226,13 +401,15 @@ class Pipeline:
             while delta is not None:
                 try:
                     text.append(delta.text)
-                    chunk = _chunk(delta, decision, model, request.request_id, fallback_reason, head=head)
-                    if head:
-                        chunk = dataclasses.replace(chunk, exemplar_ids=exemplar_ids)
+                    chunk = _chunk(delta, relay, head=head)
                     if delta.usage is not None:  # the last piece: the whole answer is known
                         verdict = check_reply(spec, "".join(text), delta.tool_calls)
                         chunk = dataclasses.replace(
-                            chunk, schema_valid=verdict.valid, answer_error=verdict.error
+                            chunk,
+                            schema_valid=verdict.valid,
+                            answer_error=verdict.error,
+                            escalation=outcome,
+                            cascade=trace,
                         )
                     yield chunk
                     head = False
@@ -259,8 +436,9 @@ class Pipeline:
         if not config.routing.speculative_small or request.force_tier or (few_shot and few_shot.enabled):
             return None
         validated_scoring_text(request, config)  # nothing invalid reaches a backend
+        mode = "cascade" if config.routing.uses_cascade() else "route"
         try:
-            call = self._call(config, "small", request, deadline, spec)
+            call = self._call(config, "small", request, deadline, spec, cascade=mode)
         except BackendError:
             return None  # no key: the decision's own path reports it
         task = asyncio.get_running_loop().create_task(self.backend.complete(call))
@@ -287,15 +465,20 @@ class Pipeline:
         spec: StructuredSpec,
         shots: Shots = _no_shots,
         first: Awaitable[T] | None = None,
+        verify: bool = True,
     ) -> tuple[T, Tier, str]:
         """Run `attempt` on the decided tier, then once on the other if allowed: (result, tier, reason).
 
         `config` is the snapshot the decision was made with, so a reload never mixes two configs. `first`,
-        when given, is the decided tier's call already under way (a speculative small-tier call).
+        when given, is the decided tier's call already under way (a speculative small-tier call). `verify`
+        False: a cascade-mode call that will not be verified (no log-probabilities are asked for).
         """
+        mode = decision.mode if verify else "route"  # "route": no log-probabilities asked for
         try:
             if first is None:
-                first = attempt(self._call(config, decision.tier, request, deadline, spec, shots))
+                first = attempt(
+                    self._call(config, decision.tier, request, deadline, spec, shots, cascade=mode)
+                )
             return await first, decision.tier, ""
         except BackendError as error:
             self.metrics.backend_errors.labels(error.tier, error.kind).inc()
@@ -337,7 +520,9 @@ class Pipeline:
         deadline: float | None,
         spec: StructuredSpec,
         shots: Shots = _no_shots,
+        cascade: str = "route",
     ) -> BackendCall:
+        """`cascade` "cascade": a small-tier call asks for log-probabilities (the confidence verifier)."""
         settings = config.tiers.get(tier)
         if settings.missing_key_env:
             # Known without a network round trip: the call could only fail authentication.
@@ -345,7 +530,8 @@ class Pipeline:
                 tier, settings.model, "unconfigured", f"has no API key: set {settings.missing_key_env}"
             )
         messages = inject(request.messages, shots()) if tier == "small" else request.messages
-        return BackendCall(tier, settings, messages, request.params, deadline, spec)
+        logprobs = cascade == "cascade" and tier == "small" and config.routing.cascade.confidence.enabled
+        return BackendCall(tier, settings, messages, request.params, deadline, spec, logprobs=logprobs)
 
     def _count_generation(
         self, tier: Tier, prompt_tokens: int, completion_tokens: int, cost_usd: float, seconds: float
@@ -396,28 +582,58 @@ def validated_scoring_text(request: Request, config: RouterConfig) -> str:
     return text
 
 
-def _chunk(
-    delta: GenerationDelta,
-    decision: Decision,
-    model: str,
-    request_id: str,
-    fallback_reason: str,
-    *,
-    head: bool,
-) -> Chunk:
+@dataclasses.dataclass(frozen=True)
+class _Relay:
+    """What every chunk of one stream repeats or opens with."""
+
+    decision: Decision
+    model: str
+    request_id: str
+    fallback_reason: str
+    exemplar_ids: tuple[str, ...] = ()
+    # Known before the first chunk in a buffered cascade stream; the HTTP door's x-rightsize-escalated
+    # header reads it there (gRPC clients read it on the last chunk).
+    escalation: Escalation = Escalation()
+
+
+def _chunk(delta: GenerationDelta, relay: _Relay, *, head: bool) -> Chunk:
     return Chunk(
         delta=delta.text,
-        decision=decision if head else None,
-        model=model if head else "",
-        request_id=request_id if head else "",
-        fallback=bool(fallback_reason),
-        fallback_reason=fallback_reason if head else "",
+        decision=relay.decision if head else None,
+        model=relay.model if head else "",
+        request_id=relay.request_id if head else "",
+        fallback=bool(relay.fallback_reason),
+        fallback_reason=relay.fallback_reason if head else "",
         usage=delta.usage,
         cost_usd=delta.cost_usd,
         finish_reason=delta.finish_reason,
         tool_call_deltas=delta.tool_call_deltas,
         tool_calls=delta.tool_calls,
+        exemplar_ids=relay.exemplar_ids if head else (),
+        escalation=relay.escalation if head else Escalation(),
     )
+
+
+def _whole(
+    relay: _Relay,
+    answer: Generation,
+    verdict: AnswerCheck,
+    outcome: Escalation,
+    trace: CascadeTrace | None,
+) -> tuple[Chunk, Chunk]:
+    """A complete answer as a stream: its text on the first chunk, usage and verdicts on the last."""
+    head = _chunk(GenerationDelta(answer.text), relay, head=True)
+    last = GenerationDelta(
+        "", answer.finish_reason, answer.usage, answer.cost_usd, tool_calls=answer.tool_calls
+    )
+    tail = dataclasses.replace(
+        _chunk(last, relay, head=False),
+        schema_valid=verdict.valid,
+        answer_error=verdict.error,
+        escalation=outcome,
+        cascade=trace,
+    )
+    return head, tail
 
 
 def _fallback_reason(error: BackendError) -> str:

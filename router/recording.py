@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from router.backends.litellm import Backend
 from router.config import RouterConfig
-from router.domain import Chunk, Completion, Decision, Feedback, Request, ToolCall, Usage
+from router.domain import (
+    CascadeTrace,
+    Chunk,
+    Completion,
+    Decision,
+    Escalation,
+    Feedback,
+    Request,
+    ToolCall,
+    Usage,
+)
 from router.errors import InvalidRequestError, NotFoundError, NotReadyError
 from router.learning.feedback import feedback_label
 from router.learning.shadow import ShadowMetrics, ShadowSampler
@@ -59,6 +69,8 @@ class _Outcome:
     exemplar_ids: tuple[str, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
     schema_valid: bool | None = None  # None: no answer, or nothing to check
+    escalation: Escalation = field(default_factory=Escalation)
+    cascade: CascadeTrace | None = None  # the cascade verified a small answer
 
 
 class RecordingPipeline:
@@ -190,7 +202,26 @@ class RecordingPipeline:
             schema_valid=outcome.schema_valid,
             tools_offered=len(request.tools),
             tool_calls=tuple(call.name for call in outcome.tool_calls),
+            **_cascade_fields(decision, outcome),
         )
+
+
+def _cascade_fields(decision: Decision | None, outcome: _Outcome) -> dict[str, Any]:
+    """The log's cascade columns: the mode always, the verdict only for a small answer it verified."""
+    trace = outcome.cascade
+    if trace is None:
+        return {"mode": decision.mode if decision else None}
+    escalation = outcome.escalation
+    return {
+        "mode": "cascade",
+        "escalated": escalation.escalated,
+        "escalation_reason": escalation.reason or None,
+        "verifier_score": escalation.score,
+        "small_response": trace.small_answer,
+        "small_model": trace.small_model,
+        "verifier_inputs": trace.verifier_inputs,
+        "escalation_ms": trace.added_ms,
+    }
 
 
 def _prompt_text(request: Request, pipeline: Pipeline) -> str:
@@ -212,6 +243,8 @@ def _fill(outcome: _Outcome, completion: Completion) -> None:
     outcome.exemplar_ids = completion.exemplar_ids
     outcome.tool_calls = completion.tool_calls
     outcome.schema_valid = _checked(completion.schema_valid, completion.answer_error)
+    outcome.escalation = completion.escalation
+    outcome.cascade = completion.cascade
 
 
 def _checked(valid: bool, error: str) -> bool | None:
@@ -232,6 +265,8 @@ def _add_chunk(outcome: _Outcome, chunk: Chunk) -> None:
         outcome.cost_usd = chunk.cost_usd
         outcome.tool_calls = chunk.tool_calls
         outcome.schema_valid = _checked(chunk.schema_valid, chunk.answer_error)
+        outcome.escalation = chunk.escalation
+        outcome.cascade = chunk.cascade
 
 
 def _as_completion(request: Request, outcome: _Outcome) -> Completion | None:

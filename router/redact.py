@@ -156,7 +156,7 @@ R = TypeVar("R")
 
 # The free-text fields of what the request log stores: LogRecord, ShadowAnswer (a shadow or teacher answer)
 # and Label (a feedback comment, a judge's reason). Errors too: a provider's message may quote the prompt.
-TEXT_FIELDS = ("prompt", "response", "comment", "judge_reason", "error", "fallback_reason")
+TEXT_FIELDS = ("prompt", "response", "small_response", "comment", "judge_reason", "error", "fallback_reason")
 
 
 def redacted(record: R, redactor: Redactor | None) -> R:

@@ -53,6 +53,9 @@ class BackendCall:
     params: GenerationParams
     deadline: float | None = None
     spec: StructuredSpec = PLAIN
+    # Ask for token log-probabilities (top 2 per token) for the cascade's confidence verifier. Providers
+    # that cannot return them (Ollama through LiteLLM 1.82.6) are not asked; the answer then has none.
+    logprobs: bool = False
 
     def timeout_s(self) -> float | None:
         """Seconds left for this call: the tier's `timeout`, shortened by the deadline (minus a margin)."""
@@ -190,6 +193,7 @@ class LiteLLMBackend:
             cost_usd=self.cost_usd(call.settings, usage),
             finish_reason=choice.finish_reason or "",
             tool_calls=tool_calls,
+            logprobs=_logprobs(getattr(choice, "logprobs", None)) if call.logprobs else None,
         )
 
     async def stream(self, call: BackendCall) -> AsyncGenerator[GenerationDelta, None]:
@@ -378,7 +382,25 @@ def _kwargs(call: BackendCall, timeout: float | None) -> dict[str, Any]:
         kwargs["top_p"] = params.top_p
     if params.stop:
         kwargs["stop"] = list(params.stop)
+    if call.logprobs and supports_logprobs(call.settings.model):
+        kwargs["logprobs"] = True
+        kwargs["top_logprobs"] = 2  # the second-best token gives the top-1/top-2 margin
     return kwargs
+
+
+def supports_logprobs(model: str) -> bool:
+    """Whether LiteLLM 1.82.6 passes `logprobs` to this provider and returns them: not for Ollama (its
+    chat and completion adapters drop the parameter); OpenAI-compatible servers (vLLM, llama.cpp) do."""
+    return not model.startswith(OLLAMA_PREFIXES)
+
+
+def _logprobs(raw: Any) -> tuple[tuple[float, float | None], ...] | None:
+    """`choices[0].logprobs` (OpenAI shape) as (logprob, second-best) pairs; None when absent."""
+    from classifier.answer import parse_openai_logprobs
+
+    content = raw.get("content") if isinstance(raw, dict) else getattr(raw, "content", None)
+    tokens = parse_openai_logprobs(content)
+    return None if tokens is None else tuple((token.logprob, token.second) for token in tokens)
 
 
 def _tool_calls(raw: Any) -> tuple[ToolCall, ...]:

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from router.config.cascade import CascadeSettings, Mode
 from router.config.embedded import (
     CATALOG,
     EmbeddedOptions,
@@ -201,11 +202,16 @@ class Override(_Strict):
     response_format: Literal["text", "json_object", "json_schema"] | None = None
     threshold: float | None = Field(default=None, ge=0, le=1)
     tier: Tier | None = None
+    mode: Mode | None = None  # None: `routing.mode`
 
     @model_validator(mode="after")
     def _one_action(self) -> Override:
-        if (self.threshold is None) == (self.tier is None):
-            raise ValueError("an override sets exactly one of `threshold` or `tier`")
+        if self.threshold is not None and self.tier is not None:
+            raise ValueError("an override sets one of `threshold` or `tier`, not both")
+        if self.threshold is None and self.tier is None and self.mode is None:
+            raise ValueError("an override sets `threshold`, `tier` or `mode`")
+        if self.tier is not None and self.mode == "cascade":
+            raise ValueError("`mode: cascade` cannot go with `tier` (a fixed tier has nothing to verify)")
         if not self.metadata and self.tools is None and self.response_format is None:
             raise ValueError("an override needs a condition: `metadata`, `tools` or `response_format`")
         return self
@@ -228,6 +234,13 @@ class Override(_Strict):
         if self.response_format is not None:
             parts.append(f"response_format={self.response_format}")
         return " ".join(parts)
+
+    def mode_for(self, default: Mode) -> Mode:
+        """The routing mode of a request this rule matches: its own `mode`, else `default`; a fixed tier
+        is always `route`."""
+        if self.tier is not None:
+            return "route"
+        return self.mode or default
 
 
 class TargetWindow(_Strict):
@@ -266,6 +279,32 @@ class RoutingSettings(_Strict):
     max_prompt_chars: int = Field(default=200_000, gt=0)  # all message contents together
     context_turns: int = Field(default=0, ge=0)  # earlier turns scored with the last user message
     context_chars: int = Field(default=1000, ge=0)
+    # route: the tier is chosen before generation; cascade: the small tier answers first and its answer is
+    # verified (routing.cascade). Overrides may set their own `mode`.
+    mode: Mode = "route"
+    cascade: CascadeSettings = CascadeSettings()
+
+    @model_validator(mode="after")
+    def _cascade_makes_sense(self) -> RoutingSettings:
+        direct_large = self.cascade.direct_large
+        if self.mode == "cascade" and direct_large < self.threshold:
+            raise ValueError(
+                f"routing.cascade.direct_large ({direct_large:g}) is below routing.threshold "
+                f"({self.threshold:g}): the cascade would send more prompts straight to large than routing"
+            )
+        for index, override in enumerate(self.overrides):
+            if override.mode_for(self.mode) != "cascade" or override.threshold is None:
+                continue
+            if direct_large < override.threshold:
+                raise ValueError(
+                    f"routing.cascade.direct_large ({direct_large:g}) is below routing.overrides[{index}]"
+                    f".threshold ({override.threshold:g}), which runs in cascade mode"
+                )
+        return self
+
+    def uses_cascade(self) -> bool:
+        """True when the global mode or any override runs the cascade."""
+        return self.mode == "cascade" or any(o.mode_for(self.mode) == "cascade" for o in self.overrides)
 
 
 class ScoringSettings(_Strict):
@@ -330,6 +369,11 @@ class RouterConfig(_Strict):
     models: ModelsSettings = ModelsSettings()
     log: LogSettings = LogSettings()
     learning: LearningSettings = LearningSettings()
+
+    @property
+    def verifier_dir(self) -> Path:
+        """The answer-quality head's directory: `routing.cascade.head.path`, else `<models.dir>/verifier`."""
+        return self.routing.cascade.head.path or self.models.root / "verifier"
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> RouterConfig:
@@ -440,6 +484,12 @@ def _resolve(config: RouterConfig, base: Path, environ: Mapping[str, str]) -> Ro
     models = config.models
     if models.dir is not None and not models.dir.is_absolute():
         models = models.model_copy(update={"dir": (base / models.dir).resolve()})
+    routing = config.routing
+    head = routing.cascade.head
+    if head.path is not None and not head.path.is_absolute():
+        head = head.model_copy(update={"path": (base / head.path).resolve()})
+        cascade = routing.cascade.model_copy(update={"head": head})
+        routing = routing.model_copy(update={"cascade": cascade})
     try:
         auth = keys_from_env(config.server.auth, environ)
     except ValueError as exc:
@@ -447,7 +497,9 @@ def _resolve(config: RouterConfig, base: Path, environ: Mapping[str, str]) -> Ro
     server = config.server.model_copy(update={"auth": auth})
     if server.replica_id is None and environ.get(REPLICA_ID_ENV):
         server = server.model_copy(update={"replica_id": environ[REPLICA_ID_ENV]})
-    return config.model_copy(update={"tiers": Tiers(**tiers), "models": models, "server": server})
+    return config.model_copy(
+        update={"tiers": Tiers(**tiers), "models": models, "server": server, "routing": routing}
+    )
 
 
 def _resolve_embedded(tier: TierSettings, key: str, base: Path) -> TierSettings:

@@ -2,7 +2,8 @@
 
 * The answer the client rated came from the small tier (decided small, no fallback): GOOD means
   `small_ok = 1`, BAD means `small_ok = 0`.
-* It came from the large tier (decided large, or a small-tier failure answered by large): the rating is
+* It came from the large tier (decided large, a small-tier failure answered by large, or a cascade
+  escalation, whose small answer the client never saw): the rating is
   kept (rating, score, comment, for reports and for picking good large-tier answers as few-shot
   exemplars) but it says nothing about whether the small tier would have done, so `small_ok` stays None
   and `rightsize label` may still fill it in with a judge verdict (keeping the rating).
@@ -19,10 +20,10 @@ SOURCE = "feedback"
 
 
 def answered_tier(record: LogRecord) -> str | None:
-    """The tier whose answer the client got: the decided tier, or large after a fallback."""
+    """The tier whose answer the client got: the decided tier, or large after a fallback or an escalation."""
     if record.tier is None:
         return None
-    return "large" if record.fallback else record.tier
+    return "large" if record.fallback or record.escalated else record.tier
 
 
 def feedback_label(record: LogRecord, feedback: Feedback) -> Label:

@@ -19,7 +19,8 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "request_id", "ts", "rpc", "metadata", "prompt", "prompt_sha256", "score", "threshold", "rule", "tier",
     "model", "classifier_version", "fallback", "fallback_reason", "classify_ms", "total_ms", "prompt_tokens",
     "completion_tokens", "cost_usd", "error", "response", "exemplar_ids", "replica_id", "format_type",
-    "schema_name", "schema_valid", "tools_offered", "tool_calls",
+    "schema_name", "schema_valid", "tools_offered", "tool_calls", "mode", "escalated", "escalation_reason",
+    "verifier_score", "small_response", "small_model", "verifier_inputs", "escalation_ms",
 )  # fmt: skip
 # labels table column -> LogRecord field
 LABEL_COLUMNS: Mapping[str, str] = {
@@ -321,6 +322,7 @@ class SqlStore(ABC):
         values["exemplar_ids"] = json.dumps(list(record.exemplar_ids))
         values["tool_calls"] = json.dumps(list(record.tool_calls))
         values["schema_valid"] = None if record.schema_valid is None else int(record.schema_valid)
+        values["escalated"] = None if record.escalated is None else int(record.escalated)
         return tuple(values[name] for name in REQUEST_COLUMNS)
 
     def _decode(self, row: Sequence[Any]) -> LogRecord:
@@ -333,6 +335,7 @@ class SqlStore(ABC):
         values["exemplar_ids"] = json.loads(values["exemplar_ids"])
         values["tool_calls"] = json.loads(values["tool_calls"] or "[]")
         values["schema_valid"] = None if values["schema_valid"] is None else bool(values["schema_valid"])
+        values["escalated"] = None if values["escalated"] is None else bool(values["escalated"])
         if values["labelled_at"] is not None:
             values["labelled_at"] = self._decode_ts(values["labelled_at"])
         return LogRecord(**values)

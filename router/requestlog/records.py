@@ -97,6 +97,18 @@ class LogRecord:
     schema_valid: bool | None = None
     tools_offered: int = 0
     tool_calls: Sequence[str] = ()
+    # The answer-aware cascade (issue 17): "route" or "cascade" (None in older logs); for a small answer the
+    # cascade verified: whether it escalated, why (or why unverified), the verifier's P(good) (-1: none
+    # ran), the small answer and its model (`response` is then the answer returned: the large one after an
+    # escalation), the verifiers' inputs as JSON, and the ms an escalation added after the small answer.
+    mode: str | None = None
+    escalated: bool | None = None
+    escalation_reason: str | None = None
+    verifier_score: float | None = None
+    small_response: str | None = None
+    small_model: str | None = None
+    verifier_inputs: str | None = None
+    escalation_ms: float | None = None
     small_ok: int | None = None
     label_source: str | None = None
     feedback_rating: str | None = None

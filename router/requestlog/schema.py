@@ -126,6 +126,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE requests ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '[]'",
         ),
     ),
+    Migration(
+        6,
+        "cascade verdicts",
+        # The answer-aware cascade (routing.mode: cascade): the mode, the verdict's three contract fields,
+        # the small answer it judged (with `response`, both answers of an escalated call), what the
+        # verifiers read (JSON) and the latency an escalation added. NULL on older rows and route calls.
+        (
+            "ALTER TABLE requests ADD COLUMN mode TEXT",
+            "ALTER TABLE requests ADD COLUMN escalated SMALLINT",
+            "ALTER TABLE requests ADD COLUMN escalation_reason TEXT",
+            "ALTER TABLE requests ADD COLUMN verifier_score {float}",
+            "ALTER TABLE requests ADD COLUMN small_response TEXT",
+            "ALTER TABLE requests ADD COLUMN small_model TEXT",
+            "ALTER TABLE requests ADD COLUMN verifier_inputs TEXT",
+            "ALTER TABLE requests ADD COLUMN escalation_ms {float}",
+        ),
+    ),
 )
 
 LATEST_VERSION = max(migration.version for migration in MIGRATIONS)

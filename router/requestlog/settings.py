@@ -29,6 +29,11 @@ class LogSettings(BaseModel):
         default=True, description="keep the prompt text; when false only its sha256 is kept"
     )
     store_responses: bool = Field(default=False, description="keep the response text")
+    store_cascade_answers: bool = Field(
+        default=True,
+        description="keep both answers of a call the cascade verified (the labels need them), even when"
+        " store_responses is false",
+    )
     spill_dir: Path = Field(default=Path("var/rightsize/spill"), description="local JSONL spill files")
     queue_size: int = Field(default=10_000, ge=1, description="records held in memory before spilling")
     batch_size: int = Field(default=200, ge=1, description="records per insert")

@@ -85,6 +85,7 @@ class RequestLogWriter:
         sync: Literal["batch", "strict"] = "batch",
         store_prompts: bool = True,
         store_responses: bool = False,
+        store_cascade_answers: bool = True,
         strict_timeout_s: float = 10.0,
         retry_interval_s: float = 1.0,
         max_retry_interval_s: float = 30.0,
@@ -102,6 +103,7 @@ class RequestLogWriter:
         self.sync = sync
         self.store_prompts = store_prompts
         self.store_responses = store_responses
+        self.store_cascade_answers = store_cascade_answers
         self.strict_timeout_s = strict_timeout_s
         self.retry_interval_s = retry_interval_s
         self.max_retry_interval_s = max_retry_interval_s
@@ -140,6 +142,7 @@ class RequestLogWriter:
             sync=settings.sync,
             store_prompts=settings.store_prompts,
             store_responses=settings.store_responses,
+            store_cascade_answers=settings.store_cascade_answers,
             strict_timeout_s=2 * settings.timeout_ms / 1000 + 1.0,
             metrics=metrics,
             redact=settings.redact,
@@ -384,8 +387,11 @@ class RequestLogWriter:
             record = dataclasses.replace(record, replica_id=self.replica_id)
         if not self.store_prompts and record.prompt is not None:
             record = dataclasses.replace(record, prompt=None)
-        if not self.store_responses and record.response is not None:
+        cascade_kept = self.store_cascade_answers and record.small_response is not None
+        if not self.store_responses and record.response is not None and not cascade_kept:
             record = dataclasses.replace(record, response=None)
+        if not self.store_cascade_answers and record.small_response is not None:
+            record = dataclasses.replace(record, small_response=None)
         if self.redactor is not None:
             record = redacted(record, self.redactor)
         return record

@@ -7,6 +7,10 @@ Rules, first match wins:
 3. the global threshold: `routing.threshold`, or the threshold resolved for `routing.target_large_fraction`
    (passed in as `target`, see router.routing.thresholds).
 With a threshold, the large tier is chosen when score >= threshold.
+
+In cascade mode (`routing.mode`, or the matching override's `mode`) a threshold rule sends the prompt to
+the small tier first unless its score reaches `routing.cascade.direct_large`; `Decision.threshold` stays
+the routing threshold, so logs show what plain routing would have chosen. A forced or fixed tier is route.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ def decide(
         threshold = global_threshold
 
     tier: Tier
+    mode = override.mode_for(config.routing.mode) if override is not None else config.routing.mode
     if request.force_tier:
         tier = _as_tier(request.force_tier)
         rule, reason = "forced", "forced by request"
@@ -58,6 +63,13 @@ def decide(
     else:
         tier = _by_threshold(score, threshold)
         rule, reason = global_rule, global_reason
+    if request.force_tier or (override is not None and override.tier is not None):
+        mode = "route"
+    elif mode == "cascade":
+        direct_large = config.routing.cascade.direct_large
+        tier = _by_threshold(score, direct_large)
+        path = "straight to large" if tier == "large" else "small first"
+        reason += f"; cascade: {path} (direct_large {_number(direct_large)})"
 
     return Decision(
         tier=tier,
@@ -67,6 +79,7 @@ def decide(
         rule=rule,
         reason=reason,
         classifier_version=classifier_version,
+        mode=mode,
     )
 
 

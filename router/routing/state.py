@@ -16,6 +16,7 @@ from router.config import RouterConfig
 from router.routing.thresholds import ResolvedThreshold
 
 if TYPE_CHECKING:
+    from classifier.answer import AnswerScorer
     from router.scoring_queue import TextScorer
 
 _KEEP: Any = object()
@@ -29,13 +30,21 @@ class RoutingState:
     scorer: TextScorer  # the classifier
     target: ResolvedThreshold | None = None  # config.routing.target_large_fraction resolved
     serial: int = 0
+    verifier: AnswerScorer | None = None  # the cascade's answer-quality head; None: not loaded
+    verifier_error: str = ""  # why it is not loaded ("" when it is, or the cascade is off)
 
 
 class LiveState:
     """Owns the current RoutingState; `install()` is its only writer (safe from any thread)."""
 
-    def __init__(self, config: RouterConfig, scorer: TextScorer) -> None:
-        self._current = RoutingState(config, scorer)
+    def __init__(
+        self,
+        config: RouterConfig,
+        scorer: TextScorer,
+        verifier: AnswerScorer | None = None,
+        verifier_error: str = "",
+    ) -> None:
+        self._current = RoutingState(config, scorer, verifier=verifier, verifier_error=verifier_error)
         self._lock = threading.Lock()  # model promotion installs from the watcher's thread
 
     @property
@@ -48,6 +57,8 @@ class LiveState:
         config: RouterConfig = _KEEP,
         scorer: TextScorer = _KEEP,
         target: ResolvedThreshold | None = _KEEP,
+        verifier: AnswerScorer | None = _KEEP,
+        verifier_error: str = _KEEP,
     ) -> RoutingState:
         """Replace the given parts at once (the others are kept); returns the new snapshot."""
         with self._lock:
@@ -57,5 +68,7 @@ class LiveState:
                 scorer=previous.scorer if scorer is _KEEP else scorer,
                 target=previous.target if target is _KEEP else target,
                 serial=previous.serial + 1,
+                verifier=previous.verifier if verifier is _KEEP else verifier,
+                verifier_error=previous.verifier_error if verifier_error is _KEEP else verifier_error,
             )
             return self._current

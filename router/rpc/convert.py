@@ -23,8 +23,6 @@ from router.domain import (
 )
 from router.errors import InvalidRequestError
 
-NO_VERIFIER = -1.0  # CompleteResponse.verifier_score when no verifier ran
-
 
 def new_request_id() -> str:
     """A fresh request id (32 hex characters) for a client that sent none."""
@@ -97,6 +95,7 @@ def decision_message(decision: Decision) -> pb.Decision:
         threshold=decision.threshold,
         reason=decision.reason,
         classifier_version=decision.classifier_version,
+        mode=decision.mode,
     )
 
 
@@ -122,8 +121,9 @@ def complete_response(completion: Completion) -> pb.CompleteResponse:
         exemplar_ids=list(completion.exemplar_ids),
         tool_calls=tool_call_messages(completion.tool_calls),
         schema_valid=completion.schema_valid,
-        escalated=False,  # the cascade (answer-aware escalation) is not served yet
-        verifier_score=NO_VERIFIER,
+        escalated=completion.escalation.escalated,
+        escalation_reason=completion.escalation.reason,
+        verifier_score=completion.escalation.score,
     )
 
 
@@ -141,8 +141,10 @@ def chunk_message(chunk: Chunk) -> pb.CompleteChunk:
         tool_calls=tool_call_messages(chunk.tool_calls),
         schema_valid=chunk.schema_valid,
     )
-    if chunk.usage is not None:  # the last chunk: no verifier ran (the cascade is not served yet)
-        message.verifier_score = NO_VERIFIER
+    if chunk.usage is not None:  # the last chunk carries the cascade's verdict
+        message.escalated = chunk.escalation.escalated
+        message.escalation_reason = chunk.escalation.reason
+        message.verifier_score = chunk.escalation.score
     if chunk.decision is not None:
         message.decision.CopyFrom(decision_message(chunk.decision))
     if chunk.usage is not None:

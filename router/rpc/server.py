@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -56,6 +57,9 @@ from router.rpc.limits import CallLimits, LimitsInterceptor, grpc_options
 from router.rpc.service import RouterService
 from router.scoring_queue import ScoringQueue, TextScorer
 
+if TYPE_CHECKING:
+    from classifier.answer import AnswerScorer
+
 log = logging.getLogger(__name__)
 
 ROUTER_SERVICE = pb.DESCRIPTOR.services_by_name["Router"].full_name
@@ -81,6 +85,7 @@ class ServerParts:
     model_watcher: ModelWatcher
     reloader: ConfigReloader | None = None  # only when served from a config file
     http: HttpDoor | None = None  # only with server.http
+    verifier_watcher: ModelWatcher | None = None  # the answer head's pointer (cascade mode)
 
 
 class RouterServer:
@@ -97,6 +102,7 @@ class RouterServer:
         self.request_log = parts.recorder
         self.target_share = parts.target_share
         self.model_watcher = parts.model_watcher
+        self.verifier_watcher = parts.verifier_watcher
         self.reloader = parts.reloader
         self.http = parts.http
         self.metrics_port: int | None = None  # bound by start()
@@ -131,6 +137,8 @@ class RouterServer:
         await self.target_share.start()  # before the port opens: the first decision already uses it
         self.request_log.start()
         self.model_watcher.start()
+        if self.verifier_watcher is not None and self.config.routing.uses_cascade():
+            self.verifier_watcher.start()
         if self.pipeline.fewshot is not None:
             self.pipeline.fewshot.start()  # builds the exemplar store in the background
         if self.reloader is not None:
@@ -193,6 +201,8 @@ class RouterServer:
         await asyncio.gather(self.grpc_server.stop(grace_s), *([self.http.stop()] if self.http else []))
         await self.embedded.stop()  # after the drain: in-flight calls to an embedded tier have finished
         self.model_watcher.stop()
+        if self.verifier_watcher is not None:
+            self.verifier_watcher.stop()
         if self.pipeline.fewshot is not None:
             await self.pipeline.fewshot.stop()
         # Every answered call's record is queued by now; writing them all is what makes SIGTERM lossless.
@@ -222,7 +232,8 @@ def create_server(
     """
     scorer = scorer if scorer is not None else load_scorer(config)
     metrics = metrics if metrics is not None else RouterMetrics()
-    live = LiveState(config, scorer)
+    verifier, verifier_error = load_verifier_at_start(config, scorer)
+    live = LiveState(config, scorer, verifier, verifier_error)
     scoring = ScoringQueue(
         scorer,
         max_batch=config.scoring.max_batch,
@@ -270,6 +281,12 @@ def create_server(
         lambda promoted: live.install(scorer=promoted),
         interval_s=config.models.poll_interval_s,
     )
+    verifier_watcher = ModelWatcher(  # `rightsize retrain` promotes answer heads into the head's registry
+        verifier_registry(config),
+        lambda path: load_verifier(path, live.current.scorer),
+        lambda promoted: live.install(verifier=promoted, verifier_error=""),
+        interval_s=config.models.poll_interval_s,
+    )
     reloader = ConfigReloader(source, target_share, metrics.registry) if source is not None else None
     parts = ServerParts(
         config,
@@ -284,6 +301,7 @@ def create_server(
         watcher,
         reloader,
         http,
+        verifier_watcher,
     )
     return RouterServer(parts), port
 
@@ -397,6 +415,34 @@ def load_scorer(config: RouterConfig, path: Path | None = None) -> TextScorer:
     if scorer.tuning is not None:  # scoring.embedder / scoring.threads: auto (classifier.autotune)
         log.info("classifier %s: %s", scorer.version, scorer.tuning.summary())
     return scorer
+
+
+def verifier_registry(config: RouterConfig) -> ModelRegistry:
+    """The answer head's registry: its directory is `active` until a promotion writes `<dir>/current`."""
+    return ModelRegistry(config.verifier_dir, ".", config.models.keep)
+
+
+def load_verifier(path: Path, scorer: TextScorer) -> AnswerScorer:
+    """The answer-quality head at `path`, sharing the classifier's embedder when it exposes one."""
+    from classifier.answer import AnswerScorer
+
+    return AnswerScorer.from_path(path, embedder=embedder_of(scorer))  # type: ignore[arg-type]
+
+
+def load_verifier_at_start(config: RouterConfig, scorer: TextScorer) -> tuple[AnswerScorer | None, str]:
+    """(the answer head, "") when the cascade uses it, else (None, why not). A head that cannot load is
+    logged once: the cascade then answers unverified by the head (its escalation_reason says so)."""
+    settings = config.routing.cascade.head
+    if not config.routing.uses_cascade() or not settings.enabled:
+        return None, ""
+    try:
+        verifier = load_verifier(verifier_registry(config).current_path(), scorer)
+    except Exception as exc:  # ModelLoadError, a missing directory: serve, unverified by the head
+        reason = f"the answer head did not load: {exc}"
+        log.error("%s", reason)
+        return None, reason[:300]
+    log.info("answer head %s loaded from %s", verifier.version, verifier.model_dir)
+    return verifier, ""
 
 
 async def serve(config: RouterConfig, source: ConfigSource | None = None) -> int:

@@ -7,6 +7,9 @@ give, in order, before falling back to `reply`; e.g. a judge's verdicts), `kill(
 socket and every open connection: later calls get "connection refused"), `restart()` (listen again).
 Faults: `retry_after_s` and `echo_key` (with `status`), `raw_body` (200 with a body as given, e.g. broken
 JSON), `stall_after` (a stream stops after that many chunks for `stall_s`, then the connection is cut).
+Log-probabilities (OpenAI kind, unary): a request with `logprobs` gets each reply word as a token at
+`logprob` (natural log; None: the stand-in returns none, like Ollama) with a second-best token 2 nats below.
+`answers` maps a text found in the last user message to (reply, logprob): right and wrong answers.
 Tools: `tool_calls` (a list of {"name": ..., "arguments": {...}}) makes every answer call those tools
 (OpenAI: message.tool_calls with JSON-text arguments, streamed as argument pieces; Ollama: objects).
 """
@@ -35,6 +38,7 @@ class StandIn:
         self.status: int | None = None
         self.delay_s = 0.0
         self.chunk_delay_s = 0.0
+        self.unary_extra_s = 0.0  # unary answers only: e.g. the generation time a stream spreads over chunks
         self.script: list[str] = []
         # Fault knobs (tests/router/guards): see `faults` in the module docstring.
         self.retry_after_s: float | None = None  # with `status`: a Retry-After header
@@ -43,6 +47,8 @@ class StandIn:
         self.stall_after: int | None = None  # streams: after this many chunks, stall for `stall_s`, then cut
         self.stall_s = 30.0
         self.tool_calls: list[dict[str, Any]] = []
+        self.logprob: float | None = -0.05
+        self.answers: dict[str, tuple[str, float | None]] = {}
         self.requests: list[dict[str, Any]] = []
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -90,9 +96,28 @@ class StandIn:
         with self._lock:
             return self.script.pop(0) if self.script else self.reply
 
-    def pieces(self) -> list[str]:
-        words = self.reply.split(" ")
+    def answer_for(self, body: dict[str, Any]) -> tuple[str, float | None]:
+        """(reply, token logprob): from `answers` when the last user message contains a key."""
+        return self.matched(body) or (self.next_reply(), self.logprob)
+
+    def matched(self, body: dict[str, Any]) -> tuple[str, float | None] | None:
+        users = [str(m.get("content", "")) for m in body.get("messages", []) if m.get("role") == "user"]
+        last = users[-1] if users else ""
+        return next((answer for key, answer in self.answers.items() if key in last), None)
+
+    def pieces(self, text: str | None = None) -> list[str]:
+        words = (self.reply if text is None else text).split(" ")
         return [word if i == 0 else " " + word for i, word in enumerate(words)]
+
+
+def _token_logprobs(reply: str, logprob: float) -> list[dict[str, Any]]:
+    """OpenAI's choices[0].logprobs.content for `reply`, one token per word, all at `logprob`."""
+    tokens = []
+    for index, word in enumerate(reply.split(" ")):
+        token = word if index == 0 else " " + word
+        alternatives = [{"token": token, "logprob": logprob}, {"token": " zzz", "logprob": logprob - 2.0}]
+        tokens.append({"token": token, "logprob": logprob, "bytes": None, "top_logprobs": alternatives})
+    return tokens
 
 
 class _Server(ThreadingHTTPServer):
@@ -145,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
         if standin.kind == "ollama":
             reply = standin.next_reply()
             return self._json(200, self._ollama_final(body, reply, self.server.standin.tokens(body, reply)))
+        if not streaming and standin.unary_extra_s and standin.stopping.wait(standin.unary_extra_s):
+            return
         return self._openai_stream(body) if streaming else self._json(200, self._openai_unary(body))
 
     # --- Ollama /api/chat ---
@@ -195,14 +222,17 @@ class _Handler(BaseHTTPRequestHandler):
     # --- OpenAI /v1/chat/completions ---
     def _openai_unary(self, body: dict[str, Any]) -> dict[str, Any]:
         standin = self.server.standin
-        reply = standin.next_reply()
+        reply, logprob = standin.answer_for(body)
         prompt_tokens, completion_tokens = standin.tokens(body, reply)
+        choice = self._openai_choice(reply)
+        if body.get("logprobs") and logprob is not None and not standin.tool_calls:
+            choice["logprobs"] = {"content": _token_logprobs(reply, logprob)}
         return {
             "id": "chatcmpl-standin",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model"),
-            "choices": [self._openai_choice(reply)],
+            "choices": [choice],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
@@ -227,7 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
             "model": body.get("model"),
         }
         calls = self._openai_tool_calls()
-        for piece in [] if calls else standin.pieces():
+        answer = standin.matched(body)
+        for piece in [] if calls else standin.pieces(answer[0] if answer else None):
             delta = {"role": "assistant", "content": piece}
             self._send_event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         for index, call in enumerate(calls):  # id and name first, then the arguments in two pieces

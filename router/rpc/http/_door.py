@@ -151,7 +151,9 @@ class HttpDoor:
             response = web.StreamResponse(headers={**headers, **SSE_HEADERS})
             if chunk is not None:
                 head = convert.chunk_message(chunk)
-                response.headers.update(_decision_headers(head.decision, head.fallback, head.escalated))
+                # A buffered cascade stream knows its verdict before the first chunk; otherwise false.
+                escalated = chunk.escalation.escalated
+                response.headers.update(_decision_headers(head.decision, head.fallback, escalated))
             await response.prepare(request)
             try:
                 while chunk is not None:
@@ -285,6 +287,7 @@ def _decision_headers(decision: pb.Decision, fallback: bool, escalated: bool) ->
         "classifier-version": decision.classifier_version,
         "fallback": "true" if fallback else "false",
         "escalated": "true" if escalated else "false",
+        "mode": decision.mode or "route",
     }
     return {HEADER_PREFIX + name: _header_value(value) for name, value in values.items()}
 

@@ -79,7 +79,7 @@ def test_an_older_log_is_migrated_in_place_and_keeps_its_rows(
     _old_log(store_url)
     store = open_store(store_url)
     try:
-        assert store.migrate() == LATEST_VERSION == 5
+        assert store.migrate() == LATEST_VERSION == 6
         old = store.get("old-1")
         assert old is not None and (old.prompt, old.replica_id) == ("hi", None)
         store.write_batch([make_record(1, replica_id="pod-a:50051"), make_record(2)])
