@@ -37,6 +37,7 @@ install-dev: $(BIN)/python
 # missing and starts a throwaway cluster on 127.0.0.1:54329 that keeps running afterwards (a second run
 # reuses it); `make stop-postgres` stops it.
 test: install-dev
+	@command -v npm >/dev/null && $(MAKE) -s node-client || echo "npm not found: the openai npm client test is skipped (CI installs Node)"
 	. scripts/test_env.sh && $(BIN)/python -m pytest -q -p no:cacheprovider
 
 stop-postgres:
