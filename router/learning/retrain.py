@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from router.errors import RouterError
 from router.requestlog import LogRecord
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 LOG_SOURCE = "logs"
 REPORT_MD = "retrain_report.md"
 REPORT_PNG = "retrain_report.png"
+T = TypeVar("T")
 
 
 class RetrainError(RouterError):
@@ -42,6 +43,7 @@ class Comparison:
     holdout_rows: int
     base_rows: int
     selection: Selection | None = None
+    subject: str = "prompt"  # "prompt": the prompt classifier; "answer": the cascade's answer-quality head
 
     @property
     def not_worse(self) -> bool:
@@ -71,15 +73,31 @@ def in_holdout(text: str, fraction: float) -> bool:
 
 def split(examples: Sequence[Example], fraction: float) -> tuple[list[Example], list[Example]]:
     """(train, holdout); RetrainError unless each side holds both classes."""
-    train = [e for e in examples if not in_holdout(e.text, fraction)]
-    holdout = [e for e in examples if in_holdout(e.text, fraction)]
+
+    def refuse(name: str, ok: int, bad: int, need: int) -> str:
+        return (
+            f"the {name} slice has {ok} small_ok=1 and {bad} small_ok=0 labels; need at least"
+            f" {need} of each (collect more feedback or run `rightsize label`)"
+        )
+
+    return split_by(examples, fraction, lambda e: e.text, lambda e: e.small_ok, refuse)
+
+
+def split_by(
+    items: Sequence[T],
+    fraction: float,
+    text: Callable[[T], str],
+    label: Callable[[T], int],
+    refuse: Callable[[str, int, int, int], str],
+) -> tuple[list[T], list[T]]:
+    """(train, holdout) by `text`'s hash; RetrainError(refuse(slice, ones, zeros, need)) unless the training
+    slice holds 2 and the held-out slice 1 of each `label`."""
+    train = [e for e in items if not in_holdout(text(e), fraction)]
+    holdout = [e for e in items if in_holdout(text(e), fraction)]
     for name, part, need in (("training", train, 2), ("held-out", holdout, 1)):
-        ok = sum(e.small_ok for e in part)
+        ok = sum(label(e) for e in part)
         if min(ok, len(part) - ok) < need:
-            raise RetrainError(
-                f"the {name} slice has {ok} small_ok=1 and {len(part) - ok} small_ok=0 labels; need at least"
-                f" {need} of each (collect more feedback or run `rightsize label`)"
-            )
+            raise RetrainError(refuse(name, ok, len(part) - ok, need))
     return train, holdout
 
 
@@ -193,12 +211,25 @@ def format_comparison(comparison: Comparison) -> str:
     rows = [("challenger", comparison.challenger_version, comparison.challenger)]
     if comparison.champion is not None:
         rows.insert(0, ("champion", comparison.champion_version, comparison.champion))
+    if comparison.subject == "answer":
+        intro = [
+            "# Retrain report: the answer-quality head",
+            "",
+            f"Trained on {comparison.train_rows} confirmed small answers from the log; compared on"
+            f" {comparison.holdout_rows} held-out ones that neither head was trained on, escalating the"
+            " lowest P(good) first. Quality basis: small_ok of the small answer (the large tier is assumed"
+            " good).",
+        ]
+    else:
+        intro = [
+            "# Retrain report",
+            "",
+            f"Trained on {comparison.train_rows} labelled logged prompts (+ {comparison.base_rows} base"
+            f" rows); compared on {comparison.holdout_rows} held-out logged prompts that neither model was"
+            " trained on. Quality basis: small_ok (the large tier is assumed good enough).",
+        ]
     lines = [
-        "# Retrain report",
-        "",
-        f"Trained on {comparison.train_rows} labelled logged prompts (+ {comparison.base_rows} base rows);"
-        f" compared on {comparison.holdout_rows} held-out logged prompts that neither model was trained on."
-        " Quality basis: small_ok (the large tier is assumed good enough).",
+        *intro,
         "",
         "| model | version | AUC | APGR | CPT(50%) | CPT(80%) |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
