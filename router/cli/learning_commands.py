@@ -71,6 +71,14 @@ def register(subparsers: Any) -> None:
         help="candidate directory (default: MODELS_DIR/candidates/<UTC time>)",
     )
     retrain.add_argument("--holdout", type=float, default=0.2, help="share of logged prompts held out")
+    retrain.add_argument(
+        "--verdict-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="prompt head: also train on unconfirmed cascade verdicts (answer stood = small_ok 1, escalated "
+        "= 0), each weighing W (default 0: excluded; they never enter the held-out comparison)",
+    )
     retrain.add_argument("--promote", action="store_true", help="serve the challenger if not worse")
     retrain.add_argument("--force", action="store_true", help="with --promote: promote even if worse")
     retrain.add_argument(
@@ -203,6 +211,8 @@ def retrain_command(args: argparse.Namespace) -> int:
         raise CliError("--holdout must be between 0 and 1")
     if args.force and not args.promote:
         raise CliError("--force only makes sense with --promote")
+    if not 0 <= args.verdict_weight <= 1:
+        raise CliError("--verdict-weight must be between 0 and 1")
     config = load_server_config(args.config)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     heads = ("prompt", "answer") if args.head == "all" else (args.head,)
@@ -236,7 +246,9 @@ def _retrain_prompt_head(args: argparse.Namespace, config: RouterConfig, stamp: 
     since = parse_since(args.since)
     with open_log_store(args.config, config.log) as store:
         # Streamed: the log is read in pages and only the labelled prompts are kept (10^5 rows: flat memory).
-        examples = translate_log_errors(lambda: labelled_examples(store.iter_records(since=since)))
+        examples = translate_log_errors(
+            lambda: labelled_examples(store.iter_records(since=since), args.verdict_weight)
+        )
     train, holdout = split(examples, args.holdout)
     base = read_base(args.base_data, args.base_weight) if args.base_data else []
     out = _candidate_dir(args.out, registry, stamp)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from classifier.training import LinearHead, Recipe
 
 LOG_SOURCE = "logs"
+VERDICT_SOURCE = "verdict"  # an unconfirmed cascade verdict, used only with `retrain --verdict-weight`
 REPORT_MD = "retrain_report.md"
 REPORT_PNG = "retrain_report.png"
 T = TypeVar("T")
@@ -54,15 +55,42 @@ class Comparison:
         return all(not math.isnan(new) and (math.isnan(old) or new >= old - 1e-9) for new, old in pairs)
 
 
-def labelled_examples(records: Iterable[LogRecord]) -> list[Example]:
-    """One Example per distinct logged prompt with a `small_ok` label (the latest record's label wins)."""
+def labelled_examples(records: Iterable[LogRecord], verdict_weight: float = 0.0) -> list[Example]:
+    """One Example per distinct logged prompt with a `small_ok` label (the latest record's label wins).
+
+    A cascade verdict nobody confirmed (the verifiers passed or escalated the small answer; no feedback on
+    it, no judge) is not a label: the verifiers are what is being checked. With `verdict_weight` > 0 such
+    rows are added as source VERDICT_SOURCE (small_ok 1 when the answer stood, 0 when it escalated), each
+    weighing `verdict_weight`, for prompts without a confirmed label; `split` keeps them out of the
+    held-out slice, so champion and challenger are still compared on confirmed labels only.
+    """
     from classifier.data import Example
 
     latest: dict[str, int] = {}
+    verdicts: dict[str, int] = {}
     for record in records:
-        if record.small_ok is not None and record.prompt:
+        if not record.prompt:
+            continue
+        if record.small_ok is not None:
             latest[record.prompt] = record.small_ok
-    return [Example(text=text, small_ok=small_ok, source=LOG_SOURCE) for text, small_ok in latest.items()]
+        elif verdict_weight > 0 and unconfirmed_verdict(record) is not None:
+            verdicts[record.prompt] = int(not record.escalated)
+    examples = [Example(text=text, small_ok=small_ok, source=LOG_SOURCE) for text, small_ok in latest.items()]
+    return examples + [
+        Example(text=text, small_ok=small_ok, source=VERDICT_SOURCE, weight=verdict_weight)
+        for text, small_ok in verdicts.items()
+        if text not in latest
+    ]
+
+
+def unconfirmed_verdict(record: LogRecord) -> bool | None:
+    """The cascade's own verdict on a verified small answer (True: it stood), None when there is none (not
+    a cascade-verified call, or returned unverified)."""
+    if record.small_response is None or record.escalated is None:
+        return None
+    if (record.escalation_reason or "").startswith("unverified"):
+        return None
+    return not record.escalated
 
 
 def in_holdout(text: str, fraction: float) -> bool:
@@ -72,7 +100,8 @@ def in_holdout(text: str, fraction: float) -> bool:
 
 
 def split(examples: Sequence[Example], fraction: float) -> tuple[list[Example], list[Example]]:
-    """(train, holdout); RetrainError unless each side holds both classes."""
+    """(train, holdout); RetrainError unless each side holds both classes of confirmed labels. Unconfirmed
+    cascade verdicts (source VERDICT_SOURCE) only ever train."""
 
     def refuse(name: str, ok: int, bad: int, need: int) -> str:
         return (
@@ -80,7 +109,9 @@ def split(examples: Sequence[Example], fraction: float) -> tuple[list[Example], 
             f" {need} of each (collect more feedback or run `rightsize label`)"
         )
 
-    return split_by(examples, fraction, lambda e: e.text, lambda e: e.small_ok, refuse)
+    confirmed = [e for e in examples if e.source != VERDICT_SOURCE]
+    train, holdout = split_by(confirmed, fraction, lambda e: e.text, lambda e: e.small_ok, refuse)
+    return train + [e for e in examples if e.source == VERDICT_SOURCE], holdout
 
 
 def split_by(

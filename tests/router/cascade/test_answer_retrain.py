@@ -9,6 +9,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,32 @@ def test_a_logged_answer_is_what_the_head_saw() -> None:
     no_logprobs = LogRecord(**{**record.__dict__, "verifier_inputs": json.dumps({"logprob_tokens": 0})})
     assert logged_answer(no_logprobs).confidence() is None  # type: ignore[union-attr]
     assert logged_answer(LogRecord(**{**record.__dict__, "small_response": None})) is None
+
+
+def test_unconfirmed_verdicts_never_label_the_prompt_classifier_unless_weighed_in() -> None:
+    """The cascade's own verdict is what retraining checks: excluded by default; with a weight, a
+    training-only row; a confirmed label (feedback, judge) always wins; an unverified answer has no verdict at all."""
+    from router.learning.retrain import VERDICT_SOURCE, labelled_examples, split
+
+    def row(i: int, **fields: Any) -> LogRecord:
+        values: dict[str, Any] = {"mode": "cascade", "small_response": "a", "tier": "small", **fields}
+        return LogRecord(f"v{i}", ts=T0, rpc="Complete", prompt_sha256="x", prompt=f"prompt {i}", **values)
+
+    records = [
+        row(0, escalated=False),  # stood, unconfirmed
+        row(1, escalated=True),  # escalated, unconfirmed
+        row(2, escalated=True, small_ok=1, label_source="judge"),  # the judge refuted the escalation
+        row(3, escalated=False, escalation_reason="unverified: no time left"),
+    ]
+    assert [(e.text, e.small_ok) for e in labelled_examples(records)] == [("prompt 2", 1)]
+    weighed = labelled_examples(records, verdict_weight=0.3)
+    assert [(e.text, e.small_ok, e.source, e.weight) for e in weighed] == [
+        ("prompt 2", 1, "logs", 1.0),
+        ("prompt 0", 1, VERDICT_SOURCE, 0.3),
+        ("prompt 1", 0, VERDICT_SOURCE, 0.3),
+    ]
+    confirmed = synthetic_examples(200, seed=1)
+    verdicts = [replace(e, text=f"verdict {i}", source=VERDICT_SOURCE) for i, e in enumerate(confirmed[:50])]
+    train, holdout = split([*confirmed, *verdicts], 0.2)
+    assert all(e.source != VERDICT_SOURCE for e in holdout)
+    assert sum(e.source == VERDICT_SOURCE for e in train) == 50
