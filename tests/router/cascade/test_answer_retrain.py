@@ -209,7 +209,8 @@ def test_a_logged_answer_is_what_the_head_saw() -> None:
 
 def test_unconfirmed_verdicts_never_label_the_prompt_classifier_unless_weighed_in() -> None:
     """The cascade's own verdict is what retraining checks: excluded by default; with a weight, a
-    training-only row; a confirmed label (feedback, judge) always wins; an unverified answer has no verdict at all."""
+    training-only row; a confirmed label (feedback, judge) always wins; an unverified answer has no
+    verdict at all."""
     from router.learning.retrain import VERDICT_SOURCE, labelled_examples, split
 
     def row(i: int, **fields: Any) -> LogRecord:
