@@ -112,6 +112,11 @@ def register(subparsers: Any) -> None:
         command = commands.add_parser(name, help=text, description=handler.__doc__)
         command.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
         _models_dir(command)
+        command.add_argument(
+            "--answer-head",
+            action="store_true",
+            help="the cascade's answer-quality head (routing.cascade.head.path) instead of the classifier",
+        )
         command.set_defaults(handler=handler)
 
 
@@ -330,7 +335,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 def models_list_command(args: argparse.Namespace) -> int:
     """List the models directory: the served model (*), promoted versions and candidates."""
-    registry = _registry(load_server_config(args.config), args.models_dir)
+    registry = _models_registry(args)
     for version, path, promoted_at, current in registry.listing():
         print(f"{'*' if current else ' '} {version:<14} {promoted_at or '-':<26} {path}")
     return 0
@@ -338,10 +343,22 @@ def models_list_command(args: argparse.Namespace) -> int:
 
 def models_rollback_command(args: argparse.Namespace) -> int:
     """Point `current` back at the previously promoted model; a running server switches within a second."""
-    registry = _registry(load_server_config(args.config), args.models_dir)
+    registry = _models_registry(args)
     served = registry.rollback()
     print(f"now serving {served}")
     return 0
+
+
+def _models_registry(args: argparse.Namespace) -> ModelRegistry:
+    """The registry `models list|rollback` works on: the classifier's, or with --answer-head the head's."""
+    config = load_server_config(args.config)
+    if not args.answer_head:
+        return _registry(config, args.models_dir)
+    if args.models_dir is not None:
+        raise CliError("--models-dir is the classifier's; the answer head's is routing.cascade.head.path")
+    from router.rpc.server import verifier_registry
+
+    return verifier_registry(config)
 
 
 def _registry(config: RouterConfig, models_dir: Path | None) -> ModelRegistry:

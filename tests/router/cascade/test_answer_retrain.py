@@ -147,16 +147,25 @@ async def test_feedback_on_cascaded_calls_retrains_the_answer_head_and_the_serve
     report = (out / "retrain_report.md").read_text()
     assert "answer-quality head" in report and "**Challenger vs champion: not worse**" in report
 
-    deadline = time.monotonic() + 20
-    while new_version not in head_versions(running, served):
-        assert time.monotonic() < deadline, f"the server kept verifying with {old_version}"
-        await asyncio.sleep(0.05)
+    async def wait_for(version: str) -> None:
+        deadline = time.monotonic() + 20
+        while (head_versions(running, served) or [""])[-1] != version:
+            assert time.monotonic() < deadline, f"the server never verified with {version}"
+            await asyncio.sleep(0.05)
+
+    await wait_for(new_version)
+    assert (
+        await asyncio.to_thread(main, ["models", "rollback", "--config", str(config_path), "--answer-head"])
+        == 0
+    )
+    await wait_for(old_version)
     stop.set()
     await load
     assert failures == []
     versions = head_versions(running, served)
     switches = [v for i, v in enumerate(versions) if i == 0 or versions[i - 1] != v]
-    assert switches in ([old_version, new_version], [new_version])  # one switch, between requests
+    # Each switch happens once, between requests: (old ...) new ... old.
+    assert switches in ([old_version, new_version, old_version], [new_version, old_version])
 
     # The promoted head ranks this log's answers as the log says: higher P(good) for the right ones.
     from classifier.answer import AnswerScorer
