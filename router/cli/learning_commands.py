@@ -71,8 +71,24 @@ def register(subparsers: Any) -> None:
         help="candidate directory (default: MODELS_DIR/candidates/<UTC time>)",
     )
     retrain.add_argument("--holdout", type=float, default=0.2, help="share of logged prompts held out")
+    retrain.add_argument(
+        "--verdict-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="prompt head: also train on unconfirmed cascade verdicts (answer stood = small_ok 1, escalated "
+        "= 0), each weighing W (default 0: excluded; they never enter the held-out comparison)",
+    )
     retrain.add_argument("--promote", action="store_true", help="serve the challenger if not worse")
     retrain.add_argument("--force", action="store_true", help="with --promote: promote even if worse")
+    retrain.add_argument(
+        "--head",
+        choices=("all", "prompt", "answer"),
+        default="all",
+        help="which head to train: prompt (the classifier), answer (the cascade's answer-quality head, from "
+        "cascade-verified calls with a confirmed label) or all (default: both; a head whose labels are too "
+        "few is skipped with a note)",
+    )
     _models_dir(retrain)
     retrain.set_defaults(handler=retrain_command)
 
@@ -96,6 +112,11 @@ def register(subparsers: Any) -> None:
         command = commands.add_parser(name, help=text, description=handler.__doc__)
         command.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
         _models_dir(command)
+        command.add_argument(
+            "--answer-head",
+            action="store_true",
+            help="the cascade's answer-quality head (routing.cascade.head.path) instead of the classifier",
+        )
         command.set_defaults(handler=handler)
 
 
@@ -185,7 +206,38 @@ def _label_summary(run: LabelRun) -> str:
 
 def retrain_command(args: argparse.Namespace) -> int:
     """Train a challenger on the labelled logs (plus optional base data), compare it with the served model
-    on held-out logged prompts, write a markdown + PNG report, and with --promote serve it if not worse."""
+    on held-out logged prompts, write a markdown + PNG report, and with --promote serve it if not worse.
+    The cascade's answer-quality head is retrained the same way from the cascade-verified calls whose small
+    answer has a confirmed label (feedback or `rightsize label`), and promoted into its own registry
+    (`<routing.cascade.head.path>/current`), which a running server watches."""
+    from router.learning.retrain import RetrainError
+
+    if not 0 < args.holdout < 1:
+        raise CliError("--holdout must be between 0 and 1")
+    if args.force and not args.promote:
+        raise CliError("--force only makes sense with --promote")
+    if not 0 <= args.verdict_weight <= 1:
+        raise CliError("--verdict-weight must be between 0 and 1")
+    config = load_server_config(args.config)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    heads = ("prompt", "answer") if args.head == "all" else (args.head,)
+    trainers = {"prompt": _retrain_prompt_head, "answer": _retrain_answer_head}
+    statuses = []
+    for head in heads:
+        try:
+            statuses.append(trainers[head](args, config, stamp))
+        except RetrainError as exc:
+            if args.head != "all":
+                raise
+            print(f"{head} head: not retrained: {exc}")
+    if not statuses:
+        raise CliError(
+            "neither head has enough labels to retrain (collect feedback or run `rightsize label`)"
+        )
+    return max(statuses)
+
+
+def _retrain_prompt_head(args: argparse.Namespace, config: RouterConfig, stamp: str) -> int:
     from router.learning.retrain import (
         champion_recipe,
         compare,
@@ -194,24 +246,17 @@ def retrain_command(args: argparse.Namespace) -> int:
         split,
         train_candidate,
     )
-    from router.learning.retrain import write_report as write_retrain_report
 
-    if not 0 < args.holdout < 1:
-        raise CliError("--holdout must be between 0 and 1")
-    if args.force and not args.promote:
-        raise CliError("--force only makes sense with --promote")
-    config = load_server_config(args.config)
     registry = _registry(config, args.models_dir)
     since = parse_since(args.since)
     with open_log_store(args.config, config.log) as store:
         # Streamed: the log is read in pages and only the labelled prompts are kept (10^5 rows: flat memory).
-        examples = translate_log_errors(lambda: labelled_examples(store.iter_records(since=since)))
+        examples = translate_log_errors(
+            lambda: labelled_examples(store.iter_records(since=since), args.verdict_weight)
+        )
     train, holdout = split(examples, args.holdout)
     base = read_base(args.base_data, args.base_weight) if args.base_data else []
-    out = args.out or registry.root / "candidates" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    if out.exists():
-        raise CliError(f"{out} already exists; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _candidate_dir(args.out, registry, stamp)
     champion = registry.current_path()
     recipe = champion_recipe(champion)
     _say(
@@ -222,13 +267,49 @@ def retrain_command(args: argparse.Namespace) -> int:
     cache = registry.root / "cache" / "embeddings.npz"
     selection = train_candidate(train, base, out, cache, _say, recipe, champion)
     comparison = compare(champion, out, holdout, len(train), len(base), selection)
+    return _decide(args, comparison, out, registry)
+
+
+def _retrain_answer_head(args: argparse.Namespace, config: RouterConfig, stamp: str) -> int:
+    from router.learning.answer_retrain import (
+        answer_examples,
+        compare_answer_heads,
+        split_answers,
+        train_answer_candidate,
+    )
+    from router.rpc.server import verifier_registry
+
+    registry = verifier_registry(config)
+    since = parse_since(args.since)
+    with open_log_store(args.config, config.log) as store:
+        examples = translate_log_errors(lambda: answer_examples(store.iter_records(since=since)))
+    train, holdout = split_answers(examples, args.holdout)
+    out = _candidate_dir(args.out if args.head == "answer" else None, registry, stamp)
+    champion = registry.current_path()
+    train_answer_candidate(train, champion, out, _say)
+    comparison = compare_answer_heads(champion, out, holdout, len(train))
+    return _decide(args, comparison, out, registry)
+
+
+def _candidate_dir(out: Path | None, registry: ModelRegistry, stamp: str) -> Path:
+    out = out or registry.root / "candidates" / stamp
+    if out.exists():
+        raise CliError(f"{out} already exists; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _decide(args: argparse.Namespace, comparison: Any, out: Path, registry: ModelRegistry) -> int:
+    """Write and print the report; with --promote, make `out` current when not worse (or forced)."""
+    from router.learning.retrain import write_report as write_retrain_report
+
     markdown, png = write_retrain_report(comparison, out)
     print(markdown.read_text(encoding="utf-8").rsplit("\n![", 1)[0])
     print(f"\ncandidate {out}\nreport {markdown}\nchart {png}")
     if not args.promote:
         return 0
     if not comparison.not_worse and not args.force:
-        print("not promoted: the challenger is worse than the champion (use --force to override)")
+        print(f"not promoted: the {comparison.subject} challenger is worse than the champion (use --force)")
         return NOT_PROMOTED
     entry = registry.promote(out)
     print(f"promoted {entry.version}: {registry.pointer} -> {entry.path}")
@@ -254,7 +335,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 def models_list_command(args: argparse.Namespace) -> int:
     """List the models directory: the served model (*), promoted versions and candidates."""
-    registry = _registry(load_server_config(args.config), args.models_dir)
+    registry = _models_registry(args)
     for version, path, promoted_at, current in registry.listing():
         print(f"{'*' if current else ' '} {version:<14} {promoted_at or '-':<26} {path}")
     return 0
@@ -262,10 +343,22 @@ def models_list_command(args: argparse.Namespace) -> int:
 
 def models_rollback_command(args: argparse.Namespace) -> int:
     """Point `current` back at the previously promoted model; a running server switches within a second."""
-    registry = _registry(load_server_config(args.config), args.models_dir)
+    registry = _models_registry(args)
     served = registry.rollback()
     print(f"now serving {served}")
     return 0
+
+
+def _models_registry(args: argparse.Namespace) -> ModelRegistry:
+    """The registry `models list|rollback` works on: the classifier's, or with --answer-head the head's."""
+    config = load_server_config(args.config)
+    if not args.answer_head:
+        return _registry(config, args.models_dir)
+    if args.models_dir is not None:
+        raise CliError("--models-dir is the classifier's; the answer head's is routing.cascade.head.path")
+    from router.rpc.server import verifier_registry
+
+    return verifier_registry(config)
 
 
 def _registry(config: RouterConfig, models_dir: Path | None) -> ModelRegistry:

@@ -70,8 +70,10 @@ class FewShot:
         embedder: Callable[[], TextEmbedder | None],
         log_settings: LogSettings,
         metrics: FewShotMetrics | None = None,
+        approve_escalations: Callable[[], bool] = lambda: False,  # routing.cascade.approve_escalations
     ) -> None:
         self.settings = settings  # read per request, so a reloaded config applies at once
+        self.approve_escalations = approve_escalations
         self.embedder = embedder
         self.log_settings = log_settings
         self.metrics = metrics
@@ -194,9 +196,13 @@ class FewShot:
             if self._log_store is None:
                 self._log_store = open_store(self.log_settings.url, timeout_ms=self.log_settings.timeout_ms)
             since = datetime.now(UTC) - timedelta(days=settings.log_window_days)
-            pairs = deduplicated(
-                approved_pairs(self._log_store, since=since, min_quality=settings.min_quality)
+            approved = approved_pairs(
+                self._log_store,
+                since=since,
+                min_quality=settings.min_quality,
+                approve_escalations=self.approve_escalations(),
             )
+            pairs = deduplicated(approved)
             logged = [pair.exemplar() for pair in pairs]  # oldest first
             room = max(settings.max_exemplars - len(exemplars), 0)
             exemplars += logged[len(logged) - room :] if room else []  # curated first, then the newest logged
@@ -209,7 +215,8 @@ class FewShot:
             return ()
         files = tuple((str(path), _fingerprint(path)) for path in settings.files)
         embedder = self.embedder()
-        return (_settings_key(settings), files, _embedder_id(embedder) if embedder is not None else None)
+        embedder_id = _embedder_id(embedder) if embedder is not None else None
+        return (_settings_key(settings), files, embedder_id, self.approve_escalations())
 
     async def _watch_loop(self) -> None:
         while True:

@@ -7,6 +7,9 @@ Approved, for the log (also what `rightsize export-finetune` exports):
   tier's, which it took as the reference; the large answer is the logged response or the stored tier answer.
 - a pair stored by `rightsize teach` (label source "teach"): the large tier's answer to a task input,
   validated against the task's schema before it was stored.
+- with `routing.cascade.approve_escalations` (approval "escalation"): a large answer the cascade returned
+  after the small answer failed verification: the very example the small model lacked. Without the switch
+  such an answer counts under the rules above (rated GOOD, or judged).
 Either way the prompt must be kept (`log.store_prompts`), the call must not have failed, the answer must be
 non-empty, an answer that failed its schema check (schema_valid false) never counts, a BAD rating always
 disqualifies, and a prompt or answer masked by `log.redact` (it holds one of
@@ -85,7 +88,7 @@ class ApprovedPair:
     answer: str
     tenant: str | None
     quality: float
-    approval: str  # "feedback" (rated GOOD), "judge" or "teach"
+    approval: str  # "feedback" (rated GOOD), "judge", "teach" or "escalation"
     task: str | None = None  # the request's metadata task
     schema_name: str | None = None  # with a json_schema response format: the schema's name
 
@@ -109,15 +112,17 @@ def approved_pairs(
     since: datetime | None = None,
     tenant: str | None = None,
     min_quality: float = 0.0,
+    approve_escalations: bool = False,
 ) -> Iterator[ApprovedPair]:
     """The log's approved large-tier answers (see the module docstring), oldest first, not deduplicated.
 
-    `tenant` keeps only that tenant's requests (None: every request).
+    `tenant` keeps only that tenant's requests (None: every request). `approve_escalations`: a large
+    answer returned after a cascade escalation is approved as it is (routing.cascade.approve_escalations).
     """
     for record in store.iter_records(since=since):
         if tenant is not None and record.metadata.get(TENANT_KEY) != tenant:
             continue
-        approval = _approval(record)
+        approval = _approval(record, approve_escalations)
         if approval is None:
             continue
         quality = record.feedback_score if record.feedback_score is not None else 1.0
@@ -151,23 +156,24 @@ def redacted(text: str) -> bool:
     return any(tag in text for tag in REDACTION_TAGS)
 
 
-def _approval(record: LogRecord) -> str | None:
-    """ "feedback", "judge" or None: why this record's large answer counts as approved."""
+def _approval(record: LogRecord, approve_escalations: bool = False) -> str | None:
+    """ "feedback", "judge", "teach", "escalation" or None: why this record's large answer is approved."""
     if record.error is not None or record.tier is None or not (record.prompt or "").strip():
         return None  # failed, or redacted (only the prompt's hash kept)
     if record.feedback_rating == "BAD" or record.schema_valid is False:
         return None  # rated bad, or an answer that did not fit the request's schema
-    answered = "large" if record.fallback else record.tier
+    answered = record.answered_tier
     if record.feedback_rating == "GOOD" and answered == "large":
         return "feedback"
     if record.label_source in ("judge", "teach"):
         return record.label_source
+    if approve_escalations and record.escalated:
+        return "escalation"
     return None
 
 
 def _large_answer(store: RequestLogStore, record: LogRecord) -> str | None:
-    answered = "large" if record.fallback else record.tier
-    if answered == "large" and record.response and record.response.strip():
+    if record.answered_tier == "large" and record.response and record.response.strip():
         return record.response.strip()
     if record.label_source != "judge":
         return None

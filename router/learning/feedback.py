@@ -21,9 +21,7 @@ SOURCE = "feedback"
 
 def answered_tier(record: LogRecord) -> str | None:
     """The tier whose answer the client got: the decided tier, or large after a fallback or an escalation."""
-    if record.tier is None:
-        return None
-    return "large" if record.fallback or record.escalated else record.tier
+    return record.answered_tier
 
 
 def feedback_label(record: LogRecord, feedback: Feedback) -> Label:

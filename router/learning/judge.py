@@ -147,10 +147,14 @@ class Teacher:
     async def _answer(
         self, tier: Tier, record: LogRecord, answers: dict[str, ShadowAnswer], run: LabelRun
     ) -> str:
-        """The tier's answer: stored (shadow or an earlier run), logged, or generated now and stored."""
+        """The tier's answer: stored (shadow or an earlier run), logged (a cascade-verified call keeps its
+        small answer: the judge then confirms or refutes the cascade's verdict without generating anything
+        but its own reply), or generated now and stored."""
         stored = answers.get(tier)
         if stored is not None and stored.response is not None:
             return stored.response
+        if tier == "small" and record.small_response is not None:
+            return record.small_response  # the cascade kept the small answer it verified (escalated or not)
         if record.response is not None and answered_tier(record) == tier:
             return record.response
         assert record.prompt is not None

@@ -4,10 +4,15 @@ The counterfactual prices each completed call's *logged* usage (prompt and compl
 large tier's rate: `tiers.large.input_cost_per_token` / `output_cost_per_token` from the config when set,
 else LiteLLM's bundled price map for `tiers.large.model`. It assumes the large model would have used as
 many tokens as the model that answered, which is the usual approximation.
+
+Cascade traffic (`routing.mode: cascade`) gets its own block: the share answered by the small tier after
+verification, how often each verifier failed the answers it checked (its escalation rate), the cascade
+calls' cost against the same calls all on large, and the latency an escalation added (p50/p95).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +63,32 @@ class Point:
 
 
 @dataclass(frozen=True)
+class CascadeFigures:
+    """Completed calls in cascade mode. `verified`: a small answer the verifiers checked; `answered_small`:
+    verified and returned (not escalated); `direct_large`: the score sent it straight to the large tier;
+    `unverified`: returned with an `unverified:` reason. `escalation_rate`: per verifier, the share of the
+    answers it checked that it failed. Costs in USD; `added_ms_*`: what an escalation added."""
+
+    calls: int
+    verified: int
+    answered_small: int
+    escalated: int
+    direct_large: int
+    unverified: int
+    escalation_rate: dict[str, float]
+    checked: dict[str, int]
+    actual_usd: float
+    all_large_usd: float
+    added_ms_p50: float | None
+    added_ms_p95: float | None
+
+    @property
+    def small_share(self) -> float | None:
+        """Share of the cascade's calls the small tier answered after verification."""
+        return self.answered_small / self.calls if self.calls else None
+
+
+@dataclass(frozen=True)
 class SavingsReport:
     """Figures over the completed (error-free Complete/CompleteStream) calls of a log span; USD."""
 
@@ -70,6 +101,7 @@ class SavingsReport:
     all_large_usd: float
     price: Price
     timeline: tuple[Point, ...]
+    cascade: CascadeFigures | None = None  # None: no cascade-mode call in the span
 
     @property
     def saving_usd(self) -> float:
@@ -133,7 +165,49 @@ def build_report(records: Iterable[LogRecord], price: Price) -> SavingsReport:
         all_large_usd=actual + sum(p.saving_usd for p in timeline),
         price=price,
         timeline=timeline,
+        cascade=cascade_figures(completed, price),
     )
+
+
+def cascade_figures(completed: Sequence[LogRecord], price: Price) -> CascadeFigures | None:
+    """The cascade block over completed calls (None when none ran in cascade mode)."""
+    rows = [r for r in completed if r.mode == "cascade"]
+    if not rows:
+        return None
+    verified = [r for r in rows if r.small_response is not None]
+    checked: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    for record in verified:
+        for verifier, outcome in _checks(record).items():
+            if outcome in ("pass", "fail"):
+                checked[verifier] = checked.get(verifier, 0) + 1
+                failed[verifier] = failed.get(verifier, 0) + (outcome == "fail")
+    added = np.array([r.escalation_ms for r in rows if r.escalated and r.escalation_ms is not None])
+    p50, p95 = (float(v) for v in np.percentile(added, [50, 95])) if len(added) else (None, None)
+    actual = sum(r.cost_usd or 0.0 for r in rows)
+    return CascadeFigures(
+        calls=len(rows),
+        verified=len(verified),
+        answered_small=sum(1 for r in verified if not r.escalated),
+        escalated=sum(1 for r in rows if r.escalated),
+        direct_large=sum(1 for r in rows if r.small_response is None and r.tier == "large"),
+        unverified=sum(1 for r in verified if (r.escalation_reason or "").startswith("unverified")),
+        escalation_rate={v: failed[v] / n for v, n in sorted(checked.items())},
+        checked=dict(sorted(checked.items())),
+        actual_usd=actual,
+        all_large_usd=sum(price.cost(r.prompt_tokens or 0, r.completion_tokens or 0) for r in rows),
+        added_ms_p50=p50,
+        added_ms_p95=p95,
+    )
+
+
+def _checks(record: LogRecord) -> dict[str, str]:
+    """verifier -> outcome from the logged verifier inputs ({} when unreadable)."""
+    try:
+        checks = json.loads(record.verifier_inputs or "{}").get("checks", {})
+        return {str(k): str(v[0]) for k, v in checks.items()}
+    except (ValueError, AttributeError, TypeError, IndexError, KeyError):
+        return {}
 
 
 def _tier_figures(tier: str, rows: Sequence[LogRecord], total: int) -> TierFigures:
@@ -162,7 +236,30 @@ def format_report(report: SavingsReport) -> str:
         lines.append(
             f"{tier.tier:<8}{tier.requests:>10}{tier.share:>8.1%}{tier.cost_usd:>14.6f}{p50:>10}{p95:>10}"
         )
+    if report.cascade is not None:
+        lines += ["", *_format_cascade(report.cascade)]
     return "\n".join(lines)
+
+
+def _format_cascade(c: CascadeFigures) -> list[str]:
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    saving = c.all_large_usd - c.actual_usd
+    pct = f" ({100 * saving / c.all_large_usd:.1f}%)" if c.all_large_usd > 0 else ""
+    lines = [
+        f"cascade calls    {c.calls}   ({c.direct_large} straight to large, {c.verified} small answers"
+        " verified)",
+        f"answered small   {c.answered_small}   ({c.small_share or 0:.1%} of cascade calls, after"
+        f" verification; {c.unverified} unverified)",
+        f"escalated        {c.escalated}   (added latency p50 {ms(c.added_ms_p50)} ms,"
+        f" p95 {ms(c.added_ms_p95)} ms)",
+        f"cascade cost     ${c.actual_usd:.6f}   vs all-large ${c.all_large_usd:.6f}: saving"
+        f" ${saving:.6f}{pct}",
+        f"{'verifier':<12}{'checked':>9}{'escalation_rate':>17}",
+    ]
+    lines += [f"{v:<12}{c.checked[v]:>9}{rate:>17.1%}" for v, rate in c.escalation_rate.items()]
+    return lines
 
 
 def report_to_json(report: SavingsReport) -> dict[str, Any]:
@@ -174,6 +271,8 @@ def report_to_json(report: SavingsReport) -> dict[str, Any]:
         "large_price": {"input_per_token": report.price.input_per_token,
                         "output_per_token": report.price.output_per_token, "source": report.price.source},
         "tiers": [t.__dict__ for t in report.tiers],
+        "cascade": None if report.cascade is None else {
+            **report.cascade.__dict__, "small_share": report.cascade.small_share},
     }  # fmt: skip
 
 

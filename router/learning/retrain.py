@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from router.errors import RouterError
 from router.requestlog import LogRecord
@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from classifier.training import LinearHead, Recipe
 
 LOG_SOURCE = "logs"
+VERDICT_SOURCE = "verdict"  # an unconfirmed cascade verdict, used only with `retrain --verdict-weight`
 REPORT_MD = "retrain_report.md"
 REPORT_PNG = "retrain_report.png"
+T = TypeVar("T")
 
 
 class RetrainError(RouterError):
@@ -42,6 +44,7 @@ class Comparison:
     holdout_rows: int
     base_rows: int
     selection: Selection | None = None
+    subject: str = "prompt"  # "prompt": the prompt classifier; "answer": the cascade's answer-quality head
 
     @property
     def not_worse(self) -> bool:
@@ -52,15 +55,42 @@ class Comparison:
         return all(not math.isnan(new) and (math.isnan(old) or new >= old - 1e-9) for new, old in pairs)
 
 
-def labelled_examples(records: Iterable[LogRecord]) -> list[Example]:
-    """One Example per distinct logged prompt with a `small_ok` label (the latest record's label wins)."""
+def labelled_examples(records: Iterable[LogRecord], verdict_weight: float = 0.0) -> list[Example]:
+    """One Example per distinct logged prompt with a `small_ok` label (the latest record's label wins).
+
+    A cascade verdict nobody confirmed (the verifiers passed or escalated the small answer; no feedback on
+    it, no judge) is not a label: the verifiers are what is being checked. With `verdict_weight` > 0 such
+    rows are added as source VERDICT_SOURCE (small_ok 1 when the answer stood, 0 when it escalated), each
+    weighing `verdict_weight`, for prompts without a confirmed label; `split` keeps them out of the
+    held-out slice, so champion and challenger are still compared on confirmed labels only.
+    """
     from classifier.data import Example
 
     latest: dict[str, int] = {}
+    verdicts: dict[str, int] = {}
     for record in records:
-        if record.small_ok is not None and record.prompt:
+        if not record.prompt:
+            continue
+        if record.small_ok is not None:
             latest[record.prompt] = record.small_ok
-    return [Example(text=text, small_ok=small_ok, source=LOG_SOURCE) for text, small_ok in latest.items()]
+        elif verdict_weight > 0 and unconfirmed_verdict(record) is not None:
+            verdicts[record.prompt] = int(not record.escalated)
+    examples = [Example(text=text, small_ok=small_ok, source=LOG_SOURCE) for text, small_ok in latest.items()]
+    return examples + [
+        Example(text=text, small_ok=small_ok, source=VERDICT_SOURCE, weight=verdict_weight)
+        for text, small_ok in verdicts.items()
+        if text not in latest
+    ]
+
+
+def unconfirmed_verdict(record: LogRecord) -> bool | None:
+    """The cascade's own verdict on a verified small answer (True: it stood), None when there is none (not
+    a cascade-verified call, or returned unverified)."""
+    if record.small_response is None or record.escalated is None:
+        return None
+    if (record.escalation_reason or "").startswith("unverified"):
+        return None
+    return not record.escalated
 
 
 def in_holdout(text: str, fraction: float) -> bool:
@@ -70,16 +100,35 @@ def in_holdout(text: str, fraction: float) -> bool:
 
 
 def split(examples: Sequence[Example], fraction: float) -> tuple[list[Example], list[Example]]:
-    """(train, holdout); RetrainError unless each side holds both classes."""
-    train = [e for e in examples if not in_holdout(e.text, fraction)]
-    holdout = [e for e in examples if in_holdout(e.text, fraction)]
+    """(train, holdout); RetrainError unless each side holds both classes of confirmed labels. Unconfirmed
+    cascade verdicts (source VERDICT_SOURCE) only ever train."""
+
+    def refuse(name: str, ok: int, bad: int, need: int) -> str:
+        return (
+            f"the {name} slice has {ok} small_ok=1 and {bad} small_ok=0 labels; need at least"
+            f" {need} of each (collect more feedback or run `rightsize label`)"
+        )
+
+    confirmed = [e for e in examples if e.source != VERDICT_SOURCE]
+    train, holdout = split_by(confirmed, fraction, lambda e: e.text, lambda e: e.small_ok, refuse)
+    return train + [e for e in examples if e.source == VERDICT_SOURCE], holdout
+
+
+def split_by(
+    items: Sequence[T],
+    fraction: float,
+    text: Callable[[T], str],
+    label: Callable[[T], int],
+    refuse: Callable[[str, int, int, int], str],
+) -> tuple[list[T], list[T]]:
+    """(train, holdout) by `text`'s hash; RetrainError(refuse(slice, ones, zeros, need)) unless the training
+    slice holds 2 and the held-out slice 1 of each `label`."""
+    train = [e for e in items if not in_holdout(text(e), fraction)]
+    holdout = [e for e in items if in_holdout(text(e), fraction)]
     for name, part, need in (("training", train, 2), ("held-out", holdout, 1)):
-        ok = sum(e.small_ok for e in part)
+        ok = sum(label(e) for e in part)
         if min(ok, len(part) - ok) < need:
-            raise RetrainError(
-                f"the {name} slice has {ok} small_ok=1 and {len(part) - ok} small_ok=0 labels; need at least"
-                f" {need} of each (collect more feedback or run `rightsize label`)"
-            )
+            raise RetrainError(refuse(name, ok, len(part) - ok, need))
     return train, holdout
 
 
@@ -193,12 +242,25 @@ def format_comparison(comparison: Comparison) -> str:
     rows = [("challenger", comparison.challenger_version, comparison.challenger)]
     if comparison.champion is not None:
         rows.insert(0, ("champion", comparison.champion_version, comparison.champion))
+    if comparison.subject == "answer":
+        intro = [
+            "# Retrain report: the answer-quality head",
+            "",
+            f"Trained on {comparison.train_rows} confirmed small answers from the log; compared on"
+            f" {comparison.holdout_rows} held-out ones that neither head was trained on, escalating the"
+            " lowest P(good) first. Quality basis: small_ok of the small answer (the large tier is assumed"
+            " good).",
+        ]
+    else:
+        intro = [
+            "# Retrain report",
+            "",
+            f"Trained on {comparison.train_rows} labelled logged prompts (+ {comparison.base_rows} base"
+            f" rows); compared on {comparison.holdout_rows} held-out logged prompts that neither model was"
+            " trained on. Quality basis: small_ok (the large tier is assumed good enough).",
+        ]
     lines = [
-        "# Retrain report",
-        "",
-        f"Trained on {comparison.train_rows} labelled logged prompts (+ {comparison.base_rows} base rows);"
-        f" compared on {comparison.holdout_rows} held-out logged prompts that neither model was trained on."
-        " Quality basis: small_ok (the large tier is assumed good enough).",
+        *intro,
         "",
         "| model | version | AUC | APGR | CPT(50%) | CPT(80%) |",
         "| --- | --- | ---: | ---: | ---: | ---: |",

@@ -119,6 +119,14 @@ class LogRecord:
     judge_reason: str | None = None
     labelled_at: datetime | None = None
 
+    @property
+    def answered_tier(self) -> str | None:
+        """The tier whose answer the client got: the decided tier, or large after a fallback or a cascade
+        escalation (None when the request was never routed)."""
+        if self.tier is None:
+            return None
+        return "large" if self.fallback or self.escalated else self.tier
+
     def __post_init__(self) -> None:
         if not self.request_id:
             raise ValueError("a log record needs a request_id")

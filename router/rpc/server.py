@@ -248,6 +248,7 @@ def create_server(
         lambda: embedder_of(live.current.scorer),
         config.log,
         FewShotMetrics(metrics.registry),
+        lambda: live.current.config.routing.cascade.approve_escalations,
     )
     pipeline = Pipeline(live, scoring, stack.backend, metrics, fewshot)
     key_check = KeyCheck(config.server.auth) if config.server.auth.enabled else None

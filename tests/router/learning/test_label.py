@@ -179,3 +179,24 @@ def test_labelling_order_puts_scores_near_the_threshold_or_unexplored_prompts_fi
         "r2",
         "r3",
     ]
+
+
+def test_label_confirms_or_refutes_a_cascade_verdict_from_the_logged_answers(
+    store: RequestLogStore, config: Path, backends: Backends
+) -> None:
+    """An escalated cascade call kept both answers: the judge compares them and nothing is generated, so
+    the verdict is confirmed (or refuted) for the price of one judge call."""
+    log_requests(
+        store, 1, mode="cascade", escalated=True, escalation_reason="confidence: score 0.2 < 0.5",
+        verifier_score=0.2, small_response="17 * 23 is 381.", response="17 * 23 is 391.",
+    )  # fmt: skip
+    backends.large.script = [NOT_OK]  # the verdict was right: the small answer was wrong
+
+    assert main(["label", "--from-logs", "--config", str(config), *IN_LOG_ORDER]) == 0
+
+    record = store.get("r0")
+    assert record is not None and (record.small_ok, record.label_source) == (0, "judge")
+    assert backends.small.requests == []  # the small answer came from the log
+    assert len(backends.large.requests) == 1  # only the judge's call: the large answer came from the log
+    judged = json.dumps(judge_calls(backends)[0])
+    assert "17 * 23 is 381." in judged and "17 * 23 is 391." in judged

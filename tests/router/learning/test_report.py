@@ -91,3 +91,54 @@ def test_the_large_price_comes_from_litellm_when_not_configured() -> None:
     price = large_price(TierSettings(model="openai/gpt-4o"))
     assert price.input_per_token > 0 and price.output_per_token > price.input_per_token
     assert "LiteLLM" in price.source
+
+
+def checks(**outcomes: str) -> str:
+    return json.dumps({"checks": {v: [o, None] for v, o in outcomes.items()}})
+
+
+# Cascade calls: k1 stays small (form and confidence pass), k2 escalates on confidence, k3 on the form check,
+# k4 failed confidence but went out unverified, k5 went straight to large; a route-mode call is not counted.
+CASCADE_LOG = [
+    record("k1", 0, mode="cascade", small_response="a", escalated=False, verifier_inputs=checks(form="pass",
+           confidence="pass"), prompt_tokens=100, completion_tokens=50, total_ms=100.0),
+    record("k2", 1, mode="cascade", small_response="b", escalated=True, escalation_ms=400.0,
+           verifier_inputs=checks(form="pass", confidence="fail"), prompt_tokens=100, completion_tokens=100,
+           cost_usd=0.0003, escalation_reason="confidence: score 0.2 < 0.5"),
+    record("k3", 2, mode="cascade", small_response="", escalated=True, escalation_ms=200.0,
+           verifier_inputs=checks(form="fail"), prompt_tokens=100, completion_tokens=100, cost_usd=0.0003),
+    record("k4", 3, mode="cascade", small_response="d", escalated=False, prompt_tokens=0, completion_tokens=0,
+           verifier_inputs=checks(form="pass", confidence="fail"), escalation_reason="unverified: no time"),
+    record("k5", 4, mode="cascade", tier="large", prompt_tokens=0, completion_tokens=0),
+    record("k6", 5, mode="route", prompt_tokens=100, completion_tokens=50),
+]  # fmt: skip
+
+
+def test_report_shows_the_cascade_block_against_hand_computed_figures(
+    tmp_path: Path, backends: Backends, capsys: pytest.CaptureFixture[str]
+) -> None:
+    price = Price(1e-6, 2e-6, "test")
+    cascade = build_report(CASCADE_LOG, price).cascade
+    assert cascade is not None
+    assert (cascade.calls, cascade.verified, cascade.answered_small) == (5, 4, 2)
+    assert (cascade.escalated, cascade.direct_large, cascade.unverified) == (2, 1, 1)
+    assert cascade.small_share == pytest.approx(2 / 5)
+    assert cascade.checked == {"confidence": 3, "form": 4}
+    assert cascade.escalation_rate == {"confidence": pytest.approx(2 / 3), "form": pytest.approx(1 / 4)}
+    assert cascade.actual_usd == pytest.approx(0.0006)
+    assert cascade.all_large_usd == pytest.approx(0.0002 + 0.0003 + 0.0003)  # logged usage at large prices
+    assert cascade.added_ms_p50 == pytest.approx(300.0) and cascade.added_ms_p95 == pytest.approx(390.0)
+    assert build_report(FIXED_LOG, price).cascade is None
+
+    db = tmp_path / "requests.db"
+    store = open_store(f"sqlite:///{db}")
+    store.write_batch(CASCADE_LOG)
+    store.close()
+    config = write_config(tmp_path / "rightsize.yaml", backends, log={"url": f"sqlite:///{db}"})
+    assert main(["report", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert "answered small   2   (40.0% of cascade calls, after verification; 1 unverified)" in text
+    assert "added latency p50 300.0 ms, p95 390.0 ms" in text
+    assert main(["report", "--config", str(config), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)["cascade"]
+    assert figures["escalation_rate"]["form"] == 0.25 and figures["small_share"] == 0.4
