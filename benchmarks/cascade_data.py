@@ -117,9 +117,14 @@ class InProcess:
         )
 
     def chat(self, item: TaskItem, params: dict[str, Any], seed: int) -> dict[str, Any]:
+        messages = [{"role": "system", "content": item.system}, {"role": "user", "content": item.prompt}]
+        return self.chat_messages(messages, params, seed)
+
+    def chat_messages(
+        self, messages: list[dict[str, str]], params: dict[str, Any], seed: int
+    ) -> dict[str, Any]:
         import numpy as np
 
-        messages = [{"role": "system", "content": item.system}, {"role": "user", "content": item.prompt}]
         started = time.perf_counter()
         payload = self._llm.create_chat_completion(messages, seed=seed, **params)
         latency_ms = (time.perf_counter() - started) * 1000
