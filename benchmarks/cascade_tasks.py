@@ -1,6 +1,6 @@
 """Task families with programmatic answers for the cascade benchmark: prompts, gold answers, graders.
 
-Seven families, several templates each, with easy and hard variants, so a 135M model is right on some
+Eleven families, several templates each, with easy and hard variants, so a 135M model is right on some
 items and wrong on others. Each item is deterministic for its seed. `grade(item, answer)` is the ground
 truth the benchmark uses: a large tier that always answers correctly closes exactly the gap it leaves.
 """
@@ -155,6 +155,14 @@ def _grade_contains(item: TaskItem, answer: str) -> bool:
     return item.gold.lower() in answer.lower() and len(answer) <= 200
 
 
+def _grade_exact(item: TaskItem, answer: str) -> bool:
+    """The answer is the gold text (case-sensitive), give or take quotes, a final period and one line of
+    framing ("Sure: APPLE")."""
+    lines = [line.strip().strip("\"'`*").rstrip(".").strip() for line in answer.strip().splitlines()]
+    candidates = [line for line in lines if line]
+    return bool(candidates) and len(candidates) <= 2 and candidates[-1].split(": ")[-1] == item.gold
+
+
 def _make_extract(rng: random.Random) -> TaskItem:
     name, age, city = rng.choice(NAMES), rng.randint(18, 90), rng.choice(CITIES)
     other = rng.randint(2, 15)
@@ -299,6 +307,103 @@ def _make_capital(rng: random.Random) -> TaskItem:
     return TaskItem("capital", template, "hard" if hard else "easy", LABEL_SYSTEM, prompt, city)
 
 
+FACTS_TRUE = (
+    "Paris is in France",
+    "Water is wet",
+    "A week has seven days",
+    "The sun is a star",
+    "Dogs are animals",
+    "Ice is frozen water",
+    "Tokyo is in Japan",
+    "A triangle has three sides",
+    "Bananas are fruit",
+    "Fish live in water",
+)
+FACTS_FALSE = (
+    "Paris is in Spain",
+    "A week has five days",
+    "The moon is a planet",
+    "Cats are plants",
+    "Snow is hot",
+    "Berlin is in Italy",
+    "A square has five sides",
+    "Carrots are animals",
+    "Birds have four legs",
+    "The sea is made of sand",
+)
+WORDS = ("apple", "river", "garden", "window", "yellow", "pencil", "rocket", "silver", "planet", "coffee")
+WORDS += ("music", "forest", "orange", "bridge", "winter", "camera", "dragon", "letter", "butter", "island")
+KINDS: dict[str, tuple[str, ...]] = {
+    "animal": ("dog", "cat", "horse", "lion", "rabbit", "eagle", "shark", "tiger"),
+    "fruit": ("apple", "banana", "cherry", "mango", "pear", "grape", "lemon", "peach"),
+    "vehicle": ("car", "bus", "truck", "bicycle", "train", "airplane", "tractor", "scooter"),
+}
+DOMAINS = ("example.com", "mail.org", "shop.net", "uni.edu")
+
+
+def _make_yesno(rng: random.Random) -> TaskItem:
+    true = rng.random() < 0.5
+    a, b = rng.randint(2, 60), rng.randint(2, 60)
+    while a == b:
+        b = rng.randint(2, 60)
+    forms = [
+        ("fact", "easy", f"{rng.choice(FACTS_TRUE if true else FACTS_FALSE)}.", true),
+        ("compare", "hard", f"{a} is greater than {b}.", a > b),
+        ("even", "hard", f"{a} is an even number.", a % 2 == 0),
+    ]
+    template, difficulty, claim, answer = rng.choice(forms)
+    prompt = f"Is this statement true? Answer yes or no.\n{claim}"
+    return TaskItem("yesno", template, difficulty, LABEL_SYSTEM, prompt, "yes" if answer else "no")
+
+
+def _make_transform(rng: random.Random) -> TaskItem:
+    word, other = rng.sample(WORDS, 2)
+    name = rng.choice(NAMES)
+    forms = [
+        ("upper", "easy", f"Write this word in capital letters: {word}", word.upper()),
+        ("repeat", "easy", f"Repeat exactly, and nothing else: {name} {word}", f"{name} {word}"),
+        ("lower", "easy", f"Write this word in lowercase letters: {word.upper()}", word),
+        ("join", "hard", f'Join these two words with a hyphen: "{word}" and "{other}"', f"{word}-{other}"),
+        ("first", "hard", f"What is the first word of this sentence? {name} bought a {word} today.", name),
+    ]
+    template, difficulty, prompt, gold = rng.choice(forms)
+    return TaskItem(
+        "transform", template, difficulty, LABEL_SYSTEM, f"{prompt}\nAnswer with the result only.", gold
+    )
+
+
+def _make_lookup(rng: random.Random) -> TaskItem:
+    name, city = rng.choice(NAMES), rng.choice(CITIES)
+    email = f"{name.lower()}{rng.randint(1, 99)}@{rng.choice(DOMAINS)}"
+    number = rng.randint(100, 9999)
+    forms = [
+        ("email", "easy", f"Contact {name} at {email} for details.", "email address", email),
+        ("city", "easy", f"{name} flew to {city} on Monday.", "city", city),
+        ("name", "easy", f"Yesterday {name} called the office about the delivery.", "person's name", name),
+        (
+            "order",
+            "hard",
+            f"Your order {number} ships from {city} in {rng.randint(2, 9)} days.",
+            "order number",
+            str(number),
+        ),
+    ]
+    template, difficulty, text, what, gold = rng.choice(forms)
+    prompt = f"What is the {what} in this text? Answer with it only.\n{text}"
+    return TaskItem("lookup", template, difficulty, LABEL_SYSTEM, prompt, gold)
+
+
+def _make_kind(rng: random.Random) -> TaskItem:
+    kind = rng.choice(sorted(KINDS))
+    thing = rng.choice(KINDS[kind])
+    forms = [
+        ("bare", "easy", f"Is a {thing} an animal, a fruit or a vehicle?"),
+        ("sentence", "hard", f"I saw a {thing} near the market. Is it an animal, a fruit or a vehicle?"),
+    ]
+    template, difficulty, question = rng.choice(forms)
+    return TaskItem("kind", template, difficulty, LABEL_SYSTEM, f"{question} Answer with one word.", kind)
+
+
 MAKERS: dict[str, Callable[[random.Random], TaskItem]] = {
     "extract": _make_extract,
     "arithmetic": _make_arithmetic,
@@ -307,6 +412,10 @@ MAKERS: dict[str, Callable[[random.Random], TaskItem]] = {
     "conversion": _make_conversion,
     "date": _make_date,
     "capital": _make_capital,
+    "yesno": _make_yesno,
+    "transform": _make_transform,
+    "lookup": _make_lookup,
+    "kind": _make_kind,
 }
 FAMILIES = tuple(MAKERS)
 
@@ -323,6 +432,12 @@ def grade(item: TaskItem, answer: str) -> bool:
         return _grade_label(item, answer, tuple(sorted(TOPICS)))
     if item.family == "date":
         return item.gold in answer
+    if item.family == "yesno":
+        return _grade_label(item, answer, ("yes", "no"))
+    if item.family == "kind":
+        return _grade_label(item, answer, tuple(sorted(KINDS)))
+    if item.family == "transform":
+        return _grade_exact(item, answer)
     return _grade_contains(item, answer)
 
 

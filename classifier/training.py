@@ -296,6 +296,9 @@ def export_head(trainer: HeadTrainer, n_inputs: int, path: Path) -> None:
     logistic = trainer.pipeline_.named_steps["logisticregression"]
     onnx_model = convert_sklearn(
         trainer.pipeline_,
+        # A fixed graph name: skl2onnx's default is a fresh uuid4, which made the bytes (and so the
+        # content-hash version) of two trainings on the same data differ.
+        name="rightsize_head",
         initial_types=[("features", FloatTensorType([None, n_inputs]))],
         options={id(logistic): {"zipmap": False}},
         target_opset={"": 17, "ai.onnx.ml": 3},

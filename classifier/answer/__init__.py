@@ -5,10 +5,13 @@ Pure logic and ONNX inference only: the router owns the JSON Schema check, thres
 
 from classifier.answer.confidence import (
     ConfidenceFeatures,
+    FocusedConfidence,
     TokenLogprob,
     confidence_features,
+    focused_confidence,
     parse_openai_logprobs,
 )
+from classifier.answer.consistency import answer_agreement
 from classifier.answer.form import FormConfig, FormVerdict, form_verdict, is_refusal, repetition_score
 from classifier.answer.inputs import ANSWER_FEATURE_NAMES, ANSWER_FEATURES_VERSION, AnswerInput
 from classifier.answer.scorer import AnswerScorer
@@ -22,10 +25,13 @@ __all__ = [
     "AnswerRecipe",
     "AnswerScorer",
     "ConfidenceFeatures",
+    "FocusedConfidence",
     "FormConfig",
     "FormVerdict",
     "TokenLogprob",
+    "answer_agreement",
     "confidence_features",
+    "focused_confidence",
     "form_verdict",
     "is_refusal",
     "parse_openai_logprobs",

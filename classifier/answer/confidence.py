@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # A token whose top-1 probability is below one half counts as low-confidence.
@@ -12,14 +13,25 @@ LOW_CONFIDENCE_LOGPROB = math.log(0.5)
 # Backends report impossible tokens as -inf or -9999; margins past this are all "certain".
 LOGPROB_FLOOR = -20.0
 MARGIN_CAP = 20.0
+# The answer's opening: its first tokens carry the decision ("Positive" vs "The review is ...").
+FIRST_TOKENS = 8
+_CONTENT = re.compile(r"[^\W_]", re.UNICODE)  # a letter or digit: not JSON punctuation, quotes or spaces
 
 
 @dataclass(frozen=True)
 class TokenLogprob:
-    """One generated token's natural-log probability and the best other token's (None when not returned)."""
+    """One generated token's natural-log probability and the best other token's (None when not returned).
+
+    `token` is its text when the backend gave it (None: unknown, counted as content)."""
 
     logprob: float
     second: float | None = None
+    token: str | None = field(default=None, compare=False)  # equality stays (logprob, second)
+
+    @property
+    def is_content(self) -> bool:
+        """A token with a letter or digit in it: the answer's value, not its format."""
+        return self.token is None or bool(_CONTENT.search(self.token))
 
 
 @dataclass(frozen=True)
@@ -61,8 +73,50 @@ def parse_openai_logprobs(content: Iterable[Any] | None) -> tuple[TokenLogprob, 
             _get(alt, "logprob") for alt in (_get(entry, "top_logprobs") or []) if _get(alt, "token") != token
         ]
         others = [float(value) for value in others if value is not None]
-        tokens.append(TokenLogprob(float(logprob), max(others) if others else None))
+        text = token if isinstance(token, str) else None
+        tokens.append(TokenLogprob(float(logprob), max(others) if others else None, text))
     return tuple(tokens) or None
+
+
+@dataclass(frozen=True)
+class FocusedConfidence:
+    """Confidence on the parts of an answer that decide it, in nats: the content tokens' (letters or
+    digits: JSON punctuation, quotes and whitespace skipped) mean and min logprob and mean and min
+    top-1/top-2 margin, and the first FIRST_TOKENS tokens' mean logprob and min margin."""
+
+    content_mean_logprob: float
+    content_min_logprob: float
+    content_mean_margin: float
+    content_min_margin: float
+    first_mean_logprob: float
+    first_min_margin: float
+
+
+def _clamped(tokens: Sequence[TokenLogprob]) -> tuple[list[float], list[float]]:
+    logprobs = [max(LOGPROB_FLOOR, min(0.0, t.logprob)) for t in tokens]
+    margins = [
+        MARGIN_CAP if t.second is None else min(MARGIN_CAP, max(0.0, lp - max(LOGPROB_FLOOR, t.second)))
+        for t, lp in zip(tokens, logprobs, strict=True)
+    ]
+    return logprobs, margins
+
+
+def focused_confidence(tokens: Sequence[TokenLogprob] | None) -> FocusedConfidence | None:
+    """The content-token and first-token summaries of `tokens` (None without log-probabilities). An
+    answer with no content token is summarised over all its tokens."""
+    if not tokens:
+        return None
+    content = [t for t in tokens if t.is_content] or list(tokens)
+    logprobs, margins = _clamped(content)
+    first_logprobs, first_margins = _clamped(tokens[:FIRST_TOKENS])
+    return FocusedConfidence(
+        content_mean_logprob=sum(logprobs) / len(logprobs),
+        content_min_logprob=min(logprobs),
+        content_mean_margin=sum(margins) / len(margins),
+        content_min_margin=min(margins),
+        first_mean_logprob=sum(first_logprobs) / len(first_logprobs),
+        first_min_margin=min(first_margins),
+    )
 
 
 def confidence_features(tokens: Sequence[TokenLogprob] | None) -> ConfidenceFeatures | None:
@@ -72,11 +126,7 @@ def confidence_features(tokens: Sequence[TokenLogprob] | None) -> ConfidenceFeat
     """
     if not tokens:
         return None
-    logprobs = [max(LOGPROB_FLOOR, min(0.0, t.logprob)) for t in tokens]
-    margins = [
-        MARGIN_CAP if t.second is None else min(MARGIN_CAP, max(0.0, lp - max(LOGPROB_FLOOR, t.second)))
-        for t, lp in zip(tokens, logprobs, strict=True)
-    ]
+    logprobs, margins = _clamped(tokens)
     return ConfidenceFeatures(
         mean_logprob=sum(logprobs) / len(logprobs),
         min_logprob=min(logprobs),

@@ -9,7 +9,7 @@ from typing import Any, cast, get_args
 import numpy as np
 
 from classifier.answer.inputs import ANSWER_FEATURE_NAMES, ANSWER_FEATURES_VERSION, AnswerInput, head_inputs
-from classifier.answer.training import HEAD_KIND, select_inputs
+from classifier.answer.training import HEAD_KIND, feature_columns, select_inputs
 from classifier.artifacts import Manifest, read_manifest, resolve_embedder, verify_head
 from classifier.embedding import Embedder, LongText, session_options
 from classifier.errors import ModelLoadError
@@ -24,7 +24,8 @@ class AnswerScorer:
         self._head_input = head_session.get_inputs()[0].name
         self.manifest = manifest
         self.model_dir = model_dir
-        self._embeddings = manifest.head.inputs != len(ANSWER_FEATURE_NAMES)
+        self._embeddings = manifest.head.inputs != len(manifest.head.features)
+        self._columns = feature_columns(manifest.head.features)
 
     @classmethod
     def from_path(
@@ -42,12 +43,13 @@ class AnswerScorer:
         head = manifest.head
         if head.kind != HEAD_KIND:
             raise ModelLoadError(f"{model_dir}: not an answer-quality head (kind {head.kind!r})")
-        if head.features_version != ANSWER_FEATURES_VERSION or tuple(head.features) != ANSWER_FEATURE_NAMES:
+        unknown = [name for name in head.features if name not in ANSWER_FEATURE_NAMES]
+        if head.features_version > ANSWER_FEATURES_VERSION or unknown or not head.features:
             raise ModelLoadError(
                 f"{model_dir}: the head expects answer features v{head.features_version} {head.features}, "
-                f"this build computes v{ANSWER_FEATURES_VERSION}"
+                f"this build computes v{ANSWER_FEATURES_VERSION} {list(ANSWER_FEATURE_NAMES)}"
             )
-        dim, scalars = manifest.embedder.dim, len(ANSWER_FEATURE_NAMES)
+        dim, scalars = manifest.embedder.dim, len(head.features)
         if head.inputs not in (scalars, 2 * dim + scalars):
             raise ModelLoadError(f"{model_dir}: head has {head.inputs} inputs, expected {2 * dim + scalars}")
         if embedder is None:
@@ -79,6 +81,11 @@ class AnswerScorer:
         return cls(embedder, session, manifest, model_dir)
 
     @property
+    def uses_sample(self) -> bool:
+        """Whether the head reads the self-consistency features (then pass AnswerInput.sample)."""
+        return any(name.startswith("sample_") for name in self.manifest.head.features)
+
+    @property
     def version(self) -> str:
         """The head's content-hash version id."""
         return self.manifest.version
@@ -102,6 +109,6 @@ class AnswerScorer:
             return np.zeros(0, dtype=np.float32)
         answers = self.embedder.embed([item.answer for item in items])
         inputs = head_inputs(prompt_embeddings.astype(np.float32), answers, items)
-        inputs = select_inputs(inputs, self._embeddings, self.embedder.dim)
+        inputs = select_inputs(inputs, self._embeddings, self.embedder.dim, self._columns)
         probabilities = self._head.run(None, {self._head_input: inputs})[-1]
         return np.clip(np.asarray(probabilities, dtype=np.float32)[:, 1], 0.0, 1.0)

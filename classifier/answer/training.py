@@ -11,7 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.answer.inputs import ANSWER_FEATURE_NAMES, ANSWER_FEATURES_VERSION, AnswerInput, head_inputs
+from classifier.answer.inputs import (
+    ANSWER_FEATURE_NAMES,
+    ANSWER_FEATURES_VERSION,
+    SAMPLE_FEATURES,
+    AnswerInput,
+    head_inputs,
+)
 from classifier.artifacts import HEAD_FILE, HeadSpec, Manifest, embedder_ref, write_manifest
 from classifier.embedding import VARIANT_FILES, Embedder, EmbedderVariant
 from classifier.errors import DataError
@@ -19,6 +25,14 @@ from classifier.export import sha256_file
 from classifier.training import HeadTrainer, Recipe, export_head
 
 HEAD_KIND = "answer_quality:standard_scaler+logistic_regression"
+# The shipped head's scalar inputs: chosen by leave-one-task-family-out validation (benchmarks/cascade.py).
+DEFAULT_V1: tuple[str, ...] = ANSWER_FEATURE_NAMES[:14]
+DEFAULT_FEATURES: tuple[str, ...] = DEFAULT_V1
+
+
+def feature_columns(names: Sequence[str]) -> np.ndarray:
+    """The positions of `names` among ANSWER_FEATURE_NAMES (the full scalar vector head_inputs builds)."""
+    return np.array([ANSWER_FEATURE_NAMES.index(name) for name in names], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -27,7 +41,10 @@ class AnswerRecipe:
     answer embeddings are inputs (else the scalar features only: chosen by leave-one-task-family-out
     validation, where the 768 embedding columns learned the training families and ranked held-out ones
     worse than random; see benchmarks/cascade.py). `mask_share`: share of training rows whose
-    log-probabilities are hidden, so the head also serves backends that return none."""
+    log-probabilities are hidden, so the head also serves backends that return none. `features`: the
+    scalar inputs it reads (a subset of ANSWER_FEATURE_NAMES, kept in that order). `sample_mask_share`:
+    share of training rows whose second sample is hidden, when the features include the self-consistency
+    ones, so such a head also serves calls made without a second sample."""
 
     C: float = 0.1
     embeddings: bool = False
@@ -35,6 +52,19 @@ class AnswerRecipe:
     calibration_folds: int = 5
     seed: int = 0
     embedder: EmbedderVariant = "int8"
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    sample_mask_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.features) - set(ANSWER_FEATURE_NAMES))
+        if unknown or not self.features:
+            raise DataError(f"answer recipe: unknown or no features {unknown}")
+        # A manifest's recipe comes back from JSON with a list: keep the canonical order as a tuple.
+        object.__setattr__(self, "features", tuple(n for n in ANSWER_FEATURE_NAMES if n in self.features))
+
+    @property
+    def columns(self) -> np.ndarray:
+        return feature_columns(self.features)
 
 
 @dataclass(frozen=True)
@@ -49,23 +79,41 @@ class AnswerExample:
 
 
 def build_inputs(
-    embedder: Embedder, items: Sequence[AnswerInput], embeddings: bool, masked: Sequence[bool] | None = None
+    embedder: Embedder,
+    items: Sequence[AnswerInput],
+    embeddings: bool,
+    masked: Sequence[bool] | None = None,
+    columns: np.ndarray | None = None,
+    masked_samples: Sequence[bool] | None = None,
 ) -> np.ndarray:
     """The head's input matrix for `items` (embedding both prompts and answers with `embedder`)."""
     prompts = embedder.embed([item.prompt for item in items])
     answers = embedder.embed([item.answer for item in items])
-    return select_inputs(head_inputs(prompts, answers, items, masked), embeddings, embedder.dim)
+    full = head_inputs(prompts, answers, items, masked, masked_samples)
+    return select_inputs(full, embeddings, embedder.dim, columns)
 
 
-def select_inputs(full: np.ndarray, embeddings: bool, dim: int) -> np.ndarray:
-    """Drop the embedding columns of a full input matrix when the recipe does not use them."""
-    return full if embeddings else full[:, 2 * dim :]
+def select_inputs(
+    full: np.ndarray, embeddings: bool, dim: int, columns: np.ndarray | None = None
+) -> np.ndarray:
+    """Keep the recipe's columns of a full input matrix: the embeddings when it uses them, then the scalar
+    features `columns` (positions in ANSWER_FEATURE_NAMES; None: the first 14, the v1 set)."""
+    scalars = full[:, 2 * dim :][:, columns if columns is not None else feature_columns(DEFAULT_V1)]
+    return np.hstack([full[:, : 2 * dim], scalars]) if embeddings else scalars
 
 
 def mask_rows(count: int, recipe: AnswerRecipe) -> list[bool]:
     """Which training rows have their log-probabilities hidden (deterministic for the recipe's seed)."""
     rng = np.random.default_rng(recipe.seed)
     return list(rng.random(count) < recipe.mask_share)
+
+
+def mask_sample_rows(count: int, recipe: AnswerRecipe) -> list[bool]:
+    """Which training rows have their second sample hidden (none unless the recipe reads it)."""
+    if not SAMPLE_FEATURES & set(recipe.features):
+        return [False] * count
+    rng = np.random.default_rng(recipe.seed + 1)
+    return list(rng.random(count) < recipe.sample_mask_share)
 
 
 def fit_head(inputs: np.ndarray, good: np.ndarray, weights: np.ndarray, recipe: AnswerRecipe) -> HeadTrainer:
@@ -97,7 +145,14 @@ def train_answer_head(
     items = [example.item for example in examples]
     good = np.array([example.good for example in examples], dtype=np.float64)
     weights = np.array([example.weight for example in examples], dtype=np.float64)
-    inputs = build_inputs(embedder, items, recipe.embeddings, mask_rows(len(items), recipe))
+    inputs = build_inputs(
+        embedder,
+        items,
+        recipe.embeddings,
+        mask_rows(len(items), recipe),
+        recipe.columns,
+        mask_sample_rows(len(items), recipe),
+    )
     trainer = fit_head(inputs, good, weights, recipe)
     out_dir.mkdir(parents=True, exist_ok=True)
     head_path = out_dir / HEAD_FILE
@@ -107,14 +162,14 @@ def train_answer_head(
 
     oof = trainer.oof_probability()
     manifest = Manifest(
-        version=hashlib.sha256(head_sha.encode() + repr(ANSWER_FEATURE_NAMES).encode()).hexdigest()[:12],
+        version=hashlib.sha256(head_sha.encode() + repr(recipe.features).encode()).hexdigest()[:12],
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         embedder=embedder_ref(out_dir, embedder_dir, VARIANT_FILES[recipe.embedder]),
         head=HeadSpec(
             sha256=head_sha,
             kind=HEAD_KIND,
             calibration=f"platt ({recipe.calibration_folds}-fold out-of-fold)",
-            features=list(ANSWER_FEATURE_NAMES),
+            features=list(recipe.features),
             features_version=ANSWER_FEATURES_VERSION,
             inputs=int(inputs.shape[1]),
         ),

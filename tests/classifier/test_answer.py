@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,6 +35,7 @@ from classifier.paths import DEFAULT_MODEL_DIR, SHIPPED_EMBEDDER, SHIPPED_MODELS
 def test_public_api_is_what_all_exports() -> None:
     assert set(answer_api.__all__) == {name for name in dir(answer_api) if not name.startswith("_")} - {
         "confidence",
+        "consistency",
         "form",
         "inputs",
         "scorer",
@@ -155,14 +157,17 @@ def test_onnx_scores_equal_sklearn_and_manifest_is_complete(
     recipe = AnswerRecipe(calibration_folds=3)
     items = [e.item for e in examples]
     good = np.array([e.good for e in examples], dtype=np.float64)
-    inputs = build_inputs(embedder, items, recipe.embeddings, mask_rows(len(items), recipe))
+    inputs = build_inputs(embedder, items, recipe.embeddings, mask_rows(len(items), recipe), recipe.columns)
     trainer = fit_head(inputs, good, np.ones(len(items)), recipe)
-    expected = trainer.predict_proba(build_inputs(embedder, items, recipe.embeddings))[:, 1]
+    expected = trainer.predict_proba(
+        build_inputs(embedder, items, recipe.embeddings, columns=recipe.columns)
+    )[:, 1]
     scorer = AnswerScorer.from_path(out, embedder=embedder)
     assert np.allclose(scorer.score(items), expected, atol=1e-5)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["head"]["features"] == list(ANSWER_FEATURE_NAMES)
-    assert manifest["head"]["inputs"] == len(ANSWER_FEATURE_NAMES)  # the default recipe: no embeddings
+    assert manifest["head"]["features"] == list(recipe.features)
+    assert set(recipe.features) <= set(ANSWER_FEATURE_NAMES)
+    assert manifest["head"]["inputs"] == len(recipe.features)  # the default recipe: no embeddings
     assert manifest["training_data"]["rows_by_group"] == {"arithmetic": 60}
     assert scorer.version == manifest["version"]
 
@@ -173,11 +178,15 @@ def test_a_head_with_embeddings_round_trips(embedder: Embedder, tmp_path: Path) 
     train_answer_head(examples, embedder, SHIPPED_EMBEDDER, tmp_path / "m", recipe=recipe)
     items = [e.item for e in examples]
     good = np.array([e.good for e in examples], dtype=np.float64)
-    trainer = fit_head(build_inputs(embedder, items, True, mask_rows(30, recipe)), good, np.ones(30), recipe)
+    trainer = fit_head(
+        build_inputs(embedder, items, True, mask_rows(30, recipe), recipe.columns), good, np.ones(30), recipe
+    )
     scorer = AnswerScorer.from_path(tmp_path / "m", embedder=embedder)
-    assert scorer.manifest.head.inputs == 2 * 384 + len(ANSWER_FEATURE_NAMES)
+    assert scorer.manifest.head.inputs == 2 * 384 + len(recipe.features)
     assert np.allclose(
-        scorer.score(items), trainer.predict_proba(build_inputs(embedder, items, True))[:, 1], atol=1e-5
+        scorer.score(items),
+        trainer.predict_proba(build_inputs(embedder, items, True, columns=recipe.columns))[:, 1],
+        atol=1e-5,
     )
 
 
@@ -252,3 +261,64 @@ def test_the_shipped_verifier_loads_and_ranks_a_wrong_answer_lower() -> None:
         ]
     )
     assert good > bad
+
+
+def test_training_twice_on_the_same_rows_gives_the_same_bytes_and_version(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    examples = _synthetic("date", 40, 5)
+    recipe = AnswerRecipe(calibration_folds=3)
+    first = train_answer_head(examples, embedder, SHIPPED_EMBEDDER, tmp_path / "a", recipe=recipe)
+    second = train_answer_head(examples, embedder, SHIPPED_EMBEDDER, tmp_path / "b", recipe=recipe)
+    assert (tmp_path / "a" / "head.onnx").read_bytes() == (tmp_path / "b" / "head.onnx").read_bytes()
+    assert first.version == second.version
+
+
+def test_focused_confidence_skips_format_tokens() -> None:
+    from classifier.answer.confidence import focused_confidence
+
+    tokens = (
+        TokenLogprob(-0.01, -8.0, '{"'),
+        TokenLogprob(-0.02, -9.0, "city"),
+        TokenLogprob(-0.01, -7.0, '":'),
+        TokenLogprob(-1.5, -1.7, ' "Oslo'),
+        TokenLogprob(-0.01, -9.0, '"}'),
+    )
+    focused = focused_confidence(tokens)
+    assert focused is not None
+    assert focused.content_mean_logprob == pytest.approx((-0.02 - 1.5) / 2)
+    assert focused.content_min_margin == pytest.approx(0.2)
+    assert focused.content_mean_logprob < confidence_features(tokens).mean_logprob  # type: ignore[union-attr]
+    assert parse_openai_logprobs([{"token": "x", "logprob": -0.1, "top_logprobs": []}])[0].token == "x"  # type: ignore[index]
+
+
+def test_answer_agreement() -> None:
+    from classifier.answer.consistency import answer_agreement
+
+    assert answer_agreement("Positive.", "positive") == (1.0, 1.0)
+    same, overlap = answer_agreement("Paris\nIt is in France.", "Paris is the capital.")
+    assert same == 0.0 and 0 < overlap < 1
+    assert answer_agreement("", "") == (0.0, 1.0)
+
+
+def test_a_head_reads_the_features_its_recipe_names(embedder: Embedder, tmp_path: Path) -> None:
+    examples = _synthetic("topic", 40, 6)
+    examples = [
+        AnswerExample(replace(e.item, sample=e.item.answer if e.good else "something else"), e.good, e.group)
+        for e in examples
+    ]
+    names = ("content_mean_logprob", "first_min_margin", "sample_same_core", "sample_missing")
+    recipe = AnswerRecipe(calibration_folds=2, features=names)
+    manifest = train_answer_head(examples, embedder, SHIPPED_EMBEDDER, tmp_path / "m", recipe=recipe)
+    assert manifest.head.features == list(names) and manifest.head.inputs == len(names)
+    scorer = AnswerScorer.from_path(tmp_path / "m", embedder=embedder)
+    assert scorer.uses_sample
+    items = [e.item for e in examples]
+    scores = scorer.score(items)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score([e.good for e in examples], scores) > 0.9
+    without = scorer.score([replace(item, sample=None) for item in items])  # served without a sample
+    assert ((without >= 0) & (without <= 1)).all() and not np.allclose(without, scores)
+    with pytest.raises(DataError, match="unknown"):
+        AnswerRecipe(features=("no_such_feature",))
