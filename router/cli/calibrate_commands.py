@@ -22,7 +22,15 @@ def register(subparsers: Any) -> None:
     calibrate = subparsers.add_parser(
         "calibrate", help="threshold for a target large-model share", description=calibrate_command.__doc__
     )
-    calibrate.add_argument("--target-large-fraction", type=unit_float, required=True, help="share in [0, 1]")
+    target = calibrate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-large-fraction", type=unit_float, help="share in [0, 1]")
+    target.add_argument(
+        "--target-escalation-rate",
+        type=unit_float,
+        metavar="R",
+        help="with --from-logs: the cascade's answer-head threshold that escalates at most share R of the "
+        "verified small answers (replayed from the log)",
+    )
     add_source_arguments(calibrate, input_help="JSONL prompts typical of your traffic")
     calibrate.add_argument(
         "--tenant",
@@ -47,6 +55,8 @@ def calibrate_command(args: argparse.Namespace) -> int:
     if args.since and not args.from_logs:
         raise CliError("--since goes with --from-logs")
     config_path: Path | None = args.config or args.write
+    if args.target_escalation_rate is not None:
+        return _calibrate_cascade(args, config_path)
     scores, what = _scores(args, config_path)
     fraction = args.target_large_fraction
     threshold = stable_threshold(scores, fraction)
@@ -59,6 +69,33 @@ def calibrate_command(args: argparse.Namespace) -> int:
     )
     if args.write is not None:
         _write(args.write, threshold, args.tenant)
+    return 0
+
+
+def _calibrate_cascade(args: argparse.Namespace, config_path: Path | None) -> int:
+    from router.cli.traffic import cascade_rows
+    from router.config import load_config
+    from router.routing.simulation import head_threshold_for_rate
+
+    if not args.from_logs or config_path is None:
+        raise CliError("--target-escalation-rate needs --from-logs and --config FILE: it replays the log")
+    if args.write is not None:
+        raise CliError("--write sets routing.threshold only: put the head threshold in routing.cascade.head")
+    config = load_config(config_path)
+    metadata = {"tenant": args.tenant} if args.tenant else {}
+    rows = cascade_rows(config, config_path, args.since, metadata)
+    try:
+        outcome = head_threshold_for_rate(rows, args.target_escalation_rate, None)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"{outcome.head_threshold:.6f}")
+    verified = sum(row.verified for row in rows)
+    print(
+        f"head threshold {outcome.head_threshold:.6f} escalates {outcome.escalation_rate:.1%} "
+        f"of {verified} verified small answers (target {args.target_escalation_rate:.1%}); "
+        f"answered small {outcome.small_share:.1%} of {len(rows)} cascade calls",
+        file=sys.stderr,
+    )
     return 0
 
 

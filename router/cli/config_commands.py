@@ -40,6 +40,17 @@ def register(subparsers: Any) -> None:
         metavar="T1,T2,...",
         help="comma-separated thresholds in [0, 1], e.g. 0.3,0.5,0.7",
     )
+    simulate.add_argument(
+        "--cascade",
+        action="store_true",
+        help="with --from-logs: replay the logged cascade calls; --thresholds are answer-head thresholds",
+    )
+    simulate.add_argument(
+        "--confidence-thresholds",
+        type=_thresholds,
+        metavar="C1,C2,...",
+        help="with --cascade: confidence min_score values to try too (default: as logged)",
+    )
     simulate.add_argument("--png", type=Path, metavar="FILE", help="write the curves as a PNG")
     simulate.add_argument("--json", action="store_true", help="print the figures as JSON")
     simulate.set_defaults(handler=simulate_command)
@@ -74,6 +85,8 @@ def simulate_command(args: argparse.Namespace) -> int:
     if args.since and not args.from_logs:
         raise CliError("--since goes with --from-logs")
     config = load_config(args.config)
+    if args.cascade or args.confidence_thresholds:
+        return _simulate_cascade(args, config)
     if args.from_logs:
         if args.config is None:
             raise CliError("--from-logs needs --config FILE: the config names the request log")
@@ -91,6 +104,36 @@ def simulate_command(args: argparse.Namespace) -> int:
     if args.png is not None:
         plot(result, rows, small, large, args.png)
         print(f"curves written to {args.png}", file=sys.stderr)
+    return 0
+
+
+def _simulate_cascade(args: argparse.Namespace, config: Any) -> int:
+    import json
+    from dataclasses import asdict
+
+    from router.cli.traffic import cascade_rows
+    from router.routing.simulation import format_cascade_table, simulate_cascade
+
+    if not args.cascade:
+        raise CliError("--confidence-thresholds goes with --cascade")
+    if not args.from_logs or args.config is None:
+        raise CliError("--cascade needs --from-logs and --config FILE: it replays the logged verifier values")
+    if args.png is not None:
+        raise CliError("--png is not available with --cascade")
+    rows = cascade_rows(config, args.config, args.since, {})
+    outcomes = simulate_cascade(rows, args.thresholds, args.confidence_thresholds or [None])
+    verified = sum(row.verified for row in rows)
+    labelled = sum(row.small_ok is not None for row in rows)
+    if args.json:
+        payload = {"rows": len(rows), "verified": verified, "labelled": labelled}
+        print(json.dumps({**payload, "outcomes": [asdict(outcome) for outcome in outcomes]}))
+        return 0
+    print(
+        f"cascade calls {len(rows)}; small answers verified {verified}; labelled {labelled}"
+        + (" (quality: small_ok of answers kept small, large assumed good enough)" if labelled else "")
+    )
+    print()
+    print(format_cascade_table(outcomes))
     return 0
 
 

@@ -12,7 +12,7 @@ from router.cli import CliError
 if TYPE_CHECKING:
     from router.config import RouterConfig
     from router.requestlog import LogRecord
-    from router.routing.simulation import TrafficRow
+    from router.routing.simulation import CascadeRow, TrafficRow
 
 
 def add_source_arguments(parser: argparse.ArgumentParser, *, input_help: str) -> None:
@@ -180,3 +180,28 @@ def _number(obj: Mapping[str, Any], key: str) -> float | None:
 def _int(obj: Mapping[str, Any], key: str) -> int | None:
     value = _number(obj, key)
     return None if value is None else int(value)
+
+
+def cascade_rows(
+    config: RouterConfig, config_path: Path | None, since: str | None, metadata: Mapping[str, str]
+) -> list[CascadeRow]:
+    """The logged cascade calls (mode `cascade`) as replay rows: each verifier's (outcome, value)."""
+    import json
+
+    from router.routing.simulation import CascadeRow
+
+    rows = []
+    for record in logged_records(config, config_path, since):
+        if record.mode != "cascade" or any(record.metadata.get(k) != v for k, v in metadata.items()):
+            continue
+        try:
+            checks = json.loads(record.verifier_inputs or "{}").get("checks", {})
+        except (ValueError, AttributeError):
+            checks = {}
+        parsed = {
+            name: (str(pair[0]), None if pair[1] is None else float(pair[1])) for name, pair in checks.items()
+        }
+        rows.append(CascadeRow(parsed, record.small_ok))
+    if not rows:
+        raise CliError("no cascade calls in the request log (routing.mode: cascade) in that window")
+    return rows

@@ -206,3 +206,122 @@ def plot(
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+# The cascade's thresholds (routing.cascade.head.threshold, confidence.min_score), replayed from the log.
+# A logged cascade row keeps each verifier's [outcome, value] (`verifier_inputs` "checks"). Under other
+# thresholds a row escalates when its form check failed, its confidence score is below the candidate
+# confidence threshold, or its answer head's P(good) is below the candidate head threshold (cheapest first,
+# as the server checks). A head value the log lacks (the head did not run because confidence had already
+# failed) cannot be replayed: such a row counts as escalated and is reported in `unreplayed`. A row without
+# checks (sent straight to large) counts as answered large. Quality: an answer kept small is worth its
+# `small_ok` label, a large answer is taken as good enough; only labelled rows count.
+
+
+@dataclass(frozen=True)
+class CascadeRow:
+    """One logged cascade call: each verifier's (outcome, value), or no checks when it went straight large."""
+
+    checks: dict[str, tuple[str, float | None]]
+    small_ok: int | None = None
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.checks)
+
+
+@dataclass(frozen=True)
+class CascadeOutcome:
+    """The figures for one (head, confidence) threshold pair; quality None without labels."""
+
+    head_threshold: float
+    confidence_threshold: float | None
+    escalation_rate: float  # over the small answers verified
+    small_share: float  # over all cascade calls: answered by the small tier after verification
+    quality: float | None
+    unreplayed: int
+
+
+def cascade_escalates(row: CascadeRow, head: float, confidence: float | None) -> tuple[bool, bool]:
+    """(escalates, replayable) for one verified row under these thresholds (None: confidence as logged)."""
+    form = row.checks.get("form")
+    if form is not None and form[0] == "fail":
+        return True, True
+    conf = row.checks.get("confidence")
+    if conf is not None and conf[0] in ("pass", "fail"):
+        if confidence is None:
+            if conf[0] == "fail":
+                return True, True
+        elif conf[1] is not None and conf[1] < confidence:
+            return True, True
+    head_check = row.checks.get("head")
+    if head_check is None or head_check[0] not in ("pass", "fail") or head_check[1] is None:
+        # Not run: unreplayable when confidence failed in the log (the head would have run now).
+        unreplayed = conf is not None and conf[0] == "fail" and "head" not in row.checks
+        return unreplayed, not unreplayed
+    return head_check[1] < head, True
+
+
+def simulate_cascade(
+    rows: Sequence[CascadeRow],
+    head_thresholds: Sequence[float],
+    confidence_thresholds: Sequence[float | None],
+) -> tuple[CascadeOutcome, ...]:
+    """Escalation rate, share answered small and quality at each (head, confidence) threshold pair."""
+    if not rows:
+        raise ValueError("no cascade requests to simulate on")
+    verified = [row for row in rows if row.verified]
+    outcomes = []
+    for confidence in confidence_thresholds:
+        for head in head_thresholds:
+            replay = [cascade_escalates(row, head, confidence) for row in verified]
+            escalated = sum(up for up, _ in replay)
+            answers = [
+                (1.0 if up else float(row.small_ok))
+                for row, (up, _) in zip(verified, replay, strict=True)
+                if row.small_ok is not None
+            ] + [1.0 for row in rows if not row.verified and row.small_ok is not None]
+            outcomes.append(
+                CascadeOutcome(
+                    head,
+                    confidence,
+                    escalated / len(verified) if verified else 0.0,
+                    (len(verified) - escalated) / len(rows),
+                    sum(answers) / len(answers) if answers else None,
+                    sum(not ok for _, ok in replay),
+                )
+            )
+    return tuple(outcomes)
+
+
+def head_threshold_for_rate(
+    rows: Sequence[CascadeRow], rate: float, confidence: float | None
+) -> CascadeOutcome:
+    """The highest head threshold whose replayed escalation rate is at most `rate` (the logged head values,
+    0 and 1 are the candidates: between two values the rate does not change)."""
+    values = {0.0, 1.0}
+    for row in rows:
+        head = row.checks.get("head")
+        if head is not None and head[1] is not None:
+            values.add(float(head[1]))
+    outcomes = simulate_cascade(rows, sorted(values), [confidence])
+    if not any(row.verified for row in rows):
+        raise ValueError("no verified small answers in the log")
+    within = [outcome for outcome in outcomes if outcome.escalation_rate <= rate]
+    return within[-1] if within else outcomes[0]
+
+
+def format_cascade_table(outcomes: Sequence[CascadeOutcome]) -> str:
+    """The cascade outcomes as a plain-text table."""
+    header = (
+        f"{'head':>8}{'confidence':>12}{'escalated':>11}{'small share':>13}{'quality':>9}{'unreplayed':>12}"
+    )
+    lines = [header]
+    for o in outcomes:
+        conf = "logged" if o.confidence_threshold is None else f"{o.confidence_threshold:g}"
+        quality = "-" if o.quality is None else f"{o.quality:.4f}"
+        lines.append(
+            f"{o.head_threshold:>8g}{conf:>12}{o.escalation_rate:>11.1%}{o.small_share:>13.1%}"
+            f"{quality:>9}{o.unreplayed:>12}"
+        )
+    return "\n".join(lines)
