@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -33,6 +34,7 @@ class CandidateScore:
     apgr: float
     auc: float
     apgr_sd: float
+    fold_apgrs: tuple[float, ...] = ()  # per held-out fold, in the same split order for every candidate
 
     def describe(self) -> str:
         r = self.recipe
@@ -49,11 +51,14 @@ class Selection:
     folds: int
     repeats: int
     prompts: int
+    default: CandidateScore | None = None  # the given recipe's figures (the champion as is, with a prior)
+    rule: str = "best"
 
     def summary(self) -> dict[str, object]:
         """For the manifest: the choice, how it was made, and each candidate's figures."""
         return {
-            "method": f"{self.repeats}x{self.folds}-fold cross-validation on {self.prompts} labelled prompts",
+            "method": f"{self.repeats}x{self.folds}-fold cross-validation on {self.prompts} labelled prompts;"
+            f" rule {self.rule}",
             "chosen": {k: v for k, v in asdict(self.chosen).items() if k in _SEARCHED},
             "candidates": [
                 {
@@ -83,6 +88,7 @@ class Selection:
 
 
 _SEARCHED = ("label", "C", "class_balance", "prior")
+Rule = Literal["best", "one_se"]
 
 
 def labels_for(examples: Sequence[Example]) -> list[Label]:
@@ -131,11 +137,13 @@ def select_recipe(
     seed: int = 0,
     repeats: int | None = None,
     cs: Sequence[float] = CS,
+    rule: Rule = "best",
 ) -> Selection:
-    """Score every candidate by cross-validation on `examples` and return the best by pooled out-of-fold
-    APGR. `inputs[i]` is the head input of `texts[i]` (classifier.scoring.head_inputs). Fewer than 300
-    prompts are cross-validated three times over different splits, so the choice rests on more than one
-    split of a few dozen prompts."""
+    """Score every candidate by cross-validation on `examples` and pick one by pooled out-of-fold APGR with
+    `rule` (see `choose`; default `one_se`: the first candidate, the given recipe or the champion as it is,
+    unless another beats it by more than one standard error). `inputs[i]` is the head input of `texts[i]`
+    (classifier.scoring.head_inputs). Fewer than 300 prompts are cross-validated three times over different
+    splits, so the choice rests on more than one split of a few dozen prompts."""
     from sklearn.model_selection import StratifiedKFold
 
     row_of = {text: i for i, text in enumerate(texts)}
@@ -177,10 +185,35 @@ def select_recipe(
                 apgr=float(np.mean([r.apgr for r in pooled])),
                 auc=float(np.mean([r.auc for r in pooled])),
                 apgr_sd=float(np.nanstd(per_fold)),
+                fold_apgrs=tuple(per_fold),
             )
         )
     ranked = sorted(scores, key=lambda s: -np.nan_to_num(s.apgr, nan=-1.0))  # stable: ties keep grid order
-    return Selection(chosen=ranked[0].recipe, scores=ranked, folds=folds, repeats=repeats, prompts=len(x))
+    chosen = choose(ranked, scores[0], rule)
+    return Selection(
+        chosen=chosen.recipe,
+        scores=ranked,
+        folds=folds,
+        repeats=repeats,
+        prompts=len(x),
+        default=scores[0],
+        rule=rule,
+    )
+
+
+def choose(ranked: Sequence[CandidateScore], default: CandidateScore, rule: Rule) -> CandidateScore:
+    """The candidate `rule` picks: `best` = the highest cross-validated APGR; `one_se` = the best only when
+    it beats `default` (the first candidate: the given recipe, or the champion as it is when there is a
+    prior) by more than one standard error of their paired per-fold APGR differences, else `default`."""
+    best = ranked[0]
+    if rule == "best" or best is default:
+        return best
+    pairs = [(b, d) for b, d in zip(best.fold_apgrs, default.fold_apgrs, strict=True) if np.isfinite(b + d)]
+    if len(pairs) < 2:
+        return default
+    differences = np.array([b - d for b, d in pairs])
+    margin = float(differences.std(ddof=1) / np.sqrt(len(differences)))
+    return best if best.apgr - default.apgr > margin else default
 
 
 def _report(decision, texts, indices, rows_of):  # type: ignore[no-untyped-def]
