@@ -41,16 +41,15 @@ from classifier.cache import embed_cached  # noqa: E402
 from classifier.data import Example, read_examples  # noqa: E402
 from classifier.embedding import VARIANT_FILES, Embedder  # noqa: E402
 from classifier.evaluation import evaluate  # noqa: E402
-from classifier.recipes import CS, choose, select_recipe  # noqa: E402
+from classifier.recipes import choose, select_recipe  # noqa: E402
 from classifier.scoring import head_inputs  # noqa: E402
 from classifier.training import HeadTrainer, LinearHead, Recipe, build_training_set  # noqa: E402
 
 SIZES = (50, 100, 200, 400, 1000)
 ACTIVE_SIZES = (100, 250, 400)
-METHODS = ("start", "today", "plain", "knn", "prior", "mixed", "auto", "auto_1se", "auto_wide_1se")
-# Recipe selection variants, all read off one cross-validation over WIDE_CS: (method, rule, C grid).
-WIDE_CS = (0.001, 0.003, 0.01, 0.1, 1.0)
-VARIANTS = (("auto", "best", CS), ("auto_1se", "one_se", CS), ("auto_wide_1se", "one_se", WIDE_CS))
+METHODS = ("start", "today", "plain", "knn", "prior", "mixed", "auto", "auto_best")
+# Recipe selection variants, read off one cross-validation: (method, rule). `auto` is what retrain does.
+VARIANTS = (("auto", "one_se"), ("auto_best", "best"))
 PRIOR_RECIPE = Recipe(C=0.1, class_balance=True, prior=1.0, label="small_ok")
 
 
@@ -113,6 +112,27 @@ def _describe(recipe: Recipe) -> str:
     return f"{recipe.label} C={recipe.C:g} {balance} prior={recipe.prior:g}"
 
 
+FIXED = ("start", "today", "plain", "knn", "prior", "mixed")
+
+
+def fixed_method(
+    method: str, labels: list[Example], data: Data, start_head: LinearHead, mixed_rows: list[Example]
+):  # type: ignore[no-untyped-def]
+    """The scorer of a method that needs no selection (None for `start`: the start model, already scored)."""
+    if method == "today":
+        return fit_ranker(labels, data, Recipe())[1]
+    if method == "plain":
+        return plain(labels, data)
+    if method == "knn":
+        return knn(labels, data)
+    if method == "prior":
+        return fit_ranker(labels, data, PRIOR_RECIPE, start_head)[1]
+    if method == "mixed":
+        weight = len(mixed_rows) / max(len(labels), 1)
+        return fit_ranker(mixed_rows + [replace(e, weight=weight) for e in labels], data, Recipe())[1]
+    return None
+
+
 def figures(score, rows: list[Example]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     report = evaluate(score([e.text for e in rows]), rows)
     return report.apgr, report.auc
@@ -140,28 +160,28 @@ def run_group(group: str, data: Data, args: argparse.Namespace, rng_seed: int) -
         test = [e for t in test_prompts for e in rows_of[t]]
         start_figures = figures(start, test)
         mixed_base = rng.sample(base_prompts, min(len(base_prompts), args.mixed_base))
-        mixed_rows = [e for e in base if e.text in set(mixed_base)]
+        mixed_set = set(mixed_base)
+        mixed_rows = [e for e in base if e.text in mixed_set]
         for size in [s for s in args.sizes if s <= len(pool)]:
             labels = [e for t in pool[:size] for e in rows_of[t]]
             if len({e.small_ok for e in labels}) < 2:
                 continue
-            curve["start"][size].append(start_figures)
-            curve["today"][size].append(figures(fit_ranker(labels, data, Recipe())[1], test))
-            curve["plain"][size].append(figures(plain(labels, data), test))
-            curve["knn"][size].append(figures(knn(labels, data), test))
-            curve["prior"][size].append(figures(fit_ranker(labels, data, PRIOR_RECIPE, start_head)[1], test))
-            weight = len(mixed_rows) / max(len(labels), 1)
-            mixed = mixed_rows + [replace(e, weight=weight) for e in labels]
-            curve["mixed"][size].append(figures(fit_ranker(mixed, data, Recipe())[1], test))
+            for method in FIXED:
+                if method in args.methods:
+                    scorer = fixed_method(method, labels, data, start_head, mixed_rows)
+                    curve[method][size].append(start_figures if scorer is None else figures(scorer, test))
+            if not {m for m, _ in VARIANTS} & set(args.methods):
+                continue
             texts = sorted({e.text for e in labels})
-            smoke = {"repeats": 1, "cs": (0.1,)} if args.smoke else {"cs": WIDE_CS}
+            smoke = {"repeats": 1, "cs": (0.1,)} if args.smoke else {}
             selection = select_recipe(labels, data.x(texts), texts, Recipe(), start_head, **smoke)
-            for method, rule, cs in VARIANTS:
-                ranked = [s for s in selection.scores if args.smoke or s.recipe.C in cs]
-                chosen = choose(ranked, selection.default, rule).recipe  # type: ignore[arg-type]
+            for method, rule in VARIANTS:
+                chosen = choose(selection.scores, selection.default, rule).recipe  # type: ignore[arg-type]
                 prior = start_head if chosen.prior > 0 else None
                 curve[method][size].append(figures(fit_ranker(labels, data, chosen, prior)[1], test))
                 choices[method][size].append(_describe(chosen))
+        if not args.active:
+            continue
         pool_scores = start(pool)
         picks = {
             "random": np.arange(len(pool)),
@@ -298,6 +318,8 @@ def main() -> int:
     parser.add_argument("--png", type=Path)
     parser.add_argument("--smoke", action="store_true", help="two groups, few prompts, one draw")
     parser.add_argument("--groups", nargs="*", help="only these held-out groups (default: all)")
+    parser.add_argument("--methods", nargs="*", default=METHODS, choices=METHODS, help="default: all")
+    parser.add_argument("--no-active", dest="active", action="store_false", help="skip active labelling")
     parser.add_argument(
         "--merge", type=Path, nargs="*", help="summarise these --json files' groups instead of running"
     )

@@ -116,3 +116,23 @@ def test_diverse_order_spreads_and_uncertainty_starts_at_the_threshold() -> None
     away = diverse_order(clusters, labelled=np.array([[1.0, 0, 0], [0, 1.0, 0]]), count=1)
     assert away.tolist() == [10]
     assert uncertainty_order(np.array([0.1, 0.52, 0.9]), np.array([0.5, 0.5, 0.5])).tolist() == [1, 0, 2]
+
+
+def test_with_a_prior_selection_keeps_the_champion_unless_the_labels_show_better() -> None:
+    """The first candidate is the champion as it is; `one_se` leaves it only for a candidate that beats it by
+    more than one standard error of the paired fold differences (a wrong champion), not on noise."""
+    from classifier.recipes import KEEP_C
+
+    examples, vectors, texts = synthetic(90, seed=5, dim=16)
+    inputs = head_inputs(vectors, texts)
+    truth = np.zeros(inputs.shape[1])
+    truth[0] = -20.0  # hard (small_ok = 0) where the first coordinate is large: need-large logit = -(-20) x0
+    right, wrong = (-truth, 0.0), (truth, 0.0)
+    kept = select_recipe(examples, inputs, texts, Recipe(), right, cs=(0.01, 1.0))
+    assert kept.chosen.prior == 1.0 and kept.chosen.C == KEEP_C
+    assert kept.default is not None and kept.default.recipe == kept.chosen
+    moved = select_recipe(examples, inputs, texts, Recipe(), wrong, cs=(0.01, 1.0))
+    assert moved.chosen.C != KEEP_C
+    best = moved.scores[0]
+    assert moved.default is not None and best.apgr > moved.default.apgr + 0.1
+    assert "rule one_se" in str(moved.summary()["method"])
