@@ -42,9 +42,10 @@ def register(subparsers: Any) -> None:
     label.add_argument(
         "--strategy",
         choices=("diverse", "uncertainty", "random"),  # classifier.active.STRATEGIES
-        default="diverse",
-        help="which prompts the judge sees first: diverse (default; spread over the embedding space, away "
-        "from labelled ones), uncertainty (logged score nearest its threshold) or random",
+        default="uncertainty",
+        help="which prompts the judge sees first: uncertainty (default; logged score nearest its threshold), "
+        "diverse (spread over the embedding space, away from labelled ones) or random; measured level within "
+        "noise (benchmarks/learning_curve.py), uncertainty with the least spread and no embedding",
     )
     label.set_defaults(handler=label_command)
 

@@ -131,11 +131,11 @@ def test_the_budget_stops_the_run_cleanly(
     assert sum(store.get(f"r{i}").small_ok is not None for i in range(5)) == 2  # type: ignore[union-attr]
 
 
-def test_the_default_strategy_keeps_its_embedding_cache_in_the_state_directory_not_the_models_one(
+def test_the_diverse_strategy_keeps_its_embedding_cache_in_the_state_directory_not_the_models_one(
     store: RequestLogStore, config: Path, backends: Backends, tmp_path: Path
 ) -> None:
-    """The default (diverse) order embeds the prompts; with the default `models.dir` (the package's models/
-    directory) the cache goes next to the request log's state (log.spill_dir's parent), not into models/."""
+    """The diverse order embeds the prompts; with the default `models.dir` (the package's models/ directory)
+    the cache goes next to the request log's state (log.spill_dir's parent), not into models/."""
     from router.config import DEFAULT_MODELS_DIR
 
     def snapshot() -> list[tuple[str, int]]:
@@ -144,7 +144,7 @@ def test_the_default_strategy_keeps_its_embedding_cache_in_the_state_directory_n
     log_requests(store, 3)
     backends.large.reply = OK
     before = snapshot()
-    assert main(["label", "--from-logs", "--config", str(config)]) == 0
+    assert main(["label", "--from-logs", "--config", str(config), "--strategy", "diverse"]) == 0
     assert (tmp_path / "var" / "rightsize" / "cache" / "embeddings.npz").is_file()
     assert snapshot() == before
     assert all(store.get(f"r{i}").small_ok == 1 for i in range(3))  # type: ignore[union-attr]
