@@ -9,10 +9,14 @@ Methods: `start` (no retrain), `today` (the shipped recipe on the labels alone, 
 `plain` (class-balanced logistic regression, C=1, on the embeddings, label 1 - small_ok), `knn` (mean label
 of the 15 nearest labelled prompts), `prior` (the start model's logit as an offset, C=0.1, balanced),
 `mixed` (base data plus the labels at half the total weight), `auto` (the recipe chosen by cross-validation
-on the labels, classifier.recipes, with the start model as prior: what `rightsize retrain` now does).
+on the labels, classifier.recipes, with the start model as prior, C in 0.01/0.1/1, rule `best`),
+`auto_1se` (the same cross-validation, rule `one_se`: the best candidate only when it beats the start
+recipe on the prior by more than one standard error of the paired fold differences), `auto_wide_1se`
+(`one_se` over C in 0.001/0.003/0.01/0.1/1). All three are read off one cross-validation.
 Active labelling: the `prior` recipe trained on N prompts picked by strategy (classifier.active).
 
-    python benchmarks/learning_curve.py [--draws 3] [--json FILE] [--png FILE] [--smoke]
+    python benchmarks/learning_curve.py [--draws 3] [--groups G ...] [--json FILE] [--png FILE] [--smoke]
+    python benchmarks/learning_curve.py --merge A.json B.json --json ALL.json   # groups run apart
 """
 
 from __future__ import annotations
@@ -37,13 +41,15 @@ from classifier.cache import embed_cached  # noqa: E402
 from classifier.data import Example, read_examples  # noqa: E402
 from classifier.embedding import VARIANT_FILES, Embedder  # noqa: E402
 from classifier.evaluation import evaluate  # noqa: E402
-from classifier.recipes import select_recipe  # noqa: E402
+from classifier.recipes import choose, select_recipe  # noqa: E402
 from classifier.scoring import head_inputs  # noqa: E402
 from classifier.training import HeadTrainer, LinearHead, Recipe, build_training_set  # noqa: E402
 
 SIZES = (50, 100, 200, 400, 1000)
 ACTIVE_SIZES = (100, 250, 400)
-METHODS = ("start", "today", "plain", "knn", "prior", "mixed", "auto")
+METHODS = ("start", "today", "plain", "knn", "prior", "mixed", "auto", "auto_best")
+# Recipe selection variants, read off one cross-validation: (method, rule). `auto` is what retrain does.
+VARIANTS = (("auto", "one_se"), ("auto_best", "best"))
 PRIOR_RECIPE = Recipe(C=0.1, class_balance=True, prior=1.0, label="small_ok")
 
 
@@ -101,6 +107,32 @@ def knn(rows: list[Example], data: Data, k: int = 15):  # type: ignore[no-untype
     return score
 
 
+def _describe(recipe: Recipe) -> str:
+    balance = "balanced" if recipe.class_balance else "unbalanced"
+    return f"{recipe.label} C={recipe.C:g} {balance} prior={recipe.prior:g}"
+
+
+FIXED = ("start", "today", "plain", "knn", "prior", "mixed")
+
+
+def fixed_method(
+    method: str, labels: list[Example], data: Data, start_head: LinearHead, mixed_rows: list[Example]
+):  # type: ignore[no-untyped-def]
+    """The scorer of a method that needs no selection (None for `start`: the start model, already scored)."""
+    if method == "today":
+        return fit_ranker(labels, data, Recipe())[1]
+    if method == "plain":
+        return plain(labels, data)
+    if method == "knn":
+        return knn(labels, data)
+    if method == "prior":
+        return fit_ranker(labels, data, PRIOR_RECIPE, start_head)[1]
+    if method == "mixed":
+        weight = len(mixed_rows) / max(len(labels), 1)
+        return fit_ranker(mixed_rows + [replace(e, weight=weight) for e in labels], data, Recipe())[1]
+    return None
+
+
 def figures(score, rows: list[Example]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     report = evaluate(score([e.text for e in rows]), rows)
     return report.apgr, report.auc
@@ -118,6 +150,7 @@ def run_group(group: str, data: Data, args: argparse.Namespace, rng_seed: int) -
     base_prompts = sorted({e.text for e in base})
     curve: dict[str, dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     active: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    choices: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
     for draw in range(args.draws):
         rng = random.Random(rng_seed + draw)
         order = prompts[:]
@@ -127,24 +160,28 @@ def run_group(group: str, data: Data, args: argparse.Namespace, rng_seed: int) -
         test = [e for t in test_prompts for e in rows_of[t]]
         start_figures = figures(start, test)
         mixed_base = rng.sample(base_prompts, min(len(base_prompts), args.mixed_base))
-        mixed_rows = [e for e in base if e.text in set(mixed_base)]
+        mixed_set = set(mixed_base)
+        mixed_rows = [e for e in base if e.text in mixed_set]
         for size in [s for s in args.sizes if s <= len(pool)]:
             labels = [e for t in pool[:size] for e in rows_of[t]]
             if len({e.small_ok for e in labels}) < 2:
                 continue
-            curve["start"][size].append(start_figures)
-            curve["today"][size].append(figures(fit_ranker(labels, data, Recipe())[1], test))
-            curve["plain"][size].append(figures(plain(labels, data), test))
-            curve["knn"][size].append(figures(knn(labels, data), test))
-            curve["prior"][size].append(figures(fit_ranker(labels, data, PRIOR_RECIPE, start_head)[1], test))
-            weight = len(mixed_rows) / max(len(labels), 1)
-            mixed = mixed_rows + [replace(e, weight=weight) for e in labels]
-            curve["mixed"][size].append(figures(fit_ranker(mixed, data, Recipe())[1], test))
+            for method in FIXED:
+                if method in args.methods:
+                    scorer = fixed_method(method, labels, data, start_head, mixed_rows)
+                    curve[method][size].append(start_figures if scorer is None else figures(scorer, test))
+            if not {m for m, _ in VARIANTS} & set(args.methods):
+                continue
             texts = sorted({e.text for e in labels})
             smoke = {"repeats": 1, "cs": (0.1,)} if args.smoke else {}
-            chosen = select_recipe(labels, data.x(texts), texts, Recipe(), start_head, **smoke).chosen
-            prior = start_head if chosen.prior > 0 else None
-            curve["auto"][size].append(figures(fit_ranker(labels, data, chosen, prior)[1], test))
+            selection = select_recipe(labels, data.x(texts), texts, Recipe(), start_head, **smoke)
+            for method, rule in VARIANTS:
+                chosen = choose(selection.scores, selection.default, rule).recipe  # type: ignore[arg-type]
+                prior = start_head if chosen.prior > 0 else None
+                curve[method][size].append(figures(fit_ranker(labels, data, chosen, prior)[1], test))
+                choices[method][size].append(_describe(chosen))
+        if not args.active:
+            continue
         pool_scores = start(pool)
         picks = {
             "random": np.arange(len(pool)),
@@ -161,6 +198,7 @@ def run_group(group: str, data: Data, args: argparse.Namespace, rng_seed: int) -
     return {
         "curve": {m: {str(s): v for s, v in sizes.items()} for m, sizes in curve.items()},
         "active": {m: {str(s): v for s, v in sizes.items()} for m, sizes in active.items()},
+        "choices": {m: {str(s): v for s, v in sizes.items()} for m, sizes in choices.items()},
         "prompts": len(prompts),
     }
 
@@ -212,6 +250,32 @@ def print_table(table: dict[str, dict[str, dict[str, float]]], sizes: tuple[int,
         print(f"{key.split(':', 1)[1]:<14}" + "".join(cells))
 
 
+def markdown(table: dict[str, dict[str, dict[str, float]]], sizes: tuple[int, ...], section: str) -> str:
+    """The README table: mean APGR over groups, ± mean sd over draws, [sd over groups], AUC."""
+    lines = ["| method | " + " | ".join(str(s) for s in sizes) + " |", "| --- |" + " ---: |" * len(sizes)]
+    for key, by_size in table.items():
+        if key.startswith(section + ":"):
+            cells = [
+                f"{c['apgr']:.3f} ±{c['apgr_sd_draws']:.3f} [{c['apgr_sd_groups']:.3f}] ({c['auc']:.3f})"
+                if (c := by_size.get(str(s)))
+                else "-"
+                for s in sizes
+            ]
+            lines.append(f"| {key.split(':', 1)[1]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def choice_counts(results: dict[str, dict]) -> dict[str, dict[str, dict[str, int]]]:  # type: ignore[type-arg]
+    """method -> labels -> recipe description -> how often selection chose it (over groups and draws)."""
+    counts: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    for r in results.values():
+        for method, sizes in r.get("choices", {}).items():
+            for size, chosen in sizes.items():
+                for description in chosen:
+                    counts[method][size][description] += 1
+    return json.loads(json.dumps(counts))
+
+
 def plot(table: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
     import matplotlib
 
@@ -253,8 +317,17 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--png", type=Path)
     parser.add_argument("--smoke", action="store_true", help="two groups, few prompts, one draw")
+    parser.add_argument("--groups", nargs="*", help="only these held-out groups (default: all)")
+    parser.add_argument("--methods", nargs="*", default=METHODS, choices=METHODS, help="default: all")
+    parser.add_argument("--no-active", dest="active", action="store_false", help="skip active labelling")
+    parser.add_argument(
+        "--merge", type=Path, nargs="*", help="summarise these --json files' groups instead of running"
+    )
     args = parser.parse_args()
     args.sizes, args.active_sizes = SIZES, ACTIVE_SIZES
+    if args.merge:
+        results = {g: r for path in args.merge for g, r in json.loads(path.read_text())["groups"].items()}
+        return report(results, args)
     examples = read_examples([args.data / "train.jsonl"])
     if args.smoke:
         examples = smoke_subset(examples)
@@ -271,16 +344,32 @@ def main() -> int:
     groups = sorted({group_of(e.source) for e in examples})
     results = {}
     for number, group in enumerate(groups):
+        if args.groups and group not in args.groups:
+            continue
         started = time.perf_counter()
         results[group] = run_group(group, data, args, rng_seed=100 * number)
         print(f"{group}: {time.perf_counter() - started:.0f}s", flush=True)
+        if args.json:  # after each group, so that a long run keeps what it has
+            args.json.write_text(json.dumps({"groups": results}, indent=1) + "\n")
+    return report(results, args)
+
+
+def report(results: dict[str, dict], args: argparse.Namespace) -> int:  # type: ignore[type-arg]
+    """Print the tables; write the JSON (summary + groups) and the PNG when asked."""
     table = summarise(results)
     print("APGR mean over groups ± sd over draws (AUC); 0.5 = random")
     print_table(table, args.sizes, "curve")
     print("\nactive labelling: APGR by strategy and labels")
     print_table(table, args.active_sizes, "active")
+    print("\n" + markdown(table, args.sizes, "curve") + "\n\n" + markdown(table, args.active_sizes, "active"))
+    choices = choice_counts(results)
+    for method, sizes in choices.items():
+        for size, counted in sorted(sizes.items(), key=lambda kv: int(kv[0])):
+            top = sorted(counted.items(), key=lambda kv: -kv[1])[:3]
+            print(f"{method} at {size}: " + "; ".join(f"{d} x{n}" for d, n in top))
     if args.json:
-        args.json.write_text(json.dumps({"summary": table, "groups": results}, indent=1) + "\n")
+        summary = {"summary": table, "choices": choices, "groups": results}
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
     png = args.png or (args.json.with_suffix(".png") if args.json else None)
     if png is not None:
         plot(table, png)

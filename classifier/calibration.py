@@ -6,26 +6,34 @@ import numpy as np
 
 # The smallest Platt slope kept: calibration may flatten the head's ranking, never reverse it.
 MIN_PLATT_SLOPE = 1e-3
+# ... nor flatten it past reading: the slope is at least this over the decisions' standard deviation, so the
+# served logits keep a spread of 0.1. At slope 1e-3 a head's 99 held-out scores spanned 1e-4 and `score`'s
+# six decimals tied a third of them (arena_bench_v1, benchmarks/threefold_cli.py): ranking lost to rounding.
+MIN_LOGIT_SPREAD = 0.1
 
 
 def fit_platt(decision: np.ndarray, need_large: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     """(a, b) such that sigmoid(a * decision + b) is a calibrated P(need large); fitted on held-out values.
 
-    `a` is at least MIN_PLATT_SLOPE. On a few hundred noisy labels the held-out decisions can rank
-    slightly backwards; an unconstrained fit then returns a < 0, and folding it into the head turned the
-    head's ranking upside down (a 150-prompt retrain on mbpp went from APGR 0.57 to 0.43). With no usable
-    evidence in the held-out decisions, the honest calibration is the base rate, keeping the head's order.
+    `a` is at least MIN_PLATT_SLOPE, and at least MIN_LOGIT_SPREAD / (sd of `decision`). On a few hundred
+    noisy labels the held-out decisions can rank slightly backwards; an unconstrained fit then returns a < 0,
+    and folding it into the head turned the head's ranking upside down (a 150-prompt retrain on mbpp went from
+    APGR 0.57 to 0.43). With no usable evidence in the held-out decisions, the honest calibration is the base
+    rate, keeping the head's order with a small spread (logit sd MIN_LOGIT_SPREAD, so the order survives
+    float32 and rounding).
     """
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=1e6, max_iter=1000)
     model.fit(decision.reshape(-1, 1), need_large, sample_weight=weights)
     a, b = float(model.coef_[0, 0]), float(model.intercept_[0])
-    if a >= MIN_PLATT_SLOPE:
+    centre = float(np.average(decision, weights=weights))
+    spread = float(np.sqrt(np.average((decision - centre) ** 2, weights=weights)))
+    floor = max(MIN_PLATT_SLOPE, MIN_LOGIT_SPREAD / spread) if spread > 0 else MIN_PLATT_SLOPE
+    if a >= floor:
         return a, b
     rate = float(np.clip(np.average(need_large, weights=weights), 1e-6, 1 - 1e-6))
-    centre = float(np.average(decision, weights=weights))
-    return MIN_PLATT_SLOPE, float(np.log(rate / (1 - rate))) - MIN_PLATT_SLOPE * centre
+    return floor, float(np.log(rate / (1 - rate))) - floor * centre
 
 
 def threshold_for_share(scores: np.ndarray, fraction: float) -> float:

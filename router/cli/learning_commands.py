@@ -45,9 +45,10 @@ def register(subparsers: Any) -> None:
     label.add_argument(
         "--strategy",
         choices=("diverse", "uncertainty", "random"),  # classifier.active.STRATEGIES
-        default="diverse",
-        help="which prompts the judge sees first: diverse (default; spread over the embedding space, away "
-        "from labelled ones), uncertainty (logged score nearest its threshold) or random",
+        default="uncertainty",
+        help="which prompts the judge sees first: uncertainty (default; logged score nearest its threshold), "
+        "diverse (spread over the embedding space, away from labelled ones) or random; measured level within "
+        "noise (benchmarks/learning_curve.py), uncertainty with the least spread and no embedding",
     )
     label.set_defaults(handler=label_command)
 
@@ -136,8 +137,9 @@ def label_command(args: argparse.Namespace) -> int:
         if args.sample is not None and args.sample < len(candidates) and args.strategy == "random":
             candidates = random.Random(args.seed).sample(candidates, args.sample)
         labelled = [r.prompt for r in records if r.small_ok is not None and r.prompt]
-        cache = config.models.root / "cache" / "embeddings.npz"
-        candidates = labelling_order(candidates, args.strategy, labelled, _embedder(cache), args.seed)
+        candidates = labelling_order(
+            candidates, args.strategy, labelled, _embedder(embedding_cache(config)), args.seed
+        )
         candidates = candidates[: args.sample] if args.sample is not None else candidates
         print(f"{len(candidates)} requests to label, {args.strategy} first", file=sys.stderr)
         run = translate_log_errors(lambda: asyncio.run(_label(config, store, candidates, args.budget_usd)))
@@ -145,8 +147,15 @@ def label_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def embedding_cache(config: RouterConfig) -> Path:
+    """Where `label` and `retrain` keep embeddings of logged prompts: `cache/embeddings.npz` in the state
+    directory the request log already uses (the parent of `log.spill_dir`, absolute once the config is
+    loaded), never the models directory, which by default is the installed package's."""
+    return config.log.spill_dir.parent / "cache" / "embeddings.npz"
+
+
 def _embedder(cache: Path) -> Any:
-    """Texts -> shipped-embedder vectors, through the models directory's embedding cache."""
+    """Texts -> shipped-embedder vectors, through the embedding cache `cache`."""
 
     def embed(texts: list[str]) -> Any:
         from classifier.cache import embed_cached
@@ -264,8 +273,7 @@ def _retrain_prompt_head(args: argparse.Namespace, config: RouterConfig, stamp: 
         f"label {recipe.label}, C={recipe.C:g}, balance {recipe.balance}; label, C, class balance and prior "
         "weight chosen by cross-validation on the logged labels"
     )
-    cache = registry.root / "cache" / "embeddings.npz"
-    selection = train_candidate(train, base, out, cache, _say, recipe, champion)
+    selection = train_candidate(train, base, out, embedding_cache(config), _say, recipe, champion)
     comparison = compare(champion, out, holdout, len(train), len(base), selection)
     return _decide(args, comparison, out, registry)
 

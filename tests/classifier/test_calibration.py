@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from classifier.calibration import MIN_PLATT_SLOPE, fit_platt, suggested_thresholds, threshold_for_share
+from classifier.calibration import (
+    MIN_LOGIT_SPREAD,
+    MIN_PLATT_SLOPE,
+    fit_platt,
+    suggested_thresholds,
+    threshold_for_share,
+)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.3, 0.5, 0.77, 1.0])
@@ -49,7 +55,9 @@ def test_platt_never_reverses_the_ranking() -> None:
     labels = (rng.random(300) < 1 / (1 + np.exp(1.5 * decision))).astype(float)  # anti-correlated
     weights = np.ones(300)
     a, b = fit_platt(decision, labels, weights)
-    assert a == MIN_PLATT_SLOPE
+    assert a == pytest.approx(max(MIN_PLATT_SLOPE, MIN_LOGIT_SPREAD / decision.std()))
     probability = 1 / (1 + np.exp(-(a * decision + b)))
     assert np.all(np.diff(probability[np.argsort(decision)]) >= 0)  # the head's order is kept
     assert abs(float(probability.mean()) - float(labels.mean())) < 0.01  # calibrated to the base rate
+    # ... and still readable: six decimals (what `rightsize score` writes) keep every score apart.
+    assert len(set(np.round(probability, 6))) == len(decision)

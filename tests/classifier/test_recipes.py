@@ -100,10 +100,11 @@ def test_the_prior_is_folded_into_one_linear_head_that_the_probe_reads_back(tmp_
 
 
 def test_selection_cross_validates_every_candidate_and_records_the_choice() -> None:
-    examples, vectors, texts = synthetic(90, seed=2, dim=16)
+    examples, vectors, texts = synthetic(150, seed=2, dim=16)
     selection = select_recipe(examples, head_inputs(vectors, texts), texts, Recipe(), cs=(0.01, 1.0))
     assert len(selection.scores) == 1 * 2 * 2  # one distinct label, two C, with and without class balance
-    assert selection.chosen == selection.scores[0].recipe and selection.repeats == 3
+    assert selection.repeats == 3 and selection.default is not None
+    assert selection.chosen in (selection.scores[0].recipe, selection.default.recipe)
     assert selection.scores[0].apgr > 0.6  # the signal is in the first coordinate: it is found
     summary = selection.summary()
     assert summary["chosen"]["C"] in (0.01, 1.0) and len(summary["candidates"]) == 4  # type: ignore[index]
@@ -116,3 +117,23 @@ def test_diverse_order_spreads_and_uncertainty_starts_at_the_threshold() -> None
     away = diverse_order(clusters, labelled=np.array([[1.0, 0, 0], [0, 1.0, 0]]), count=1)
     assert away.tolist() == [10]
     assert uncertainty_order(np.array([0.1, 0.52, 0.9]), np.array([0.5, 0.5, 0.5])).tolist() == [1, 0, 2]
+
+
+def test_with_a_prior_selection_keeps_the_champion_unless_the_labels_show_better() -> None:
+    """The first candidate is the champion as it is; `one_se` leaves it for a candidate that beats it by more
+    than one standard error of the paired fold differences (a wrong champion), and below
+    MIN_PROMPTS_TO_MOVE prompts it is kept whatever the folds say."""
+    from classifier.recipes import KEEP_C, MIN_PROMPTS_TO_MOVE
+
+    examples, vectors, texts = synthetic(150, seed=5, dim=16)
+    inputs = head_inputs(vectors, texts)
+    truth = np.zeros(inputs.shape[1])
+    truth[0] = 20.0  # need large (small_ok = 0) where the first coordinate is large
+    wrong = (-truth, 0.0)
+    moved = select_recipe(examples, inputs, texts, Recipe(), wrong, cs=(0.01, 1.0))
+    assert moved.default is not None and moved.default.recipe.C == KEEP_C and moved.default.recipe.prior == 1
+    assert moved.chosen.C != KEEP_C and moved.scores[0].apgr > moved.default.apgr + 0.1
+    assert "rule one_se" in str(moved.summary()["method"])
+    few = MIN_PROMPTS_TO_MOVE - 10
+    kept = select_recipe(examples[:few], inputs[:few], texts[:few], Recipe(), wrong, cs=(0.01, 1.0))
+    assert kept.chosen.C == KEEP_C and kept.scores[0].apgr > kept.default.apgr  # type: ignore[union-attr]

@@ -131,6 +131,25 @@ def test_the_budget_stops_the_run_cleanly(
     assert sum(store.get(f"r{i}").small_ok is not None for i in range(5)) == 2  # type: ignore[union-attr]
 
 
+def test_the_diverse_strategy_keeps_its_embedding_cache_in_the_state_directory_not_the_models_one(
+    store: RequestLogStore, config: Path, backends: Backends, tmp_path: Path
+) -> None:
+    """The diverse order embeds the prompts; with the default `models.dir` (the package's models/ directory)
+    the cache goes next to the request log's state (log.spill_dir's parent), not into models/."""
+    from router.config import DEFAULT_MODELS_DIR
+
+    def snapshot() -> list[tuple[str, int]]:
+        return sorted((str(p), p.stat().st_mtime_ns) for p in DEFAULT_MODELS_DIR.rglob("*"))
+
+    log_requests(store, 3)
+    backends.large.reply = OK
+    before = snapshot()
+    assert main(["label", "--from-logs", "--config", str(config), "--strategy", "diverse"]) == 0
+    assert (tmp_path / "var" / "rightsize" / "cache" / "embeddings.npz").is_file()
+    assert snapshot() == before
+    assert all(store.get(f"r{i}").small_ok == 1 for i in range(3))  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("text", "verdict"),
     [(OK, Verdict(True, "same facts")), (' {"reason": "r", "small_ok": false}\n', Verdict(False, "r"))],

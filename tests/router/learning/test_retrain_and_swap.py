@@ -30,13 +30,14 @@ from tests.router.learning.support import (
 from tests.router.support import Backends, user
 
 LOGGED = 80  # labelled requests in each test's log
+FED_BACK = 300  # in the live-swap test: a few hundred fed-back calls (LOGGED's prompts are their first 80)
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One embedding cache for the module: every prompt the tests train on is embedded once."""
     path = tmp_path_factory.mktemp("cache") / "embeddings.npz"
-    texts = [e.text for e in synthetic_examples(60, seed=7) + synthetic_examples(LOGGED, seed=3)]
+    texts = [e.text for e in synthetic_examples(60, seed=7) + synthetic_examples(FED_BACK, seed=3)]
     embed_into(path, sorted(set(texts)))
     return path
 
@@ -51,10 +52,13 @@ def champion_dir(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
 
 @pytest.fixture
 def models_dir(tmp_path: Path, champion_dir: Path, cache: Path) -> Path:
-    """A models directory serving the champion as `active`, with the module's embedding cache."""
+    """A models directory serving the champion as `active`; the module's embedding cache is where `retrain`
+    keeps its cache for configs in `tmp_path` (the state directory: `log.spill_dir`'s parent)."""
     root = tmp_path / "models"
-    (root / "cache").mkdir(parents=True)
-    shutil.copy(cache, root / "cache" / "embeddings.npz")  # where `retrain` keeps its cache
+    root.mkdir()
+    for state in (tmp_path, tmp_path / "var" / "rightsize"):  # spill_dir tmp_path/spill, or the default
+        (state / "cache").mkdir(parents=True)
+        shutil.copy(cache, state / "cache" / "embeddings.npz")
     os.symlink(champion_dir, root / "champion")
     return root
 
@@ -70,7 +74,7 @@ async def test_retrain_promote_swaps_the_live_classifier_with_no_failed_call_and
         log={"url": f"sqlite:///{db}", "spill_dir": str(tmp_path / "spill")},
     )  # fmt: skip
     store = open_store(f"sqlite:///{db}")
-    labelled_log(store, synthetic_examples(LOGGED, seed=3))
+    labelled_log(store, synthetic_examples(FED_BACK, seed=3))
     store.close()
     config = load_config(config_path)
     running = await start_server(config, with_scorer=load_scorer(config), wait_completion=False)
