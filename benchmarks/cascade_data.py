@@ -10,7 +10,7 @@ log-probability code log-softmaxes its whole n_ctx x vocabulary score buffer and
 vocabulary in Python for every token (measured here: 1-2 s per token on a loaded 2-core machine, against
 ~30 ms per token without; a serving cost the cascade's small tier pays too). `--server` sends the request
 to the llama.cpp OpenAI-compatible server instead (`llama_cpp.server`, launched with the router's own
-arguments, router.local_model.LocalModelSpec) on `/v1/chat/completions` with `logprobs: true,
+arguments, router.backends.llama_child.EmbeddedSpec) on `/v1/chat/completions` with `logprobs: true,
 top_logprobs: 2`. Either way the request carries the embedded tier's serve defaults
 (SERVE_DEFAULTS: temperature 0.2, top_p 0.9, max_tokens 256, its stop strings; a per-item seed), exactly the
 request a cascade's small tier makes, so the features the head trains on are the ones it sees in service.
@@ -104,7 +104,8 @@ class InProcess:
     def __init__(self, model: str, threads: int):
         from llama_cpp import Llama
 
-        from router.local_model import EmbeddedOptions, LocalModelSpec
+        from router.backends.llama_child import EmbeddedSpec as LocalModelSpec
+        from router.config.embedded import EmbeddedOptions
 
         spec = LocalModelSpec.from_embedded(model, EmbeddedOptions(threads=threads))
         self._llm = Llama(
@@ -160,7 +161,8 @@ class InProcess:
 
 def start_server(model: str, threads: int) -> tuple[subprocess.Popen[bytes], str, str]:
     """The llama.cpp child, as the router launches it, plus `--logits_all True`; waits until it answers."""
-    from router.local_model import EmbeddedOptions, LocalModelSpec
+    from router.backends.llama_child import EmbeddedSpec as LocalModelSpec
+    from router.config.embedded import EmbeddedOptions
 
     spec = LocalModelSpec.from_embedded(model, EmbeddedOptions(threads=threads))
     command = spec.command(os.getpid())  # the server default logits_all=True gives log-probabilities
@@ -197,7 +199,7 @@ def main() -> int:
     parser.add_argument("--skip", type=int, default=0, help="start at this item (to split a run in two)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from router.local_model import embedded_alias
+    from router.config.embedded import embedded_alias
 
     name = args.name or embedded_alias(args.model)
     items = make_items(args.per_family, args.seed)

@@ -133,7 +133,7 @@ def _target_share_read(url: str) -> dict[str, float]:
     """One target-share resolution's read (the newest 10,000 scores of the window): the indexed query the
     server uses, against scanning every record of the window as it did before."""
     from router.config.settings import TargetWindow
-    from router.routing.target_share import recent_scores
+    from router.routing.thresholds import recent_scores
 
     store = open_store(url)
     window = TargetWindow(hours=24 * 365 * 100)  # every row is inside the window
