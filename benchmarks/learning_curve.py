@@ -176,7 +176,9 @@ def run_group(group: str, data: Data, args: argparse.Namespace, rng_seed: int) -
             smoke = {"repeats": 1, "cs": (0.1,)} if args.smoke else {}
             selection = select_recipe(labels, data.x(texts), texts, Recipe(), start_head, **smoke)
             for method, rule in VARIANTS:
-                chosen = choose(selection.scores, selection.default, rule).recipe  # type: ignore[arg-type]
+                # `auto` is selection.chosen: what retrain uses (the champion below MIN_PROMPTS_TO_MOVE).
+                best = choose(selection.scores, selection.default, rule).recipe  # type: ignore[arg-type]
+                chosen = selection.chosen if method == "auto" else best
                 prior = start_head if chosen.prior > 0 else None
                 curve[method][size].append(figures(fit_ranker(labels, data, chosen, prior)[1], test))
                 choices[method][size].append(_describe(chosen))
