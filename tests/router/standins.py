@@ -7,6 +7,8 @@ give, in order, before falling back to `reply`; e.g. a judge's verdicts), `kill(
 socket and every open connection: later calls get "connection refused"), `restart()` (listen again).
 Faults: `retry_after_s` and `echo_key` (with `status`), `raw_body` (200 with a body as given, e.g. broken
 JSON), `stall_after` (a stream stops after that many chunks for `stall_s`, then the connection is cut).
+Answers per request: `answer` (a function of the request body, e.g. the gold answer to its last user
+message) replaces `script` and `reply` for unary calls.
 Tools: `tool_calls` (a list of {"name": ..., "arguments": {...}}) makes every answer call those tools
 (OpenAI: message.tool_calls with JSON-text arguments, streamed as argument pieces; Ollama: objects).
 """
@@ -18,6 +20,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -36,6 +39,7 @@ class StandIn:
         self.delay_s = 0.0
         self.chunk_delay_s = 0.0
         self.script: list[str] = []
+        self.answer: Callable[[dict[str, Any]], str] | None = None  # unary calls: the reply to this body
         # Fault knobs (tests/router/guards): see `faults` in the module docstring.
         self.retry_after_s: float | None = None  # with `status`: a Retry-After header
         self.echo_key = False  # with `status`: the error message quotes the request's Authorization header
@@ -85,8 +89,10 @@ class StandIn:
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         return prompt, len((self.reply if reply is None else reply).split())
 
-    def next_reply(self) -> str:
-        """The next scripted reply, else `reply`."""
+    def next_reply(self, body: dict[str, Any] | None = None) -> str:
+        """`answer(body)` when set, else the next scripted reply, else `reply`."""
+        if self.answer is not None and body is not None:
+            return self.answer(body)
         with self._lock:
             return self.script.pop(0) if self.script else self.reply
 
@@ -143,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
         if standin.kind == "ollama" and streaming:
             return self._ollama_stream(body)
         if standin.kind == "ollama":
-            reply = standin.next_reply()
+            reply = standin.next_reply(body)
             return self._json(200, self._ollama_final(body, reply, self.server.standin.tokens(body, reply)))
         return self._openai_stream(body) if streaming else self._json(200, self._openai_unary(body))
 
@@ -195,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- OpenAI /v1/chat/completions ---
     def _openai_unary(self, body: dict[str, Any]) -> dict[str, Any]:
         standin = self.server.standin
-        reply = standin.next_reply()
+        reply = standin.next_reply(body)
         prompt_tokens, completion_tokens = standin.tokens(body, reply)
         return {
             "id": "chatcmpl-standin",
