@@ -109,6 +109,8 @@ class Item:
     prompt: str
     price: float
     currency: str
+    product: str = ""  # what the sentence prices (benchmarks/teach.py extracts it too)
+    sentence: str = ""  # the sentence inside `prompt`
 
     @property
     def answer(self) -> str:
@@ -127,9 +129,10 @@ def make_items(count: int, seed: int) -> list[Item]:
         number = f"{price:,.2f}" if cents else f"{int(price):,}"
         symbol, words = CURRENCIES[currency]
         written = f"{symbol}{number}" if symbol and rng.random() < 0.4 else f"{number} {rng.choice(words)}"
-        sentence = rng.choice(TEMPLATES).format(item=rng.choice(ITEMS), price=written)
+        template, product = rng.choice(TEMPLATES), rng.choice(ITEMS)  # in this order: same items as before
+        sentence = template.format(item=product, price=written)
         sentence = sentence[0].upper() + sentence[1:]
-        items.setdefault(sentence, Item(PROMPT.format(sentence=sentence), price, currency))
+        items.setdefault(sentence, Item(PROMPT.format(sentence=sentence), price, currency, product, sentence))
     return list(items.values())
 
 

@@ -26,6 +26,7 @@ BENCHMARKS: list[tuple[str, str | None, list[str]]] = [
     ("bench_footprint.py", None, []),
     ("bench_local.py", "llama_cpp", []),
     ("bench_fewshot.py", "llama_cpp", []),
+    ("teach.py", None, []),  # rightsize teach, then SmolLM2 with its exemplars (skipped without llama_cpp)
     ("learning_curve.py", None, []),
     ("cascade.py", None, []),  # offline: the shipped answers, no model run
 ]

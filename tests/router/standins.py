@@ -10,6 +10,8 @@ JSON), `stall_after` (a stream stops after that many chunks for `stall_s`, then 
 Log-probabilities (OpenAI kind, unary): a request with `logprobs` gets each reply word as a token at
 `logprob` (natural log; None: the stand-in returns none, like Ollama) with a second-best token 2 nats below.
 `answers` maps a text found in the last user message to (reply, logprob): right and wrong answers.
+Answers per request: `answer` (a function of the request body, e.g. the gold answer to its last user
+message) replaces `script` and `reply` for unary calls.
 Tools: `tool_calls` (a list of {"name": ..., "arguments": {...}}) makes every answer call those tools
 (OpenAI: message.tool_calls with JSON-text arguments, streamed as argument pieces; Ollama: objects).
 """
@@ -21,6 +23,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -40,6 +43,7 @@ class StandIn:
         self.chunk_delay_s = 0.0
         self.unary_extra_s = 0.0  # unary answers only: e.g. the generation time a stream spreads over chunks
         self.script: list[str] = []
+        self.answer: Callable[[dict[str, Any]], str] | None = None  # unary calls: the reply to this body
         # Fault knobs (tests/router/guards): see `faults` in the module docstring.
         self.retry_after_s: float | None = None  # with `status`: a Retry-After header
         self.echo_key = False  # with `status`: the error message quotes the request's Authorization header
@@ -91,14 +95,16 @@ class StandIn:
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         return prompt, len((self.reply if reply is None else reply).split())
 
-    def next_reply(self) -> str:
-        """The next scripted reply, else `reply`."""
+    def next_reply(self, body: dict[str, Any] | None = None) -> str:
+        """`answer(body)` when set, else the next scripted reply, else `reply`."""
+        if self.answer is not None and body is not None:
+            return self.answer(body)
         with self._lock:
             return self.script.pop(0) if self.script else self.reply
 
     def answer_for(self, body: dict[str, Any]) -> tuple[str, float | None]:
         """(reply, token logprob): from `answers` when the last user message contains a key."""
-        return self.matched(body) or (self.next_reply(), self.logprob)
+        return self.matched(body) or (self.next_reply(body), self.logprob)
 
     def matched(self, body: dict[str, Any]) -> tuple[str, float | None] | None:
         users = [str(m.get("content", "")) for m in body.get("messages", []) if m.get("role") == "user"]
@@ -168,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         if standin.kind == "ollama" and streaming:
             return self._ollama_stream(body)
         if standin.kind == "ollama":
-            reply = standin.next_reply()
+            reply = standin.next_reply(body)
             return self._json(200, self._ollama_final(body, reply, self.server.standin.tokens(body, reply)))
         if not streaming and standin.unary_extra_s and standin.stopping.wait(standin.unary_extra_s):
             return
