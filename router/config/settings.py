@@ -310,11 +310,11 @@ class RoutingSettings(_Strict):
 class ScoringSettings(_Strict):
     """`scoring:` the classifier's worker: onnxruntime threads and the largest coalesced batch."""
 
-    # onnxruntime intra-op threads. `auto` (default): measured at start-up among 1, 2 and half the CPUs
-    # (classifier.autotune), since the best count depends on the CPU and its load: on this project's quiet
-    # 2-core machine two threads were fastest, on the same cores while other jobs ran one thread was 2-3x
-    # faster (two spin-wait). A number fixes it; null: min(2, cores).
-    threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = "auto"
+    # onnxruntime intra-op threads; null (default): min(2, cores). `auto` times 1, 2 and half the CPUs at
+    # start-up (classifier.autotune) and keeps the fastest. It is not the default: the timing overlaps
+    # LiteLLM's import on the other core, so on a 2-core machine it picked one thread (Route x32 281-388/s)
+    # where two serve 424-444/s once start-up is over (bench_service.py, quiet AMD EPYC). A number fixes it.
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
     max_batch: int = Field(default=32, ge=1)
     # The embedder file. `auto` (default): of the files the embedder ships (fp32 and int8), those whose
     # embeddings meet the parity bars against fp32 on this CPU (mean cosine >= 0.997, worst >= 0.99, on

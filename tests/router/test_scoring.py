@@ -94,7 +94,7 @@ def test_the_served_embedder_is_the_trained_one_unless_configured(
     models = {"dir": str(MODEL_DIR.parent), "active": MODEL_DIR.name}
     config = RouterConfig.model_validate({"tiers": tiers, "models": models, "scoring": {"embedder": choice}})
     defaults = RouterConfig.model_validate({"tiers": tiers}).scoring
-    assert (defaults.embedder, defaults.threads) == ("auto", "auto")
+    assert (defaults.embedder, defaults.threads) == ("auto", None)
     with caplog.at_level(logging.INFO, logger="router.rpc.server"):
         scorer = load_scorer(config)
     assert scorer.embedder.variant == served  # type: ignore[attr-defined]
