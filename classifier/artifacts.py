@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from classifier.digest import sha256_file
-from classifier.embedding import read_embedder_info
+from classifier.embedding import read_embedder_info, session_options
 from classifier.errors import ModelLoadError
 from classifier.paths import SHIPPED_EMBEDDERS
 
@@ -88,6 +89,19 @@ def verify_head(model_dir: Path, manifest: Manifest) -> Path:
     if sha256_file(path) != manifest.head.sha256:
         raise ModelLoadError(f"{path}: sha256 does not match the manifest (corrupt or replaced)")
     return path
+
+
+def open_head(model_dir: Path, manifest: Manifest, what: str = "head") -> Any:
+    """An onnxruntime session (one thread) on the verified head file; ModelLoadError when it cannot load."""
+    import onnxruntime as ort
+
+    head_path = verify_head(model_dir, manifest)
+    try:
+        return ort.InferenceSession(
+            str(head_path), sess_options=session_options(1), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises bare exceptions for bad graphs
+        raise ModelLoadError(f"{head_path}: cannot load the {what}: {exc}") from exc
 
 
 def resolve_embedder(model_dir: Path, ref: EmbedderRef) -> Path:

@@ -9,9 +9,9 @@ from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
-from classifier.artifacts import Manifest, read_manifest, resolve_embedder, verify_head
+from classifier.artifacts import Manifest, open_head, read_manifest, resolve_embedder
 from classifier.autotune import Tuning, thread_candidates, tune
-from classifier.embedding import VARIANT_FILES, Embedder, LongText, read_embedder_info, session_options
+from classifier.embedding import VARIANT_FILES, Embedder, LongText, read_embedder_info
 from classifier.errors import ModelLoadError
 from classifier.features import FEATURE_NAMES, FEATURES_VERSION, structural_features
 
@@ -45,8 +45,6 @@ class Scorer:
         both) measures the candidates on this CPU and keeps the fastest that meets the parity bars
         (classifier.autotune; the choice is in `scorer.tuning`).
         """
-        import onnxruntime as ort
-
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
         head = manifest.head
@@ -88,13 +86,7 @@ class Scorer:
             embedder = Embedder.from_path(
                 embedder_dir, variant=variant, threads=cast(int | None, threads), long_text=long_text
             )
-        head_path = verify_head(model_dir, manifest)
-        try:
-            session = ort.InferenceSession(
-                str(head_path), sess_options=session_options(1), providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises bare exceptions for bad graphs
-            raise ModelLoadError(f"{head_path}: cannot load the head: {exc}") from exc
+        session = open_head(model_dir, manifest)
         scorer = cls(embedder, session, manifest, model_dir)
         scorer.tuning = tuning
         return scorer

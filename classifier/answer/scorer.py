@@ -10,8 +10,8 @@ import numpy as np
 
 from classifier.answer.inputs import ANSWER_FEATURE_NAMES, ANSWER_FEATURES_VERSION, AnswerInput, head_inputs
 from classifier.answer.training import HEAD_KIND, feature_columns, select_inputs
-from classifier.artifacts import Manifest, read_manifest, resolve_embedder, verify_head
-from classifier.embedding import Embedder, LongText, session_options
+from classifier.artifacts import Manifest, open_head, read_manifest, resolve_embedder
+from classifier.embedding import Embedder, LongText
 from classifier.errors import ModelLoadError
 
 
@@ -36,8 +36,6 @@ class AnswerScorer:
         Pass the router's already-loaded `embedder` to share it; it must be the file the head was
         trained on (same id and sha256), else ModelLoadError.
         """
-        import onnxruntime as ort
-
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
         head = manifest.head
@@ -71,13 +69,7 @@ class AnswerScorer:
                 f"({manifest.embedder.file}); the embedder passed in is {embedder.info.id} "
                 f"({embedder.variant})"
             )
-        head_path = verify_head(model_dir, manifest)
-        try:
-            session = ort.InferenceSession(
-                str(head_path), sess_options=session_options(1), providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises bare exceptions for bad graphs
-            raise ModelLoadError(f"{head_path}: cannot load the answer head: {exc}") from exc
+        session = open_head(model_dir, manifest, "answer head")
         return cls(embedder, session, manifest, model_dir)
 
     @property
