@@ -365,7 +365,13 @@ def test_kill_9_of_a_replica_under_load_loses_no_answered_call_and_its_spill_is_
         with psycopg.connect(deployment.log_url) as locker:
             locker.execute("LOCK TABLE requests IN EXCLUSIVE MODE")
             victim_file = f"-{victim.pid}.jsonl"
-            wait_for(lambda: _spilled_ids(spill_dir, victim_file), 30, "the victim to spill")
+            # Kill only once the victim has answered a call it spilled: that call's only copy is its own (a
+            # call spilled but not yet answered when it dies is retried, and a survivor may log it first).
+            wait_for(
+                lambda: _spilled_ids(spill_dir, victim_file) & {call.request_id for call in load.answered},
+                30,
+                "the victim to answer a call it spilled",
+            )
             before_kill = len(load.calls)
             victim.kill()
             killed_at = time.monotonic()
