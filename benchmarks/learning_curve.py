@@ -109,7 +109,7 @@ def knn(rows: list[Example], data: Data, k: int = 15):  # type: ignore[no-untype
 
 def _describe(recipe: Recipe) -> str:
     balance = "balanced" if recipe.class_balance else "unbalanced"
-    return f"{recipe.label} C={recipe.C:g} {balance} prior={recipe.prior:g}"
+    return f"{recipe.label} C={recipe.C:g} {balance} prior={recipe.prior:g} inputs={recipe.inputs}"
 
 
 FIXED = ("start", "today", "plain", "knn", "prior", "mixed")

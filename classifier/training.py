@@ -24,6 +24,7 @@ from classifier.scoring import head_inputs
 
 Balance = Literal["none", "sqrt", "equal"]
 Label = Literal["small_ok", "small_failed", "gain"]
+Inputs = Literal["standardised", "embedding"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class Recipe:
     scaled to [0, 1]: what APGR rewards. `class_balance`: weight the two classes of the label equally.
     `prior`: weight of a prior model's logit (the champion's, at retrain time) added as an offset, so the
     fit learns a correction to it and the L2 penalty pulls toward its weights; 0 = no prior.
+    `inputs`: what the logistic regression is fitted on. `standardised` (the shipped recipe): the embedding
+    and the structural features, each column scaled to unit variance, so the L2 penalty treats them alike.
+    `embedding`: the raw embedding alone (no scaling, structural features weighed 0), the plain model that
+    learns best from a few hundred labels (benchmarks/learning_curve.py); no prior. Both export as the same
+    scaler + linear layer: the raw fit is rewritten in the scaled coordinates.
     """
 
     C: float = 0.01
@@ -55,6 +61,7 @@ class Recipe:
     embedder: EmbedderVariant = "int8"
     class_balance: bool = False
     prior: float = 0.0
+    inputs: Inputs = "standardised"
 
     @classmethod
     def from_manifest(cls, recorded: Mapping[str, object]) -> Recipe:
@@ -70,6 +77,7 @@ class Recipe:
             "embedder": lambda v: v in get_args(EmbedderVariant),
             "class_balance": lambda v: isinstance(v, bool),
             "prior": lambda v: _is_number(v) and float(v) >= 0,  # type: ignore[arg-type]
+            "inputs": lambda v: v in get_args(Inputs),
         }
         kept: dict[str, Any] = {
             name: recorded[name] for name, valid in checks.items() if valid(recorded.get(name))
@@ -206,10 +214,12 @@ class HeadTrainer:
             StandardScaler(),
             LogisticRegression(C=self.recipe.C, max_iter=2000, random_state=self.recipe.seed),
         )
+        scaler, logistic = pipeline.named_steps.values()
+        if self.recipe.inputs == "embedding":
+            return _fit_raw_embedding(pipeline, expanded, hard, soft_weights)
         if self.prior_head is None or self.recipe.prior <= 0:
             pipeline.fit(expanded, hard, logisticregression__sample_weight=soft_weights)
             return pipeline
-        scaler, logistic = pipeline.named_steps.values()
         scaler.fit(expanded)
         prior_weights, prior_intercept = self.prior_head
         offset = self.recipe.prior * (expanded @ prior_weights + prior_intercept)
@@ -257,6 +267,22 @@ def _balanced(hard: np.ndarray, soft_weights: np.ndarray) -> np.ndarray:
     if positive <= 0 or positive >= total:
         return soft_weights
     return np.where(hard == 1, total / (2 * positive), total / (2 * (total - positive))) * soft_weights
+
+
+def _fit_raw_embedding(pipeline: Any, inputs: np.ndarray, hard: np.ndarray, weights: np.ndarray) -> Any:
+    """Fit the pipeline's logistic regression on the raw embedding columns of `inputs` (the structural
+    features weighed 0), then rewrite it for the pipeline's scaler: w.x + c with x = mean + scale * z is
+    (w * scale).z + (w.mean + c)."""
+    scaler, logistic = pipeline.named_steps.values()
+    scaler.fit(inputs)
+    embedding = inputs.shape[1] - len(FEATURE_NAMES)
+    logistic.fit(inputs[:, :embedding], hard, sample_weight=weights)
+    coef = np.zeros(inputs.shape[1])
+    coef[:embedding] = logistic.coef_[0]
+    logistic.coef_ = (coef * scaler.scale_)[None, :]
+    logistic.intercept_ = np.array([logistic.intercept_[0] + coef @ scaler.mean_])
+    logistic.n_features_in_ = inputs.shape[1]
+    return pipeline
 
 
 def fit_logistic_offset(

@@ -99,15 +99,36 @@ def test_the_prior_is_folded_into_one_linear_head_that_the_probe_reads_back(tmp_
     assert np.corrcoef(model.decision_function(inputs), inputs @ weights)[0, 1] > 0.999
 
 
+def test_the_plain_model_fits_the_raw_embedding_and_exports_as_one_linear_head(tmp_path: Path) -> None:
+    """Recipe.inputs "embedding": scikit-learn's logistic regression on the unscaled embedding alone gives
+    the same ranking as the exported head (scaler + linear layer), and the structural features weigh 0."""
+    from sklearn.linear_model import LogisticRegression
+
+    from classifier.features import FEATURE_NAMES
+
+    examples, vectors, texts = synthetic(120, seed=3)
+    inputs = head_inputs(vectors, texts)
+    need_large = 1.0 - np.array([e.small_ok for e in examples])
+    recipe = Recipe(C=1.0, class_balance=True, label="small_ok", inputs="embedding")
+    manifest = train_model(examples, vectors, texts, tmp_path / "plain", SHIPPED_EMBEDDER, recipe=recipe)
+    assert Recipe.from_manifest(manifest.recipe) == recipe  # recorded, and read back
+    weights, intercept = linear_head(tmp_path / "plain", inputs.shape[1])
+    assert np.all(weights[-len(FEATURE_NAMES) :] == 0)
+    plain = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(vectors, need_large)
+    assert np.corrcoef(inputs @ weights + intercept, plain.decision_function(vectors))[0, 1] > 0.999
+
+
 def test_selection_cross_validates_every_candidate_and_records_the_choice() -> None:
     examples, vectors, texts = synthetic(150, seed=2, dim=16)
     selection = select_recipe(examples, head_inputs(vectors, texts), texts, Recipe(), cs=(0.01, 1.0))
-    assert len(selection.scores) == 1 * 2 * 2  # one distinct label, two C, with and without class balance
+    # One distinct label: two C, with and without class balance, then the plain model.
+    assert len(selection.scores) == 1 * 2 * 2 + 1
+    assert sum(s.recipe.inputs == "embedding" for s in selection.scores) == 1
     assert selection.repeats == 3 and selection.default is not None
     assert selection.chosen in (selection.scores[0].recipe, selection.default.recipe)
     assert selection.scores[0].apgr > 0.6  # the signal is in the first coordinate: it is found
     summary = selection.summary()
-    assert summary["chosen"]["C"] in (0.01, 1.0) and len(summary["candidates"]) == 4  # type: ignore[index]
+    assert summary["chosen"]["C"] in (0.01, 1.0) and len(summary["candidates"]) == 5  # type: ignore[index]
 
 
 def test_diverse_order_spreads_and_uncertainty_starts_at_the_threshold() -> None:
