@@ -214,12 +214,12 @@ class HeadTrainer:
             StandardScaler(),
             LogisticRegression(C=self.recipe.C, max_iter=2000, random_state=self.recipe.seed),
         )
-        scaler, logistic = pipeline.named_steps.values()
         if self.recipe.inputs == "embedding":
             return _fit_raw_embedding(pipeline, expanded, hard, soft_weights)
         if self.prior_head is None or self.recipe.prior <= 0:
             pipeline.fit(expanded, hard, logisticregression__sample_weight=soft_weights)
             return pipeline
+        scaler, logistic = pipeline.named_steps.values()
         scaler.fit(expanded)
         prior_weights, prior_intercept = self.prior_head
         offset = self.recipe.prior * (expanded @ prior_weights + prior_intercept)
