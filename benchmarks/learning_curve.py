@@ -8,11 +8,12 @@ Every model scores the same held-out third of the group's prompts. Several rando
 Methods: `start` (no retrain), `today` (the shipped recipe on the labels alone, as `rightsize retrain` did),
 `plain` (class-balanced logistic regression, C=1, on the embeddings, label 1 - small_ok), `knn` (mean label
 of the 15 nearest labelled prompts), `prior` (the start model's logit as an offset, C=0.1, balanced),
-`mixed` (base data plus the labels at half the total weight), `auto` (the recipe chosen by cross-validation
-on the labels, classifier.recipes, with the start model as prior, C in 0.01/0.1/1, rule `best`),
-`auto_1se` (the same cross-validation, rule `one_se`: the best candidate only when it beats the start
-recipe on the prior by more than one standard error of the paired fold differences), `auto_wide_1se`
-(`one_se` over C in 0.001/0.003/0.01/0.1/1). All three are read off one cross-validation.
+`mixed` (base data plus the labels at half the total weight), `auto` (what `rightsize retrain` does: the
+recipe chosen by cross-validation on the labels, classifier.recipes, with the start model as prior, rule
+`anchored`: the better of the start model as it is and the plain model by mean, unless another candidate
+beats that by more than one standard error of the paired fold differences; the start model below 100
+labels), `auto_1se` (the same cross-validation, rule `one_se`: from the start model alone), `auto_best`
+(rule `best`: the highest cross-validated APGR). All three are read off one cross-validation.
 Active labelling: the `prior` recipe trained on N prompts picked by strategy (classifier.active).
 
     python benchmarks/learning_curve.py [--draws 3] [--groups G ...] [--json FILE] [--png FILE] [--smoke]
@@ -41,15 +42,15 @@ from classifier.cache import embed_cached  # noqa: E402
 from classifier.data import Example, read_examples  # noqa: E402
 from classifier.embedding import VARIANT_FILES, Embedder  # noqa: E402
 from classifier.evaluation import evaluate  # noqa: E402
-from classifier.recipes import choose, select_recipe  # noqa: E402
+from classifier.recipes import MIN_PROMPTS_TO_MOVE, choose, select_recipe  # noqa: E402
 from classifier.scoring import head_inputs  # noqa: E402
 from classifier.training import HeadTrainer, LinearHead, Recipe, build_training_set  # noqa: E402
 
 SIZES = (50, 100, 200, 400, 1000)
 ACTIVE_SIZES = (100, 250, 400)
-METHODS = ("start", "today", "plain", "knn", "prior", "mixed", "auto", "auto_best")
+METHODS = ("start", "today", "plain", "knn", "prior", "mixed", "auto", "auto_1se", "auto_best")
 # Recipe selection variants, read off one cross-validation: (method, rule). `auto` is what retrain does.
-VARIANTS = (("auto", "one_se"), ("auto_best", "best"))
+VARIANTS = (("auto", "anchored"), ("auto_1se", "one_se"), ("auto_best", "best"))
 PRIOR_RECIPE = Recipe(C=0.1, class_balance=True, prior=1.0, label="small_ok")
 
 
@@ -178,7 +179,8 @@ def run_group(group: str, data: Data, args: argparse.Namespace, rng_seed: int) -
             for method, rule in VARIANTS:
                 # `auto` is selection.chosen: what retrain uses (the champion below MIN_PROMPTS_TO_MOVE).
                 best = choose(selection.scores, selection.default, rule).recipe  # type: ignore[arg-type]
-                chosen = selection.chosen if method == "auto" else best
+                keep = rule != "best" and selection.prompts < MIN_PROMPTS_TO_MOVE
+                chosen = selection.chosen if method == "auto" or keep else best
                 prior = start_head if chosen.prior > 0 else None
                 curve[method][size].append(figures(fit_ranker(labels, data, chosen, prior)[1], test))
                 choices[method][size].append(_describe(chosen))

@@ -13,7 +13,7 @@ from classifier.data import Example, read_examples
 from classifier.errors import DataError
 from classifier.evaluation import evaluate, evaluate_by_scale
 from classifier.paths import SHIPPED_EMBEDDER
-from classifier.recipes import labels_for, linear_head, select_recipe
+from classifier.recipes import CandidateScore, choose, labels_for, linear_head, select_recipe
 from classifier.scoring import head_inputs
 from classifier.training import HeadTrainer, Recipe, train_model
 
@@ -154,7 +154,30 @@ def test_with_a_prior_selection_keeps_the_champion_unless_the_labels_show_better
     moved = select_recipe(examples, inputs, texts, Recipe(), wrong, cs=(0.01, 1.0))
     assert moved.default is not None and moved.default.recipe.C == KEEP_C and moved.default.recipe.prior == 1
     assert moved.chosen.C != KEEP_C and moved.scores[0].apgr > moved.default.apgr + 0.1
-    assert "rule one_se" in str(moved.summary()["method"])
+    assert "rule anchored" in str(moved.summary()["method"])
     few = MIN_PROMPTS_TO_MOVE - 10
     kept = select_recipe(examples[:few], inputs[:few], texts[:few], Recipe(), wrong, cs=(0.01, 1.0))
     assert kept.chosen.C == KEEP_C and kept.scores[0].apgr > kept.default.apgr  # type: ignore[union-attr]
+
+
+def test_anchored_takes_the_plain_model_on_a_mean_lead_and_others_only_past_one_standard_error() -> None:
+    """`anchored` starts from the better of the champion and the plain model by mean (a lead too small
+    for `one_se`), and a third candidate must still beat that start by more than one standard error."""
+    from classifier.recipes import KEEP_C
+
+    def scored(recipe: Recipe, folds: tuple[float, ...]) -> CandidateScore:
+        return CandidateScore(recipe, float(np.mean(folds)), 0.5, float(np.std(folds)), folds)
+
+    champion = scored(Recipe(prior=1.0, C=KEEP_C), (0.50, 0.56, 0.53))
+    plain = scored(
+        Recipe(label="small_ok", C=1.0, class_balance=True, inputs="embedding"), (0.58, 0.50, 0.57)
+    )
+    close = scored(Recipe(label="gain", C=0.1), (0.60, 0.49, 0.57))  # +0.003 over plain, noisy
+    ranked = [close, plain, champion]
+    assert choose(ranked, champion, "one_se") is champion  # plain's +0.02 is within one SE
+    assert choose(ranked, champion, "anchored") is plain
+    assert choose(ranked, champion, "best") is close
+    worse_plain = scored(plain.recipe, (0.45, 0.50, 0.52))
+    assert choose([champion, worse_plain], champion, "anchored") is champion
+    clear = scored(Recipe(label="gain", C=0.1), (0.70, 0.66, 0.71))
+    assert choose([clear, plain, champion], champion, "anchored") is clear
