@@ -1,4 +1,5 @@
 """A managed embedded model: one `llama_cpp.server` child process, started, watched, restarted and stopped.
+The child runs router/backends/llama_server.py: llama_cpp.server with logits_all off and cheap logprobs.
 
 The child serves an OpenAI-compatible API on loopback, so LiteLLM reaches it as `hosted_vllm/<alias>`,
 the path a real vLLM deployment takes. Nothing here imports llama_cpp: the [local] extra is looked up
@@ -59,6 +60,7 @@ BACKOFF_MAX_S = 30.0
 STABLE_S = 60.0  # a child up this long resets the backoff
 POLL_S = 0.1
 LAUNCHER = Path(__file__).with_name("launch.py")  # stdlib only; see router/backends/launch.py
+SERVER_SCRIPT = Path(__file__).with_name("llama_server.py")  # llama_cpp.server, patched; run by path
 Phase = Literal["idle", "starting", "up", "backoff", "stopped"]
 
 
@@ -85,7 +87,9 @@ class EmbeddedSpec:
     n_ctx: int = 2048
     threads: int = 1
     ready_timeout_s: float = 120.0
-    server_module: str = "llama_cpp.server"  # tests put a stand-in module here
+    # A module run with -m, or a script path run with -P. The default is llama_cpp.server with cheap logprobs
+    # and logits_all off (router/backends/llama_server.py); tests put a stand-in module here.
+    server_module: str = str(SERVER_SCRIPT)
 
     @classmethod
     def from_embedded(cls, embedded: str, options: EmbeddedOptions | None = None) -> EmbeddedSpec:
@@ -121,7 +125,7 @@ class EmbeddedSpec:
             str(parent_pid),
             "--",
             python,
-            "-m",
+            *(["-P"] if self.server_module.endswith(".py") else ["-m"]),
             self.server_module,
             "--model",
             str(self.gguf),

@@ -37,8 +37,8 @@ def register(subparsers: Any) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    """Run `python -m llama_cpp.server` on 127.0.0.1 as the router would (restarted if it dies); exit 0 on a
-    signal once the child is gone."""
+    """Run the llama.cpp child (router/backends/llama_server.py: llama_cpp.server, patched) on 127.0.0.1
+    as the router would (restarted if it dies); exit 0 on a signal once the child is gone."""
     import logging
     import signal
     import threading

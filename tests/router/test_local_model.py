@@ -109,7 +109,7 @@ def test_the_child_command_and_environment(gguf: Path, monkeypatch: pytest.Monke
     spec = EmbeddedSpec(gguf=gguf, alias="tiny", port=4321, threads=1, n_ctx=1024)
     argv = spec.command(parent_pid=77)
     assert argv[1:5] == ["-P", str(ROOT / "router" / "backends" / "launch.py"), "77", "--"]
-    assert argv[5:8] == [sys.executable, "-m", "llama_cpp.server"]
+    assert argv[5:8] == [sys.executable, "-P", str(ROOT / "router" / "backends" / "llama_server.py")]
     flags = dict(zip(argv[8::2], argv[9::2], strict=True))
     assert flags["--model_alias"] == "tiny" and flags["--port"] == "4321" and flags["--host"] == "127.0.0.1"
     assert flags["--n_threads"] == flags["--n_threads_batch"] == "1" and flags["--n_ctx"] == "1024"
