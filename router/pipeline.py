@@ -93,13 +93,15 @@ class Pipeline:
         backend: Backend,
         metrics: RouterMetrics,
         fewshot: FewShot | None = None,
+        verifier: AnswerVerifier | None = None,
     ):
         self.live = live  # read once per request: config, target threshold and classifier together
         self.scoring = scoring
         self.backend = backend
         self.metrics = metrics
         self.fewshot = fewshot  # exemplars for small-tier calls
-        self.verifier = AnswerVerifier(metrics)  # the cascade's verifiers (routing.mode: cascade)
+        # The cascade's verifiers (routing.mode: cascade).
+        self.verifier = verifier if verifier is not None else AnswerVerifier(metrics)
 
     @property
     def config(self) -> RouterConfig:

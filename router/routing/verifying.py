@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +41,12 @@ class Verification:
 class AnswerVerifier:
     """The verifiers of `routing.cascade`, with their outcomes counted in `metrics`."""
 
-    def __init__(self, metrics: RouterMetrics) -> None:
+    def __init__(self, metrics: RouterMetrics, on_logprobs: Callable[[bool], None] | None = None) -> None:
         self.metrics = metrics
         self._warned_no_logprobs = False
+        # Told whether the small tier's answers carry log-probabilities, each time that changes (health).
+        self.on_logprobs = on_logprobs
+        self._logprobs_present: bool | None = None
 
     async def verify(
         self,
@@ -119,6 +122,10 @@ class AnswerVerifier:
 
     def _logprobs_seen(self, present: bool, model: str) -> None:
         self.metrics.cascade_logprobs.set(1 if present else 0)
+        if present != self._logprobs_present:
+            self._logprobs_present = present
+            if self.on_logprobs is not None:
+                self.on_logprobs(present)
         if not present:
             self.metrics.cascade_logprobs_missing.inc()
             if not self._warned_no_logprobs:

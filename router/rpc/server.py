@@ -51,6 +51,7 @@ from router.recording import RequestRecorder
 from router.redact import install_secret_filter
 from router.routing.state import LiveState
 from router.routing.target_share import TargetShare
+from router.routing.verifying import AnswerVerifier
 from router.rpc.auth import AuthInterceptor, KeyCheck
 from router.rpc.http import DoorParts, HttpDoor, bind
 from router.rpc.limits import CallLimits, LimitsInterceptor, grpc_options
@@ -67,6 +68,9 @@ COMPLETION_HEALTH_SERVICE = f"{ROUTER_SERVICE}/Complete"
 TIER_HEALTH_SERVICES = {tier: f"{COMPLETION_HEALTH_SERVICE}/{tier}" for tier in TIERS}
 # NOT_SERVING while the tier's circuit breaker is open (router.backends.breaker).
 BREAKER_HEALTH_SERVICES = {tier: f"{ROUTER_SERVICE}/breaker/{tier}" for tier in TIERS}
+# NOT_SERVING while the small tier's last cascaded answer came without token log-probabilities (the
+# confidence verifier is then skipped); SERVING otherwise, from the start.
+LOGPROBS_HEALTH_SERVICE = f"{ROUTER_SERVICE}/cascade/logprobs"
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ class RouterServer:
         await self.grpc_server.start()
         if self.http is not None:
             await self.http.start()
-        for service in ("", ROUTER_SERVICE, *BREAKER_HEALTH_SERVICES.values()):
+        for service in ("", ROUTER_SERVICE, *BREAKER_HEALTH_SERVICES.values(), LOGPROBS_HEALTH_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         for service in (COMPLETION_HEALTH_SERVICE, *TIER_HEALTH_SERVICES.values()):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -250,7 +254,8 @@ def create_server(
         FewShotMetrics(metrics.registry),
         lambda: live.current.config.routing.cascade.approve_escalations,
     )
-    pipeline = Pipeline(live, scoring, stack.backend, metrics, fewshot)
+    verifier_checks = AnswerVerifier(metrics, on_logprobs=_logprobs_health(health))
+    pipeline = Pipeline(live, scoring, stack.backend, metrics, fewshot, verifier_checks)
     key_check = KeyCheck(config.server.auth) if config.server.auth.enabled else None
     limits = CallLimits(config.server.limits, metrics.registry)  # one count and bucket for both doors
     grpc_server, port = _bind(config, _interceptors(key_check, limits))
@@ -344,19 +349,29 @@ def _add_services(
 
 def _breaker_health(health: health_aio.HealthServicer) -> Callable[[Tier, State], None]:
     """A breaker callback turning `<Router>/breaker/<tier>` NOT_SERVING while that circuit is open."""
+    setter = _health_setter(health)
+    return lambda tier, state: setter(BREAKER_HEALTH_SERVICES[tier], state != "open")
+
+
+def _logprobs_health(health: health_aio.HealthServicer) -> Callable[[bool], None]:
+    """The verifier's callback turning LOGPROBS_HEALTH_SERVICE NOT_SERVING while answers lack logprobs."""
+    setter = _health_setter(health)
+    return lambda present: setter(LOGPROBS_HEALTH_SERVICE, present)
+
+
+def _health_setter(health: health_aio.HealthServicer) -> Callable[[str, bool], None]:
+    """set(service, serving) from synchronous code on the loop: the update runs as a task."""
     updates: set[asyncio.Task[None]] = set()
 
-    def report(tier: Tier, state: State) -> None:
+    def set_status(service: str, serving: bool) -> None:
         status = (
-            health_pb2.HealthCheckResponse.NOT_SERVING
-            if state == "open"
-            else health_pb2.HealthCheckResponse.SERVING
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        task = asyncio.get_running_loop().create_task(health.set(BREAKER_HEALTH_SERVICES[tier], status))
+        task = asyncio.get_running_loop().create_task(health.set(service, status))
         updates.add(task)
         task.add_done_callback(updates.discard)
 
-    return report
+    return set_status
 
 
 def _interceptors(key_check: KeyCheck | None, limits: CallLimits) -> list[grpc.aio.ServerInterceptor]:

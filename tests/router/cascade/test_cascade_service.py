@@ -16,10 +16,11 @@ from router._proto import router_pb2 as pb
 from router.config import RouterConfig, load_config
 from router.errors import ConfigError
 from router.requestlog import LogRecord, open_store
+from router.rpc.server import LOGPROBS_HEALTH_SERVICE
 from tests.router.conftest import Running, StartServer
 from tests.router.standins import StandIn
 from tests.router.support import MODEL_DIR, KeyedScorer, log_section, user
-from tests.router.waiting import wait_until
+from tests.router.waiting import NOT_SERVING, SERVING, health, wait_health, wait_until
 
 RIGHT = "What is 2 + 2?"
 WRONG = "What is 17 * 23?"
@@ -197,6 +198,7 @@ async def test_no_logprobs_skips_the_confidence_verifier_and_says_so(
     tiers[0].answers = {}
     tiers[0].logprob = None
     running = await serve(start_server, cascade_config())
+    assert await health(running.channel, LOGPROBS_HEALTH_SERVICE) == SERVING  # none missing yet
     response = await running.stub.Complete(ask(RIGHT))
     assert response.text == RIGHT_ANSWER and not response.escalated and response.verifier_score == 1.0
     assert response.escalation_reason == (
@@ -204,6 +206,11 @@ async def test_no_logprobs_skips_the_confidence_verifier_and_says_so(
     )
     assert metric(running, "rightsize_cascade_logprobs_missing_total") == 1
     assert metric(running, "rightsize_cascade_logprobs_available") == 0
+    await wait_health(running.channel, LOGPROBS_HEALTH_SERVICE, NOT_SERVING)
+    tiers[0].logprob = -0.05  # the backend returns them again: health follows the next answer
+    assert not (await running.stub.Complete(ask(RIGHT))).escalation_reason
+    await wait_health(running.channel, LOGPROBS_HEALTH_SERVICE, SERVING)
+    assert metric(running, "rightsize_cascade_logprobs_available") == 1
 
 
 async def test_a_head_that_cannot_load_leaves_answers_unverified(
