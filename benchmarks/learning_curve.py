@@ -10,10 +10,11 @@ Methods: `start` (no retrain), `today` (the shipped recipe on the labels alone, 
 of the 15 nearest labelled prompts), `prior` (the start model's logit as an offset, C=0.1, balanced),
 `mixed` (base data plus the labels at half the total weight), `auto` (what `rightsize retrain` does: the
 recipe chosen by cross-validation on the labels, classifier.recipes, with the start model as prior, rule
-`anchored`: the better of the start model as it is and the plain model by mean, unless another candidate
-beats that by more than one standard error of the paired fold differences; the start model below 100
-labels), `auto_1se` (the same cross-validation, rule `one_se`: from the start model alone), `auto_best`
-(rule `best`: the highest cross-validated APGR). All three are read off one cross-validation.
+`anchored_auc`: the better, by cross-validated AUC, of the start model as it is and the plain model, unless
+another candidate beats that by more than one standard error of the paired fold APGR differences; the
+start model below 100 labels), `auto_mean` (rule `anchored`: the same two compared by APGR), `auto_1se`
+(rule `one_se`: from the start model alone), `auto_plain` (rule `plain_first`: from the plain model),
+`auto_best` (rule `best`: the highest cross-validated APGR). All five are read off one cross-validation.
 Active labelling: the `prior` recipe trained on N prompts picked by strategy (classifier.active).
 
     python benchmarks/learning_curve.py [--draws 3] [--groups G ...] [--json FILE] [--png FILE] [--smoke]
@@ -48,9 +49,27 @@ from classifier.training import HeadTrainer, LinearHead, Recipe, build_training_
 
 SIZES = (50, 100, 200, 400, 1000)
 ACTIVE_SIZES = (100, 250, 400)
-METHODS = ("start", "today", "plain", "knn", "prior", "mixed", "auto", "auto_1se", "auto_best")
+METHODS = (
+    "start",
+    "today",
+    "plain",
+    "knn",
+    "prior",
+    "mixed",
+    "auto",
+    "auto_mean",
+    "auto_1se",
+    "auto_plain",
+    "auto_best",
+)
 # Recipe selection variants, read off one cross-validation: (method, rule). `auto` is what retrain does.
-VARIANTS = (("auto", "anchored"), ("auto_1se", "one_se"), ("auto_best", "best"))
+VARIANTS = (
+    ("auto", "anchored_auc"),
+    ("auto_mean", "anchored"),
+    ("auto_1se", "one_se"),
+    ("auto_plain", "plain_first"),
+    ("auto_best", "best"),
+)
 PRIOR_RECIPE = Recipe(C=0.1, class_balance=True, prior=1.0, label="small_ok")
 
 

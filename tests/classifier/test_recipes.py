@@ -154,7 +154,7 @@ def test_with_a_prior_selection_keeps_the_champion_unless_the_labels_show_better
     moved = select_recipe(examples, inputs, texts, Recipe(), wrong, cs=(0.01, 1.0))
     assert moved.default is not None and moved.default.recipe.C == KEEP_C and moved.default.recipe.prior == 1
     assert moved.chosen.C != KEEP_C and moved.scores[0].apgr > moved.default.apgr + 0.1
-    assert "rule anchored" in str(moved.summary()["method"])
+    assert "rule anchored_auc" in str(moved.summary()["method"])
     few = MIN_PROMPTS_TO_MOVE - 10
     kept = select_recipe(examples[:few], inputs[:few], texts[:few], Recipe(), wrong, cs=(0.01, 1.0))
     assert kept.chosen.C == KEEP_C and kept.scores[0].apgr > kept.default.apgr  # type: ignore[union-attr]
@@ -165,8 +165,8 @@ def test_anchored_takes_the_plain_model_on_a_mean_lead_and_others_only_past_one_
     for `one_se`), and a third candidate must still beat that start by more than one standard error."""
     from classifier.recipes import KEEP_C
 
-    def scored(recipe: Recipe, folds: tuple[float, ...]) -> CandidateScore:
-        return CandidateScore(recipe, float(np.mean(folds)), 0.5, float(np.std(folds)), folds)
+    def scored(recipe: Recipe, folds: tuple[float, ...], auc: float = 0.5) -> CandidateScore:
+        return CandidateScore(recipe, float(np.mean(folds)), auc, float(np.std(folds)), folds)
 
     champion = scored(Recipe(prior=1.0, C=KEEP_C), (0.50, 0.56, 0.53))
     plain = scored(
@@ -181,3 +181,7 @@ def test_anchored_takes_the_plain_model_on_a_mean_lead_and_others_only_past_one_
     assert choose([champion, worse_plain], champion, "anchored") is champion
     clear = scored(Recipe(label="gain", C=0.1), (0.70, 0.66, 0.71))
     assert choose([clear, plain, champion], champion, "anchored") is clear
+    # anchored_auc (the default) compares the two by AUC: a plain model behind on APGR but ahead on AUC
+    ranks_better = scored(plain.recipe, (0.47, 0.58, 0.50), auc=0.6)  # APGR -0.013, within one SE
+    assert choose([champion, ranks_better], champion, "anchored_auc") is ranks_better
+    assert choose([champion, plain], champion, "anchored_auc") is champion  # equal AUC: no lead
