@@ -3,8 +3,8 @@
 The embedded tier's child. It is llama_cpp.server itself (same flags, same API), with two changes:
 
 - The model is loaded with `logits_all` off (llama_cpp.server's default is on). With it on, every decode
-  copies the logits of every prompt token out of llama.cpp (n_tokens x 49,152 floats for SmolLM2), which
-  made a plain 5-token completion ~1.8x slower (0.24 s against 0.13 s, benchmarks/bench_local.py).
+  copies the logits of every prompt token out of llama.cpp (n_tokens x 49,152 floats for SmolLM2): the
+  stock server answered 1.09x slower without logprobs (benchmarks/bench_logprobs.py, README).
 - A non-streaming completion that asks for `logprobs` gets them from the logits llama.cpp samples from,
   one row per generated token, through a logits processor. llama-cpp-python's own path needs `logits_all`,
   log-softmaxes the whole logits buffer, and sorts every row of 49,152 (logit, id) pairs in Python: about
