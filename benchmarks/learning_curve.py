@@ -43,7 +43,7 @@ from classifier.cache import embed_cached  # noqa: E402
 from classifier.data import Example, read_examples  # noqa: E402
 from classifier.embedding import VARIANT_FILES, Embedder  # noqa: E402
 from classifier.evaluation import evaluate  # noqa: E402
-from classifier.recipes import MIN_PROMPTS_TO_MOVE, choose, select_recipe  # noqa: E402
+from classifier.recipes import Rule, choose, pick, select_recipe  # noqa: E402
 from classifier.scoring import head_inputs  # noqa: E402
 from classifier.training import HeadTrainer, LinearHead, Recipe, build_training_set  # noqa: E402
 
@@ -63,7 +63,7 @@ METHODS = (
     "auto_best",
 )
 # Recipe selection variants, read off one cross-validation: (method, rule). `auto` is what retrain does.
-VARIANTS = (
+VARIANTS: tuple[tuple[str, Rule], ...] = (
     ("auto", "anchored_auc"),
     ("auto_mean", "anchored"),
     ("auto_1se", "one_se"),
@@ -195,11 +195,15 @@ def run_group(group: str, data: Data, args: argparse.Namespace, rng_seed: int) -
             texts = sorted({e.text for e in labels})
             smoke = {"repeats": 1, "cs": (0.1,)} if args.smoke else {}
             selection = select_recipe(labels, data.x(texts), texts, Recipe(), start_head, **smoke)
+            default = selection.default
+            assert default is not None  # select_recipe always scores the first candidate
             for method, rule in VARIANTS:
-                # `auto` is selection.chosen: what retrain uses (the champion below MIN_PROMPTS_TO_MOVE).
-                best = choose(selection.scores, selection.default, rule).recipe  # type: ignore[arg-type]
-                keep = rule != "best" and selection.prompts < MIN_PROMPTS_TO_MOVE
-                chosen = selection.chosen if method == "auto" or keep else best
+                # What retrain would take under each rule (the champion below 100 labels); `best` without
+                # that guard: the highest cross-validated APGR whatever the count.
+                if rule == "best":
+                    chosen = choose(selection.scores, default, rule).recipe
+                else:
+                    chosen = pick(selection.scores, default, rule, selection.prompts).recipe
                 prior = start_head if chosen.prior > 0 else None
                 curve[method][size].append(figures(fit_ranker(labels, data, chosen, prior)[1], test))
                 choices[method][size].append(_describe(chosen))

@@ -27,8 +27,7 @@ PRIORS = (0.0, 1.0)
 # learning curve (benchmarks/learning_curve.py, method `plain`), so it is a candidate for every label.
 PLAIN_CS = (1.0,)
 # With a prior, the first candidate is the champion as it is: its logit plus a correction this weak that it
-# is nil. The `one_se` and `anchored` rules move away from it only on evidence, so that 50 labels cannot
-# make it worse.
+# is nil. Every rule but `best` moves away from it only on evidence, so that 50 labels cannot make it worse.
 KEEP_C = 1e-6
 # Below this many labelled prompts the first candidate is kept whatever the cross-validation says: folds of
 # fewer than ~33 prompts cannot tell 40 candidates apart, and the winner is mostly the luckiest (on
@@ -212,7 +211,7 @@ def select_recipe(
             )
         )
     ranked = sorted(scores, key=lambda s: -np.nan_to_num(s.apgr, nan=-1.0))  # stable: ties keep grid order
-    chosen = scores[0] if len(x) < MIN_PROMPTS_TO_MOVE else choose(ranked, scores[0], rule)
+    chosen = pick(ranked, scores[0], rule, len(x))
     return Selection(
         chosen=chosen.recipe,
         scores=ranked,
@@ -222,6 +221,13 @@ def select_recipe(
         default=scores[0],
         rule=rule,
     )
+
+
+def pick(
+    ranked: Sequence[CandidateScore], default: CandidateScore, rule: Rule, prompts: int
+) -> CandidateScore:
+    """What a retrain takes: `default` below MIN_PROMPTS_TO_MOVE labelled prompts, else `choose`'s pick."""
+    return default if prompts < MIN_PROMPTS_TO_MOVE else choose(ranked, default, rule)
 
 
 def choose(ranked: Sequence[CandidateScore], default: CandidateScore, rule: Rule) -> CandidateScore:
