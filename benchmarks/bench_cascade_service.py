@@ -6,7 +6,9 @@ standins.py): a small tier that streams one word every `--word-ms` after `--pref
 unary call after the same total time, with log-probabilities; a large tier that answers after
 `--large-ms`. Rounds alternate the variants, so all see the same machine load. Printed: p50/p95 of TTFT
 (streams) and total (unary) per variant, and the escalation's own cost: escalated total - small total -
-large total (the verifiers and the second call's set-up; the target is <= 5 ms).
+large total (the verifiers and the second call's set-up), and the issue's bound: escalated total - passing
+total - the large call alone (LiteLLM straight to the large stand-in; the target is <= 5 ms). With
+`--prefill-ms 0 --word-ms 0 --large-ms 0` the stand-ins answer at once, so the spread is the router's own.
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ RIGHT_ANSWER = "Two plus two is four, so the answer is 4 and nothing else needs 
 WRONG_ANSWER = "Seventeen times twenty-three is three hundred and eighty-one, I think, give or take."
 
 
-def config(small: StandIn, large: StandIn, workdir: Path, mode: str, stream: str) -> RouterConfig:
+def config(
+    small: StandIn, large: StandIn, workdir: Path, mode: str, stream: str, head: Path | None = None
+) -> RouterConfig:
+    cascade: dict[str, Any] = {"direct_large": 1.0, "stream": stream}
+    if head is not None:
+        cascade["head"] = {"path": str(head)}
     return RouterConfig.model_validate(
         {
             "server": {"address": "127.0.0.1:0", "metrics_port": None},
@@ -45,7 +52,7 @@ def config(small: StandIn, large: StandIn, workdir: Path, mode: str, stream: str
                 "large": {"model": "openai/gpt-4o", "api_base": large.url, "api_key": "sk-bench"},
             },
             # Everything small first: the classifier's score never decides here, only the verifiers.
-            "routing": {"threshold": 1.0, "mode": mode, "cascade": {"direct_large": 1.0, "stream": stream}},
+            "routing": {"threshold": 1.0, "mode": mode, "cascade": cascade},
             "log": {
                 "url": f"sqlite:///{workdir / f'{mode}-{stream}.db'}",
                 "spill_dir": str(workdir / "spill"),
@@ -76,6 +83,20 @@ async def unary(stub: Any, prompt: str, tier: str = "") -> float:
     return time.perf_counter() - started
 
 
+async def direct_large(large: StandIn, prompt: str) -> float:
+    """The large call alone: LiteLLM straight to the large stand-in (what any escalation must add)."""
+    import litellm
+
+    started = time.perf_counter()
+    await litellm.acompletion(
+        model="openai/gpt-4o",
+        api_base=large.url,
+        api_key="sk-bench",
+        messages=[{"role": "user", "content": prompt}],
+    )
+    return time.perf_counter() - started
+
+
 async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     small, large = StandIn("openai"), StandIn("openai", reply="The answer is 391.")
     words = len(RIGHT_ANSWER.split())
@@ -88,12 +109,18 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         from classifier.scoring import Scorer
 
         scorer = Scorer.from_path(ROOT / "models" / "default")
-        for name, mode, stream in (
-            ("route", "route", "off"),
-            ("off", "cascade", "off"),
-            ("buffer", "cascade", "buffer"),
-        ):
-            server, port = create_server(config(small, large, Path(tmp), mode, stream), scorer=scorer)
+        servers_wanted: list[tuple[str, str, str, Path | None]] = [
+            ("route", "route", "off", None),
+            ("off", "cascade", "off", None),
+            ("buffer", "cascade", "buffer", None),
+        ]
+        if args.compare_head is not None:
+            servers_wanted.append(("compare", "cascade", "buffer", args.compare_head))
+        for name, mode, stream, head in servers_wanted:
+            (Path(tmp) / name).mkdir()
+            server, port = create_server(
+                config(small, large, Path(tmp) / name, mode, stream, head), scorer=scorer
+            )
             await server.start()
             server.backend.wait_loaded(60)
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -109,7 +136,11 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             "unary route large": lambda: unary(stubs["route"], RIGHT, "large"),
             "unary cascade, passes": lambda: unary(stubs["buffer"], RIGHT),
             "unary cascade, escalated": lambda: unary(stubs["buffer"], WRONG),
+            "the large call alone (LiteLLM direct)": lambda: direct_large(large, WRONG),
         }
+        if args.compare_head is not None:
+            variants["unary cascade, passes (--compare-head)"] = lambda: unary(stubs["compare"], RIGHT)
+            variants["unary cascade, escalated (--compare-head)"] = lambda: unary(stubs["compare"], WRONG)
         for _ in range(2):  # warm-up: LiteLLM's first call per model
             for call in variants.values():
                 await call()
@@ -123,19 +154,22 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     small.kill()
     large.kill()
     table = {name: {"p50_ms": pct(s, 0.5), "p95_ms": pct(s, 0.95)} for name, s in samples.items()}
-    own = [
-        e - s - lg
-        for e, s, lg in zip(
-            samples["unary cascade, escalated"],
-            samples["unary route small"],
-            samples["unary route large"],
-            strict=True,
-        )
-    ]
-    table["escalation's own time (escalated - small - large)"] = {
-        "p50_ms": pct(own, 0.5),
-        "p95_ms": pct(own, 0.95),
-    }
+    for name, (total, *parts) in {
+        "escalation's own time (escalated - small - large)": (
+            "unary cascade, escalated",
+            "unary route small",
+            "unary route large",
+        ),
+        # The issue's bound: an escalation adds at most the large call plus 5 ms of the router's own time.
+        "escalation's added time beyond the large call (escalated - passes - large alone)": (
+            "unary cascade, escalated",
+            "unary cascade, passes",
+            "the large call alone (LiteLLM direct)",
+        ),
+    }.items():
+        # Per round (the variants of one round ran back to back, under the same load).
+        rest = [samples[total][i] - sum(samples[p][i] for p in parts) for i in range(len(samples[total]))]
+        table[name] = {"p50_ms": pct(rest, 0.5), "p95_ms": pct(rest, 0.95)}
     return table
 
 
@@ -146,6 +180,9 @@ def main() -> None:
     parser.add_argument("--word-ms", type=float, default=15)
     parser.add_argument("--large-ms", type=float, default=300)
     parser.add_argument("--smoke", action="store_true", help="3 rounds")
+    parser.add_argument(
+        "--compare-head", type=Path, help="also serve this answer-head directory, side by side"
+    )
     parser.add_argument("--json", type=Path, help="also write the table here")
     args = parser.parse_args()
     if args.smoke:

@@ -258,8 +258,10 @@ V1 = ANSWER_FEATURE_NAMES[:14]
 FOCUSED = tuple(n for n in ANSWER_FEATURE_NAMES if n.startswith(("content_", "first_")))
 PROMPT_ANSWER = ("answer_in_prompt_share", "log_answer_lines")
 SAMPLE = ("sample_same_core", "sample_word_overlap", "sample_missing")
+V1_NO_COSINE = tuple(n for n in V1 if n != "prompt_answer_cosine")
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "v1 (14 scalars)": V1,
+    "v1 without prompt-answer cosine (no answer embedding)": V1_NO_COSINE,
     "v1 + focused confidence": V1 + FOCUSED,
     "v1 + focused + prompt-answer": V1 + FOCUSED + PROMPT_ANSWER,
     "v1 + focused + prompt-answer + sample": V1 + FOCUSED + PROMPT_ANSWER + SAMPLE,

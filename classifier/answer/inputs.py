@@ -39,6 +39,7 @@ ANSWER_FEATURES_V1: tuple[str, ...] = (
     "log_answer_words",
     "prompt_answer_cosine",
 )
+COSINE_FEATURE = "prompt_answer_cosine"  # the one scalar that needs the answer's embedding
 ANSWER_FEATURE_NAMES: tuple[str, ...] = ANSWER_FEATURES_V1 + (
     # confidence where it decides: content tokens (letters/digits) and the answer's first tokens
     "content_mean_logprob",

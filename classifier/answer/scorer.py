@@ -8,7 +8,13 @@ from typing import Any, cast, get_args
 
 import numpy as np
 
-from classifier.answer.inputs import ANSWER_FEATURE_NAMES, ANSWER_FEATURES_VERSION, AnswerInput, head_inputs
+from classifier.answer.inputs import (
+    ANSWER_FEATURE_NAMES,
+    ANSWER_FEATURES_VERSION,
+    COSINE_FEATURE,
+    AnswerInput,
+    head_inputs,
+)
 from classifier.answer.training import HEAD_KIND, feature_columns, select_inputs
 from classifier.artifacts import Manifest, open_head, read_manifest, resolve_embedder
 from classifier.embedding import Embedder, LongText
@@ -26,6 +32,8 @@ class AnswerScorer:
         self.model_dir = model_dir
         self._embeddings = manifest.head.inputs != len(manifest.head.features)
         self._columns = feature_columns(manifest.head.features)
+        # A head that reads neither embedding nor their cosine never runs the embedder (microseconds).
+        self.embeds = self._embeddings or COSINE_FEATURE in manifest.head.features
 
     @classmethod
     def from_path(
@@ -86,7 +94,7 @@ class AnswerScorer:
         """float32 [len(items)] in [0, 1]: P(the small answer is good enough)."""
         if not items:
             return np.zeros(0, dtype=np.float32)
-        prompts = self.embedder.embed([item.prompt for item in items])
+        prompts = self._embed([item.prompt for item in items])
         return self.score_embedded(prompts, items)
 
     def score_one(self, item: AnswerInput, prompt_embedding: np.ndarray | None = None) -> float:
@@ -99,8 +107,14 @@ class AnswerScorer:
         """Like `score`, with the prompts' embeddings already computed (the router's routing vectors)."""
         if not items:
             return np.zeros(0, dtype=np.float32)
-        answers = self.embedder.embed([item.answer for item in items])
+        answers = self._embed([item.answer for item in items])
         inputs = head_inputs(prompt_embeddings.astype(np.float32), answers, items)
         inputs = select_inputs(inputs, self._embeddings, self.embedder.dim, self._columns)
         probabilities = self._head.run(None, {self._head_input: inputs})[-1]
         return np.clip(np.asarray(probabilities, dtype=np.float32)[:, 1], 0.0, 1.0)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """The texts' unit embeddings, or zero rows when the head reads neither them nor their cosine."""
+        if self.embeds:
+            return self.embedder.embed(texts)
+        return np.zeros((len(texts), self.embedder.dim), dtype=np.float32)

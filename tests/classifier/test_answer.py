@@ -26,6 +26,7 @@ from classifier.answer import (
     parse_openai_logprobs,
     train_answer_head,
 )
+from classifier.answer.inputs import COSINE_FEATURE
 from classifier.answer.training import build_inputs, fit_head, mask_rows
 from classifier.embedding import Embedder
 from classifier.errors import DataError, ModelLoadError
@@ -322,3 +323,25 @@ def test_a_head_reads_the_features_its_recipe_names(embedder: Embedder, tmp_path
     assert ((without >= 0) & (without <= 1)).all() and not np.allclose(without, scores)
     with pytest.raises(DataError, match="unknown"):
         AnswerRecipe(features=("no_such_feature",))
+
+
+def test_only_a_head_that_reads_embeddings_or_their_cosine_embeds(
+    trained: tuple[Path, list[AnswerExample]], embedder: Embedder, tmp_path: Path
+) -> None:
+    out, examples = trained
+    tokens = examples[0].item.logprobs
+    # Same lengths, words and log-probabilities; different meaning, so only an embedding tells them apart.
+    twins = [
+        AnswerInput("What is the capital of France?", "Paris city", "stop", 3, tokens),
+        AnswerInput("Name a large ocean, please.", "Oslo guess", "stop", 3, tokens),
+    ]
+    scalar_only = AnswerScorer.from_path(out, embedder=embedder)  # the default recipe: no cosine
+    assert not scalar_only.embeds
+    first, second = scalar_only.score(twins)
+    assert first == second
+    recipe = AnswerRecipe(calibration_folds=2, features=("mean_logprob", COSINE_FEATURE))
+    train_answer_head(examples, embedder, SHIPPED_EMBEDDER, tmp_path / "m", recipe=recipe)
+    with_cosine = AnswerScorer.from_path(tmp_path / "m", embedder=embedder)
+    assert with_cosine.embeds
+    first, second = with_cosine.score(twins)
+    assert first != pytest.approx(second, abs=1e-7)
