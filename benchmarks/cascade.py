@@ -54,6 +54,8 @@ from classifier.evaluation import evaluate  # noqa: E402
 DATA = ROOT / "benchmarks" / "data" / "cascade_smollm2_serve.jsonl.gz"
 # The first round's answers (greedy, max_tokens 48, 7 families): a held-out decoding regime for --cross.
 GREEDY_DATA = ROOT / "benchmarks" / "data" / "cascade_smollm2.jsonl.gz"
+# The same items answered with three same-family exemplars in front (router.fewshot's selection).
+FEWSHOT_DATA = ROOT / "benchmarks" / "data" / "cascade_smollm2_fewshot.jsonl.gz"
 SHARES = (0.1, 0.2, 0.3, 0.5)
 CONFIDENCE_PRECISION = 0.9  # the confidence floor escalates only where >= 90 % of training answers were wrong
 
@@ -90,6 +92,7 @@ def load_rows(path: Path) -> list[Row]:
                 completion_tokens=raw["completion_tokens"],
                 logprobs=tokens,
                 sample=sample["answer"] if sample else None,
+                exemplars=int(raw.get("exemplars", 0)),
             )
             rows.append(
                 Row(
@@ -258,6 +261,7 @@ V1 = ANSWER_FEATURE_NAMES[:14]
 FOCUSED = tuple(n for n in ANSWER_FEATURE_NAMES if n.startswith(("content_", "first_")))
 PROMPT_ANSWER = ("answer_in_prompt_share", "log_answer_lines")
 SAMPLE = ("sample_same_core", "sample_word_overlap", "sample_missing")
+EXEMPLARS = "log_exemplars"  # how many few-shot exemplars the answer had in front of it
 V1_NO_COSINE = tuple(n for n in V1 if n != "prompt_answer_cosine")
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "v1 (14 scalars)": V1,
@@ -278,6 +282,13 @@ def main() -> int:
         "--cross", type=Path, default=GREEDY_DATA, help="also test on these rows ('' to skip)"
     )
     parser.add_argument("--boot", type=int, help="bootstrap resamples (default 200; 0 with --smoke)")
+    parser.add_argument(
+        "--fewshot",
+        type=Path,
+        default=FEWSHOT_DATA,
+        help="answers given with exemplars (cascade_data.py --exemplars): held-out check, and shipped on "
+        "('' to skip)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--png", type=Path, help="write the quality-vs-large-share curves here")
     parser.add_argument("--C", type=float, help="the head's C (default: AnswerRecipe's)")
@@ -410,6 +421,13 @@ def main() -> int:
         results["cross"] = cross_check(
             matrices, rows, no_sample_recipe, embedder, load_rows(args.cross), args.cross
         )
+    ship_rows, ship_recipe, few_rows = list(rows), no_sample_recipe, []
+    if str(args.fewshot) not in ("", ".") and args.fewshot.is_file():
+        few_rows = load_rows(args.fewshot)
+        if args.smoke:
+            few_rows = few_rows[:120]
+        results["fewshot"], ship_recipe = fewshot_check(rows, matrices, few_rows, embedder, no_sample_recipe)
+        ship_rows += few_rows
     print_table(results)
     print_extras(results)
     if args.json:
@@ -417,8 +435,111 @@ def main() -> int:
     if args.png:
         plot(curves, rows, args.png)
     if args.ship:
-        ship(rows, embedder, no_sample_recipe, args, results)
+        ship(ship_rows, embedder, ship_recipe, args, results, with_fewshot=bool(few_rows))
     return 0
+
+
+def lofo_bad(
+    train_m: dict[str, np.ndarray],
+    train_rows: Sequence[Row],
+    test_m: dict[str, np.ndarray],
+    test_rows: Sequence[Row],
+    recipe: AnswerRecipe,
+) -> np.ndarray:
+    """P(bad) of each test row from a head trained on the train rows of the other families only."""
+    dim = (train_m["full"].shape[1] - len(ANSWER_FEATURE_NAMES)) // 2
+    masked = np.array(mask_rows(len(train_rows), recipe))
+    train_all = np.where(masked[:, None], train_m["masked"], train_m["full"])
+    correct = np.array([r.correct for r in train_rows], dtype=np.float64)
+    train_families = np.array([r.family for r in train_rows])
+    test_families = np.array([r.family for r in test_rows])
+    bad = np.zeros(len(test_rows))
+    for family in sorted(set(test_families)):
+        train, test = train_families != family, test_families == family
+        trainer = fit_head(
+            select_inputs(train_all[train], recipe.embeddings, dim, recipe.columns),
+            correct[train],
+            np.ones(int(train.sum())),
+            recipe,
+        )
+        inputs = select_inputs(test_m["full"][test], recipe.embeddings, dim, recipe.columns)
+        bad[test] = 1.0 - trainer.predict_proba(inputs)[:, 1]
+    return bad
+
+
+def at_threshold(bad: np.ndarray, correct: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """What the cascade does at its default head threshold: escalate when P(good) < `threshold`."""
+    escalate = (1.0 - bad) < threshold
+    wrong = correct == 0
+    return {
+        "escalated": round(float(escalate.mean()), 3),
+        "wrong_kept": round(float((~escalate & wrong).sum() / max(int(wrong.sum()), 1)), 3),
+        "final_accuracy": round(float(np.where(escalate, 1.0, correct).mean()), 3),
+        "mean_p_good": round(float((1.0 - bad).mean()), 3),
+        **calibration_error(1.0 - bad, correct),
+    }
+
+
+def fewshot_check(
+    rows: Sequence[Row],
+    matrices: dict[str, np.ndarray],
+    few: Sequence[Row],
+    embedder: Any,
+    recipe: AnswerRecipe,
+) -> tuple[dict[str, Any], AnswerRecipe]:
+    """Answers given with exemplars in front, each family held out: a head trained on zero-shot answers
+    only, one trained on both without and with the exemplar count. Returns the figures and the recipe to
+    ship (the exemplar feature when it is at least as good held out)."""
+    few_m = build_matrices(embedder, few)
+    both = [*rows, *few]
+    both_m = {key: np.vstack([matrices[key], few_m[key]]) for key in matrices}
+    plain = replace(recipe, features=tuple(n for n in recipe.features if n != EXEMPLARS))
+    counted = replace(recipe, features=plain.features + (EXEMPLARS,))
+    few_correct = np.array([r.correct for r in few], dtype=np.float64)
+    few_families = np.array([r.family for r in few])
+    conf = np.array([c.score if (c := r.item.confidence()) is not None else 1.0 for r in few])
+    heads = {
+        "head trained on zero-shot answers": lofo_bad(matrices, rows, few_m, few, plain),
+        "head trained on both, no exemplar feature": lofo_bad(both_m, both, few_m, few, plain),
+        "head trained on both, with the exemplar count": lofo_bad(both_m, both, few_m, few, counted),
+    }
+    out = evaluate_orders(
+        {**heads, "confidence alone": 1.0 - conf, "oracle": 1.0 - few_correct},
+        few,
+        few_correct,
+        few_families,
+        0,
+    )
+    zero_correct = np.array([r.correct for r in rows], dtype=np.float64)
+    zero_by_id = {r.item.prompt: r.correct for r in rows}
+    paired = [(zero_by_id[r.item.prompt], r.correct) for r in few if r.item.prompt in zero_by_id]
+    on_zero = {
+        "head trained on zero-shot answers": head_predictions(matrices, rows, plain, "lofo"),
+        "head trained on both, with the exemplar count": lofo_bad(both_m, both, matrices, rows, counted),
+    }
+    zero_out = evaluate_orders(on_zero, rows, zero_correct, np.array([r.family for r in rows]), 0)
+    figures_out = {
+        "rows": len(few),
+        "exemplars_mean": round(float(np.mean([r.item.exemplars for r in few])), 2),
+        "small_accuracy_same_items": {
+            "zero_shot": round(float(np.mean([z for z, _ in paired])), 4),
+            "with_exemplars": round(float(np.mean([f for _, f in paired])), 4),
+            "items": len(paired),
+        },
+        "accuracy_by_family": {
+            f: round(float(few_correct[few_families == f].mean()), 3) for f in sorted(set(few_families))
+        },
+        **{k: out[k] for k in ("mean_over_families", "mean_share_of_oracle_gain")},
+        "pooled": out["pooled"],
+        "at_threshold_0.5": {name: at_threshold(bad, few_correct) for name, bad in heads.items()},
+        "zero_shot_rows_held_out": {
+            name: {"mean_apgr": zero_out["mean_over_families"][name], **at_threshold(bad, zero_correct)}
+            for name, bad in on_zero.items()
+        },
+    }
+    with_count = figures_out["mean_over_families"]["head trained on both, with the exemplar count"]
+    without = figures_out["mean_over_families"]["head trained on both, no exemplar feature"]
+    return figures_out, counted if with_count >= without else plain
 
 
 def cross_check(
@@ -502,6 +623,17 @@ def print_extras(results: dict[str, Any]) -> None:
         print("trained on all rows, tested on " + json.dumps(results["cross"]))
     if "self_consistency" in results:
         print("self-consistency: " + json.dumps(results["self_consistency"]))
+    if "fewshot" in results:
+        few = results["fewshot"]
+        accuracy = {k: few[k] for k in ("small_accuracy_same_items", "accuracy_by_family")}
+        print(
+            f"\nwith exemplars in front ({few['rows']} answers, each family held out): {json.dumps(accuracy)}"
+        )
+        for name, value in few["mean_over_families"].items():
+            pooled = few["pooled"].get(name, {})
+            print(f"  {name:<48} mean APGR {value:.3f}  pooled AUC {pooled.get('auc', float('nan')):.3f}  "
+                  + json.dumps(few["at_threshold_0.5"].get(name, {})))  # fmt: skip
+        print("  on the zero-shot answers: " + json.dumps(few["zero_shot_rows_held_out"]))
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -560,6 +692,7 @@ def ship(
     recipe: AnswerRecipe,
     args: argparse.Namespace,
     results: dict[str, Any],
+    with_fewshot: bool = False,
 ) -> None:
     """Train the head on every row and write the model directory, with the benchmark's figures."""
     import os
@@ -567,10 +700,10 @@ def ship(
     from classifier.paths import SHIPPED_EMBEDDER
 
     examples = [AnswerExample(r.item, r.correct, r.family) for r in rows]
-    data = args.data.resolve()
-    if data.is_relative_to(ROOT):  # the manifest names the file relative to the repository
+    files = [args.data.resolve(), *([args.fewshot.resolve()] if with_fewshot else [])]
+    if all(f.is_relative_to(ROOT) for f in files):  # the manifest names the files relative to the repository
         os.chdir(ROOT)
-        data = data.relative_to(ROOT)
+        files = [f.relative_to(ROOT) for f in files]
     lofo = results["splits"]["lofo"]
     manifest = train_answer_head(
         examples,
@@ -578,12 +711,19 @@ def ship(
         SHIPPED_EMBEDDER,
         args.ship,
         recipe=recipe,
-        data_files=[data],
+        data_files=files,
         description=(
             "SmolLM2-135M-Instruct (Q4_1, llama.cpp) answers at the embedded tier's serve defaults "
             "(temperature 0.2, top_p 0.9, max_tokens 256, stops <|im_end|> <|im_start|> three newlines) to "
             "synthetic tasks of 11 families with programmatic ground truth (benchmarks/cascade_tasks.py); "
             "label: answer graded correct"
+            + (
+                "; with the same items answered again with three same-family exemplars in front "
+                "(router.fewshot's selection of gold answers)"
+                + ("; the exemplar count an input" if EXEMPLARS in recipe.features else "")
+                if with_fewshot
+                else ""
+            )
         ),
         metrics={
             "leave_one_family_out": {

@@ -61,6 +61,55 @@ def item_seed(item: TaskItem, sample: int) -> int:
     return int(item_id(item)[:8], 16) + sample
 
 
+def fewshot_messages(
+    item: TaskItem, vector: Any, store: Any, k: int | None = None
+) -> tuple[list[dict[str, str]], int]:
+    """The item's chat messages with the exemplars router.fewshot would inject from `store` (an
+    ExemplarStore of large answers), at FewShotSettings' defaults (`k` overrides its k): (messages, count)."""
+    from router.domain import Message
+    from router.fewshot import Query, inject
+    from router.fewshot.settings import FewShotSettings
+
+    settings = FewShotSettings()
+    messages = [Message("system", item.system), Message("user", item.prompt)]
+    count = 0
+    if store is not None:
+        query = Query(
+            vector,
+            None,
+            k or settings.k,
+            settings.min_similarity,
+            settings.max_tokens,
+            frozenset({item.prompt}),
+        )
+        selection = store.search(query)
+        messages, count = list(inject(messages, selection)), len(selection.matches)
+    return [{"role": m.role, "content": m.content} for m in messages], count
+
+
+def family_stores(items: list[TaskItem]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per family, an ExemplarStore of every item's gold answer (what an always-right large tier replies),
+    embedded with the routing embedder; and each prompt's embedding. An item never gets itself back."""
+    import numpy as np
+
+    from classifier.embedding import Embedder
+    from classifier.paths import SHIPPED_EMBEDDER
+    from router.fewshot import Exemplar, ExemplarStore
+
+    embedder = Embedder.from_path(SHIPPED_EMBEDDER, variant="model.int8.onnx", threads=1, long_text="joined")
+    vectors = embedder.embed([item.prompt for item in items])
+    by_prompt = {item.prompt: vectors[row] for row, item in enumerate(items)}
+    stores = {}
+    for family in sorted({item.family for item in items}):
+        rows = [row for row, item in enumerate(items) if item.family == family]
+        exemplars = [
+            Exemplar(f"x{row}", items[row].prompt, items[row].gold, "logs", request_id=item_id(items[row]))
+            for row in rows
+        ]
+        stores[family] = ExemplarStore.from_embedded(exemplars, np.stack([vectors[row] for row in rows]))
+    return stores, by_prompt
+
+
 def chat(
     api_base: str, alias: str, item: TaskItem, params: dict[str, Any], seed: int | None = None
 ) -> dict[str, Any]:
@@ -117,8 +166,11 @@ class InProcess:
             verbose=False,
         )
 
-    def chat(self, item: TaskItem, params: dict[str, Any], seed: int) -> dict[str, Any]:
-        messages = [{"role": "system", "content": item.system}, {"role": "user", "content": item.prompt}]
+    def chat(
+        self, item: TaskItem, params: dict[str, Any], seed: int, messages: list[dict[str, str]] | None = None
+    ) -> dict[str, Any]:
+        if messages is None:
+            messages = [{"role": "system", "content": item.system}, {"role": "user", "content": item.prompt}]
         return self.chat_messages(messages, params, seed)
 
     def chat_messages(
@@ -197,6 +249,13 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="stop after this many new answers")
     parser.add_argument("--server", action="store_true", help="ask llama_cpp.server (slow logprobs)")
     parser.add_argument("--skip", type=int, default=0, help="start at this item (to split a run in two)")
+    parser.add_argument(
+        "--exemplars",
+        type=int,
+        default=0,
+        help="inject up to this many same-family gold answers as router.fewshot would (0: zero-shot)",
+    )
+    parser.add_argument("--only", type=Path, help="answer only the items of this dataset (.jsonl[.gz])")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     from router.config.embedded import embedded_alias
@@ -206,13 +265,26 @@ def main() -> int:
     done: set[str] = set()
     if args.out.exists():
         done = {json.loads(line)["id"] for line in args.out.read_text().splitlines() if line.strip()}
-    todo = [item for item in items[args.skip :] if item_id(item) not in done][: args.limit]
+    todo = [item for item in items[args.skip :] if item_id(item) not in done]
+    if args.only is not None:
+        import gzip
+
+        opener = gzip.open if args.only.suffix == ".gz" else open
+        with opener(args.only, "rt", encoding="utf-8") as handle:
+            wanted = {json.loads(line)["id"] for line in handle if line.strip()}
+        todo = [item for item in todo if item_id(item) in wanted]
+    todo = todo[: args.limit]
+    stores, vectors = family_stores(items) if args.exemplars else ({}, {})
+    if args.exemplars and args.server:
+        raise SystemExit("--exemplars: in-process only")
     print(f"{len(items)} items, {len(done)} done, {len(todo)} to go", flush=True)
     if args.server:
         process, api_base, alias = start_server(args.model, args.threads)
 
-        def answer(item: TaskItem, params: dict[str, Any], seed: int) -> dict[str, Any]:
-            return chat(api_base, alias, item, params, seed)
+        def answer(
+            item: TaskItem, params: dict[str, Any], seed: int, messages: list[dict[str, str]] | None = None
+        ) -> dict[str, Any]:
+            return chat(api_base, alias, item, params, seed)  # zero-shot only (--exemplars is refused)
     else:
         process, answer = None, InProcess(args.model, args.threads).chat
     try:
@@ -220,11 +292,17 @@ def main() -> int:
         with args.out.open("a", encoding="utf-8") as handle:
             for count, item in enumerate(todo, start=1):
                 params = {**SERVE_DEFAULTS, "max_tokens": args.max_tokens}
-                result = answer(item, params, item_seed(item, 0))
-                row = {"id": item_id(item), "model": name, **asdict(item), **result}
+                messages, shots = None, 0
+                if args.exemplars:
+                    messages, shots = fewshot_messages(
+                        item, vectors[item.prompt], stores[item.family], args.exemplars
+                    )
+                result = answer(item, params, item_seed(item, 0), messages)
+                row = {"id": item_id(item), "model": name, **asdict(item), **result, "exemplars": shots}
                 row["correct"] = grade(item, result["answer"])
                 if args.samples == 2:
-                    sampled = answer(item, {**params, "temperature": SAMPLE_TEMPERATURE}, item_seed(item, 1))
+                    hot = {**params, "temperature": SAMPLE_TEMPERATURE}
+                    sampled = answer(item, hot, item_seed(item, 1), messages)
                     del sampled["tokens"]
                     row["sample"] = {**sampled, "correct": grade(item, sampled["answer"])}
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -28,12 +28,16 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.cascade_data import SERVE_DEFAULTS, InProcess, item_id, item_seed  # noqa: E402
+from benchmarks.cascade_data import (  # noqa: E402
+    SERVE_DEFAULTS,
+    InProcess,
+    fewshot_messages,
+    item_id,
+    item_seed,
+)
 from benchmarks.cascade_tasks import MAKERS, TaskItem, grade  # noqa: E402
 from classifier.answer import AnswerInput, AnswerScorer, TokenLogprob, form_verdict  # noqa: E402
-from router.domain import Message  # noqa: E402
-from router.fewshot import Exemplar, ExemplarStore, Query, inject  # noqa: E402
-from router.fewshot.settings import FewShotSettings  # noqa: E402
+from router.fewshot import Exemplar, ExemplarStore  # noqa: E402
 
 BLOCK = 100
 
@@ -55,7 +59,7 @@ def large_answer(item: TaskItem) -> str:
 
 
 def verdict(
-    scorer: AnswerScorer, item: TaskItem, result: dict[str, Any], threshold: float
+    scorer: AnswerScorer, item: TaskItem, result: dict[str, Any], threshold: float, exemplars: int = 0
 ) -> tuple[bool, float]:
     """(keep the small answer, the head's P(good)); the form checks run first, as in the cascade."""
     form = form_verdict(
@@ -63,14 +67,18 @@ def verdict(
     )
     tokens = tuple(TokenLogprob(t[1], t[3], t[0]) for t in result["tokens"]) or None
     answer = AnswerInput(
-        item.prompt, result["answer"], result["finish_reason"], result["completion_tokens"], tokens
+        item.prompt,
+        result["answer"],
+        result["finish_reason"],
+        result["completion_tokens"],
+        tokens,
+        exemplars=exemplars,
     )
     p_good = scorer.score([answer])[0]
     return form.ok and p_good >= threshold, float(p_good)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    settings = FewShotSettings()
     scorer = AnswerScorer.from_path(args.verifier, threads=1)
     embedder = scorer.embedder
     model = InProcess(args.model, args.threads)
@@ -80,27 +88,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for index, item in enumerate(items):
         vector = embedder.embed([item.prompt])[0]
-        messages = [Message("system", item.system), Message("user", item.prompt)]
-        selection = None
-        if exemplars:
-            store = ExemplarStore.from_embedded(exemplars, np.stack(vectors))
-            selection = store.search(
-                Query(
-                    vector,
-                    None,
-                    settings.k,
-                    settings.min_similarity,
-                    settings.max_tokens,
-                    frozenset({item.prompt}),
-                )
-            )
-            messages = list(inject(messages, selection))
-        payload = [{"role": m.role, "content": m.content} for m in messages]
+        store = ExemplarStore.from_embedded(exemplars, np.stack(vectors)) if exemplars else None
+        payload, shots = fewshot_messages(item, vector, store)
         result = model.chat_messages(payload, dict(SERVE_DEFAULTS), item_seed(item, 0))
-        keep, p_good = verdict(scorer, item, result, args.threshold)
+        keep, p_good = verdict(scorer, item, result, args.threshold, shots)
         row = {
             "index": index,
-            "exemplars": len(selection.matches) if selection else 0,
+            "exemplars": shots,
             "p_good": round(p_good, 4),
             "escalated": not keep,
             "small_correct": grade(item, result["answer"]),

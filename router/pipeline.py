@@ -173,7 +173,7 @@ class Pipeline:
             self._count(answered_by, generation, started)
             started = time.perf_counter()
             large, outcome, trace = await self._cascade(
-                routed, request, deadline, spec, generation, verdict, self.backend.complete
+                routed, request, deadline, spec, generation, verdict, self.backend.complete, shots
             )
             if large is not None:
                 generation, answered_by = large, "large"
@@ -218,8 +218,11 @@ class Pipeline:
         small: Generation,
         check: AnswerCheck,
         attempt: Callable[[BackendCall], Awaitable[T]],
+        shots: Shots,
     ) -> tuple[T | None, Escalation, CascadeTrace]:
         """Verify the small answer; when it is not good enough and time allows, `attempt` the large tier.
+
+        `shots`: the exemplars the small tier was given (the answer head reads how many).
 
         Returns (the large tier's result, or None when the small answer stands; the contract's three
         fields; what the log keeps). Never raises for a verifier or the large call: the small answer
@@ -229,7 +232,13 @@ class Pipeline:
         started = time.perf_counter()
         schema_valid = check.valid if check.checked else None
         verification = await self.verifier.verify(
-            routed.state, settings, routed.text, routed.embedding, small, schema_valid
+            routed.state,
+            settings,
+            routed.text,
+            routed.embedding,
+            small,
+            schema_valid,
+            exemplars=len(shots().ids),
         )
         checks = verification.checks
         self.metrics.cascade_verify_seconds.observe(time.perf_counter() - started)
@@ -366,7 +375,7 @@ class Pipeline:
                 yield chunk
             return
         large, outcome, trace = await self._cascade(
-            routed, request, deadline, spec, small, verdict, self._open_stream
+            routed, request, deadline, spec, small, verdict, self._open_stream, shots
         )
         if large is None:
             for chunk in _whole(

@@ -22,7 +22,7 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 # The scalar inputs after the two embeddings, in this order. Missing log-probabilities are zeros with
 # `logprobs_missing` = 1 (the head is trained with some rows masked so, so the indicator carries the offset).
-# v2 appends features to v1's; a head's manifest lists the ones it reads (a v1 head's 14 still load).
+# v2 and v3 append features to v1's; a head's manifest lists the ones it reads (a v1 head's 14 still load).
 ANSWER_FEATURES_V1: tuple[str, ...] = (
     "mean_logprob",
     "min_logprob",
@@ -55,8 +55,10 @@ ANSWER_FEATURE_NAMES: tuple[str, ...] = ANSWER_FEATURES_V1 + (
     "sample_same_core",
     "sample_word_overlap",
     "sample_missing",
+    # v3: how many worked examples (router.fewshot exemplars) were in front of the small model
+    "log_exemplars",
 )
-ANSWER_FEATURES_VERSION = 2
+ANSWER_FEATURES_VERSION = 3
 LOGPROB_FEATURES = frozenset(
     ("mean_logprob", "min_logprob", "mean_margin", "low_confidence_share")
     + ANSWER_FEATURE_NAMES[len(ANSWER_FEATURES_V1) : len(ANSWER_FEATURES_V1) + 6]
@@ -70,6 +72,9 @@ class AnswerInput:
 
     `logprobs` None: the backend returned none. `schema_valid` None: no schema was asked for.
     `sample` is a second, sampled answer to the same prompt (the opt-in self-consistency signal).
+    `exemplars`: how many few-shot exemplars were injected before the prompt (0: zero-shot). With them in
+    front, a small model answers in the exemplars' format, confidently, right or not (benchmarks/
+    cascade_stream.py), so a head must know.
     """
 
     prompt: str
@@ -79,6 +84,7 @@ class AnswerInput:
     logprobs: tuple[TokenLogprob, ...] | None = None
     schema_valid: bool | None = None
     sample: str | None = None
+    exemplars: int = 0
 
     def confidence(self) -> ConfidenceFeatures | None:
         return confidence_features(self.logprobs)
@@ -134,6 +140,7 @@ def scalar_features(
         in_prompt,
         math.log1p(lines),
         *sample_values,
+        math.log1p(item.exemplars),
     ]
 
 

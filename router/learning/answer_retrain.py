@@ -60,6 +60,7 @@ def logged_answer(record: LogRecord) -> LoggedAnswer | None:
     inputs = inputs if isinstance(inputs, dict) else {}
     tokens = inputs.get("completion_tokens")
     schema_valid = inputs.get("schema_valid")
+    exemplars = inputs.get("exemplars")
     return LoggedAnswer(
         prompt=record.prompt,
         answer=record.small_response,
@@ -67,6 +68,7 @@ def logged_answer(record: LogRecord) -> LoggedAnswer | None:
         completion_tokens=int(tokens) if isinstance(tokens, int) else None,
         schema_valid=schema_valid if isinstance(schema_valid, bool) else None,
         features=logged_features(inputs),
+        exemplars=exemplars if isinstance(exemplars, int) and exemplars > 0 else 0,
     )
 
 

@@ -56,8 +56,10 @@ class AnswerVerifier:
         embedding: np.ndarray | None,
         generation: Generation,
         schema_valid: bool | None,
+        exemplars: int = 0,
     ) -> Verification:
-        """Run form, confidence, head (those switched on) until one fails; `prompt` is the scored text."""
+        """Run form, confidence, head (those switched on) until one fails; `prompt` is the scored text,
+        `exemplars` how many few-shot exemplars the small tier was given."""
         from classifier.answer import AnswerInput, confidence_features
 
         tokens = token_logprobs(generation.logprobs)
@@ -66,6 +68,7 @@ class AnswerVerifier:
             "completion_tokens": generation.usage.completion_tokens,
             "schema_valid": schema_valid,
             "logprob_tokens": len(tokens) if tokens else 0,
+            "exemplars": exemplars,
         }
         checks: list[Check] = []
         if settings.form.enabled:
@@ -97,6 +100,7 @@ class AnswerVerifier:
                 completion_tokens=generation.usage.completion_tokens,
                 logprobs=tokens,
                 schema_valid=schema_valid,
+                exemplars=exemplars,
             )
             checks.append(await self._head(state, settings, item, embedding))
             if state.verifier is not None:

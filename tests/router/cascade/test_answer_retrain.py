@@ -201,6 +201,7 @@ def test_a_logged_answer_is_what_the_head_saw() -> None:
     inputs = {
         "finish_reason": "length", "completion_tokens": 7, "schema_valid": False, "logprob_tokens": 7,
         "mean_logprob": -0.4, "min_logprob": -2.0, "mean_margin": 1.5, "low_confidence_share": 0.25,
+        "exemplars": 2,
     }  # fmt: skip
     record = LogRecord(
         "r", ts=T0, rpc="Complete", prompt_sha256="x", prompt="p", small_response="a",
@@ -208,7 +209,7 @@ def test_a_logged_answer_is_what_the_head_saw() -> None:
     )  # fmt: skip
     item = logged_answer(record)
     assert item is not None and item.finish_reason == "length" and item.completion_tokens == 7
-    assert item.schema_valid is False
+    assert item.schema_valid is False and item.exemplars == 2
     features = item.confidence()
     assert features is not None and (features.mean_logprob, features.tokens) == (-0.4, 7)
     no_logprobs = LogRecord(**{**record.__dict__, "verifier_inputs": json.dumps({"logprob_tokens": 0})})

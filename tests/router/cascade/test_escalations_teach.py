@@ -4,6 +4,7 @@ answer is), and the next similar prompt's small call has it in front of it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,12 +81,17 @@ async def refreshed(running: Running) -> int:
     return len(fewshot.store)
 
 
-async def wait_logged(running: Running, request_id: str) -> None:
+async def wait_logged(running: Running, request_id: str) -> dict[str, Any]:
+    """Wait until the request is in the log; the verifier inputs logged with it."""
     store = open_store(running.server.config.log.url)
     try:
         await until(lambda: store.get(request_id) is not None)
+        record = store.get(request_id)
     finally:
         store.close()
+    assert record is not None
+    inputs: dict[str, Any] = json.loads(record.verifier_inputs or "{}")
+    return inputs
 
 
 @pytest.mark.parametrize("approve", [True, False], ids=["approve_escalations", "approval_rules"])
@@ -96,7 +102,7 @@ async def test_an_escalated_large_answer_becomes_the_next_similar_prompts_exempl
     running = await start_server(config(tiers, tmp_path, approve))
     first = await complete(running, FIRST, "first")
     assert first.escalated and first.text == RIGHT
-    await wait_logged(running, "first")
+    assert (await wait_logged(running, "first"))["exemplars"] == 0
 
     if not approve:
         # Not approved yet: the usual rules hold (min_quality, a GOOD rating or a judge's label).
@@ -109,6 +115,7 @@ async def test_an_escalated_large_answer_becomes_the_next_similar_prompts_exempl
     later = await complete(running, SIMILAR, "later")
     assert list(later.exemplar_ids) == ["log-first"]
     assert small_call_messages(small)[-3:] == [("user", FIRST), ("assistant", RIGHT), ("user", SIMILAR)]
+    assert (await wait_logged(running, "later"))["exemplars"] == 1  # what the answer head reads
     other = await running.stub.Complete(
         pb.CompleteRequest(messages=user(SIMILAR), metadata={"tenant": "globex"})
     )
