@@ -29,6 +29,8 @@ BENCHMARKS: list[tuple[str, str | None, list[str]]] = [
     ("teach.py", None, []),  # rightsize teach, then SmolLM2 with its exemplars (skipped without llama_cpp)
     ("learning_curve.py", None, []),
     ("cascade.py", None, []),  # offline: the shipped answers, no model run
+    ("bench_cascade_service.py", None, []),  # what the cascade's verifiers and an escalation cost in time
+    ("cascade_served.py", "llama_cpp", []),  # rightsize serve in cascade mode, the embedded SmolLM2, graded
 ]
 
 
