@@ -315,7 +315,8 @@ def main() -> int:
         recipe = replace(recipe, calibration_folds=2)
     prompt_scorer = Scorer.from_path(DEFAULT_MODEL_DIR)
     embedder = prompt_scorer.embedder
-    prompt_score = prompt_scorer.score([r.item.prompt for r in rows]).astype(np.float64)
+    prompts = [r.item.prompt for r in rows]
+    prompt_score = prompt_scorer.score(prompts).astype(np.float64)
     direct_threshold = prompt_scorer.manifest.suggested_thresholds.get("0.1", 1.0)
     correct = np.array([r.correct for r in rows], dtype=np.float64)
     families = np.array([r.family for r in rows])
@@ -426,7 +427,15 @@ def main() -> int:
         few_rows = load_rows(args.fewshot)
         if args.smoke:
             few_rows = few_rows[:120]
-        results["fewshot"], ship_recipe = fewshot_check(rows, matrices, few_rows, embedder, no_sample_recipe)
+        results["fewshot"], ship_recipe = fewshot_check(
+            rows,
+            matrices,
+            few_rows,
+            embedder,
+            no_sample_recipe,
+            boot,
+            dict(zip(prompts, prompt_score, strict=True)),
+        )
         ship_rows += few_rows
     print_table(results)
     print_extras(results)
@@ -486,10 +495,13 @@ def fewshot_check(
     few: Sequence[Row],
     embedder: Any,
     recipe: AnswerRecipe,
+    boot: int,
+    prompt_scores: dict[str, float],
 ) -> tuple[dict[str, Any], AnswerRecipe]:
     """Answers given with exemplars in front, each family held out: a head trained on zero-shot answers
-    only, one trained on both without and with the exemplar count. Returns the figures and the recipe to
-    ship (the exemplar feature when it is at least as good held out)."""
+    only, one trained on both without and with the exemplar count; prompt-only routing (`prompt_scores`,
+    the shipped classifier's score of each prompt: the exemplars are not part of what it scores). Returns
+    the figures and the recipe to ship (the exemplar feature when it is at least as good held out)."""
     few_m = build_matrices(embedder, few)
     both = [*rows, *few]
     both_m = {key: np.vstack([matrices[key], few_m[key]]) for key in matrices}
@@ -504,11 +516,16 @@ def fewshot_check(
         "head trained on both, with the exemplar count": lofo_bad(both_m, both, few_m, few, counted),
     }
     out = evaluate_orders(
-        {**heads, "confidence alone": 1.0 - conf, "oracle": 1.0 - few_correct},
+        {
+            "prompt-only (shipped classifier)": np.array([prompt_scores[r.item.prompt] for r in few]),
+            **heads,
+            "confidence alone": 1.0 - conf,
+            "oracle": 1.0 - few_correct,
+        },
         few,
         few_correct,
         few_families,
-        0,
+        boot,
     )
     zero_correct = np.array([r.correct for r in rows], dtype=np.float64)
     zero_by_id = {r.item.prompt: r.correct for r in rows}
@@ -631,7 +648,9 @@ def print_extras(results: dict[str, Any]) -> None:
         )
         for name, value in few["mean_over_families"].items():
             pooled = few["pooled"].get(name, {})
-            print(f"  {name:<48} mean APGR {value:.3f}  pooled AUC {pooled.get('auc', float('nan')):.3f}  "
+            low, high = pooled.get("apgr_95", (float("nan"), float("nan")))
+            print(f"  {name:<48} mean APGR {value:.3f}  pooled {pooled['apgr']:.3f} [{low:.3f}, {high:.3f}] "
+                  f"AUC {pooled.get('auc', float('nan')):.3f}  "
                   + json.dumps(few["at_threshold_0.5"].get(name, {})))  # fmt: skip
         print("  on the zero-shot answers: " + json.dumps(few["zero_shot_rows_held_out"]))
 
