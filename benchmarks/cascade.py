@@ -546,6 +546,7 @@ def fewshot_check(
         "accuracy_by_family": {
             f: round(float(few_correct[few_families == f].mean()), 3) for f in sorted(set(few_families))
         },
+        "answer_among_exemplars": answer_among_exemplars(few, zero_by_id),
         **{k: out[k] for k in ("mean_over_families", "mean_share_of_oracle_gain")},
         "pooled": out["pooled"],
         "at_threshold_0.5": {name: at_threshold(bad, few_correct) for name, bad in heads.items()},
@@ -557,6 +558,44 @@ def fewshot_check(
     with_count = figures_out["mean_over_families"]["head trained on both, with the exemplar count"]
     without = figures_out["mean_over_families"]["head trained on both, no exemplar feature"]
     return figures_out, counted if with_count >= without else plain
+
+
+# The items the data files answer: cascade_data.py's defaults (benchmarks/data/README.md).
+DATA_ITEMS_PER_FAMILY, DATA_ITEMS_SEED = 200, 17
+
+
+def answer_among_exemplars(few: Sequence[Row], zero_by_prompt: dict[str, bool]) -> dict[str, Any]:
+    """Per family: the share of few-shot answers whose right answer was an exemplar's answer too (the same
+    fact asked another way, or a label), and the accuracy with and without that, few-shot and zero-shot.
+    The exemplars are rebuilt as cascade_data.py --exemplars chose them."""
+    from benchmarks.cascade_data import family_stores, fewshot_messages
+    from benchmarks.cascade_tasks import make_items
+
+    items = make_items(DATA_ITEMS_PER_FAMILY, DATA_ITEMS_SEED)
+    by_prompt = {item.prompt: item for item in items}
+    stores, vectors = family_stores(items)
+    split: dict[str, dict[bool, list[tuple[bool, bool]]]] = {}
+    for row in few:
+        item = by_prompt.get(row.item.prompt)
+        if item is None or row.item.prompt not in zero_by_prompt:
+            continue
+        messages, _ = fewshot_messages(item, vectors[item.prompt], stores[item.family])
+        among = item.gold in [m["content"] for m in messages if m["role"] == "assistant"]
+        split.setdefault(row.family, {True: [], False: []})[among].append(
+            (bool(row.correct), bool(zero_by_prompt[row.item.prompt]))
+        )
+
+    def accuracy(pairs: list[tuple[bool, bool]], index: int) -> float | None:
+        return round(float(np.mean([p[index] for p in pairs])), 3) if pairs else None
+
+    return {
+        family: {
+            "share": round(len(parts[True]) / (len(parts[True]) + len(parts[False])), 3),
+            "fewshot_accuracy_among / not": [accuracy(parts[True], 0), accuracy(parts[False], 0)],
+            "zero_shot_accuracy_among / not": [accuracy(parts[True], 1), accuracy(parts[False], 1)],
+        }
+        for family, parts in sorted(split.items())
+    }
 
 
 def cross_check(
@@ -642,7 +681,9 @@ def print_extras(results: dict[str, Any]) -> None:
         print("self-consistency: " + json.dumps(results["self_consistency"]))
     if "fewshot" in results:
         few = results["fewshot"]
-        accuracy = {k: few[k] for k in ("small_accuracy_same_items", "accuracy_by_family")}
+        accuracy = {
+            k: few[k] for k in ("small_accuracy_same_items", "accuracy_by_family", "answer_among_exemplars")
+        }
         print(
             f"\nwith exemplars in front ({few['rows']} answers, each family held out): {json.dumps(accuracy)}"
         )
