@@ -274,9 +274,9 @@ def main() -> int:
             wanted = {json.loads(line)["id"] for line in handle if line.strip()}
         todo = [item for item in todo if item_id(item) in wanted]
     todo = todo[: args.limit]
-    stores, vectors = family_stores(items) if args.exemplars else ({}, {})
     if args.exemplars and args.server:
         raise SystemExit("--exemplars: in-process only")
+    stores, vectors = family_stores(items) if args.exemplars else ({}, {})
     print(f"{len(items)} items, {len(done)} done, {len(todo)} to go", flush=True)
     if args.server:
         process, api_base, alias = start_server(args.model, args.threads)
