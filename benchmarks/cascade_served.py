@@ -265,6 +265,11 @@ def main() -> int:
     parser.add_argument("--boot", type=int, default=1000)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--smoke", action="store_true", help="one item per family, 100 resamples")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the config and request log in this new directory (for rightsize report / simulate)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.per_family, args.boot = 1, 100
@@ -274,8 +279,11 @@ def main() -> int:
     large = StandIn("openai", reply="I do not know.")
     large.answer = lambda body: gold.get(body["messages"][-1]["content"], "I do not know.")
     calls: list[Call] = []
+    if args.keep is not None and args.keep.exists():
+        raise SystemExit(f"--keep: {args.keep} exists; give a new directory")
     with tempfile.TemporaryDirectory(prefix="rightsize-cascade-served-") as scratch:
-        directory = Path(scratch)
+        directory = Path(scratch) if args.keep is None else args.keep.resolve()
+        directory.mkdir(parents=True, exist_ok=True)
         config_path = directory / "router.yaml"
         config_path.write_text(
             json.dumps(config(large, directory, args.threshold, args.teach))
