@@ -528,8 +528,8 @@ def fewshot_check(
         boot,
     )
     zero_correct = np.array([r.correct for r in rows], dtype=np.float64)
-    zero_by_id = {r.item.prompt: r.correct for r in rows}
-    paired = [(zero_by_id[r.item.prompt], r.correct) for r in few if r.item.prompt in zero_by_id]
+    zero_by_prompt = {r.item.prompt: r.correct for r in rows}
+    paired = [(zero_by_prompt[r.item.prompt], r.correct) for r in few if r.item.prompt in zero_by_prompt]
     on_zero = {
         "head trained on zero-shot answers": head_predictions(matrices, rows, plain, "lofo"),
         "head trained on both, with the exemplar count": lofo_bad(both_m, both, matrices, rows, counted),
@@ -546,7 +546,7 @@ def fewshot_check(
         "accuracy_by_family": {
             f: round(float(few_correct[few_families == f].mean()), 3) for f in sorted(set(few_families))
         },
-        "answer_among_exemplars": answer_among_exemplars(few, zero_by_id),
+        "answer_among_exemplars": answer_among_exemplars(few, zero_by_prompt),
         **{k: out[k] for k in ("mean_over_families", "mean_share_of_oracle_gain")},
         "pooled": out["pooled"],
         "at_threshold_0.5": {name: at_threshold(bad, few_correct) for name, bad in heads.items()},
@@ -560,7 +560,7 @@ def fewshot_check(
     return figures_out, counted if with_count >= without else plain
 
 
-# The items the data files answer: cascade_data.py's defaults (benchmarks/data/README.md).
+# The items the data files answer: cascade_data.py --per-family 200, default seed (benchmarks/data/README.md).
 DATA_ITEMS_PER_FAMILY, DATA_ITEMS_SEED = 200, 17
 
 

@@ -50,6 +50,7 @@ from router._proto import router_pb2_grpc as pb_grpc  # noqa: E402
 from router.requestlog import LogRecord, open_store  # noqa: E402
 from tests.router.serve_process import ServeProcess  # noqa: E402
 from tests.router.standins import StandIn  # noqa: E402
+from tests.router.waiting import wait_until  # noqa: E402
 
 DATA_DIR = ROOT / "benchmarks" / "data"
 COMPLETE_HEALTH = "rightsize.v1.Router/Complete"
@@ -103,32 +104,31 @@ def config(large: StandIn, directory: Path, threshold: float, teach: bool) -> di
 
 def wait_serving(channel: grpc.Channel, timeout_s: float) -> None:
     stub = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def serving() -> bool:
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=COMPLETE_HEALTH), timeout=5)
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return
         except grpc.RpcError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the server's {COMPLETE_HEALTH} was not SERVING within {timeout_s:.0f} s")
+            return False  # still starting
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    try:
+        wait_until(serving, timeout_s)
+    except AssertionError:
+        raise SystemExit(f"the server's {COMPLETE_HEALTH} was not SERVING within {timeout_s:.0f} s") from None
 
 
 def logged(url: str, request_ids: list[str], timeout_s: float = 30) -> dict[str, LogRecord]:
     store = open_store(url)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            records = {rid: store.get(rid) for rid in request_ids}
-            if all(records.values()) or time.monotonic() > deadline:
-                missing = [rid for rid, record in records.items() if record is None]
-                if missing:
-                    raise SystemExit(
-                        f"{len(missing)} calls never reached the request log, e.g. {missing[:3]}"
-                    )
-                return records  # type: ignore[return-value]
-            time.sleep(0.1)
+        try:
+            wait_until(lambda: all(store.get(rid) is not None for rid in request_ids), timeout_s)
+        except AssertionError:
+            missing = [rid for rid in request_ids if store.get(rid) is None]
+            raise SystemExit(
+                f"{len(missing)} calls never reached the request log, e.g. {missing[:3]}"
+            ) from None
+        return {rid: record for rid in request_ids if (record := store.get(rid)) is not None}
     finally:
         store.close()
 
