@@ -16,7 +16,9 @@ share). Escalation order ("score", higher = escalate first):
   families), then by the head.
 Also: a leave-one-family-out ablation of the feature sets, Platt vs isotonic calibration (Brier, ECE),
 the share of wrong answers the head is confident in, the self-consistency sample's latency cost, and the
-head trained on every row tested on `--cross` (the first round's greedy answers, another decoding).
+head trained on every row tested on `--cross` (the first round's greedy answers, another decoding), and
+`--fewshot`: the same items answered with exemplars in front, each family held out, including what is left
+when the small tier returns no log-probabilities (the head with them masked, self-consistency alone).
 The head is scored leave-one-family-out (trained on the other task families) and within family (5-fold
 cross-validation over all rows). Spread: 95 % bootstrap intervals over rows (random: 95 % of shuffles).
 `--ship DIR` also trains the head on every row and writes the model directory (models/verifier).
@@ -196,8 +198,7 @@ def head_predictions(
 
     correct = np.array([r.correct for r in rows], dtype=np.float64)
     families = np.array([r.family for r in rows])
-    masked = np.array(mask_rows(len(rows), recipe))
-    masked_sample = np.array(mask_sample_rows(len(rows), recipe))
+    chosen = training_matrix(inputs, recipe)
     dim = (inputs["full"].shape[1] - len(ANSWER_FEATURE_NAMES)) // 2
 
     def pick(matrix: np.ndarray) -> np.ndarray:
@@ -212,12 +213,6 @@ def head_predictions(
         folds = [fold_of == k for k in range(5)]
     for test in folds:
         train = ~test
-        # Masked rows teach the head to do without log-probabilities (or the sample); tests have them.
-        chosen = np.where(
-            masked[:, None],
-            np.where(masked_sample[:, None], inputs["both"], inputs["masked"]),
-            np.where(masked_sample[:, None], inputs["no_sample"], inputs["full"]),
-        )
         trainer = fit_head(pick(chosen[train]), correct[train], np.ones(int(train.sum())), recipe)
         test_inputs = pick(inputs["full"][test])
         if calibration == "isotonic":
@@ -229,6 +224,19 @@ def head_predictions(
         else:
             bad[test] = 1.0 - trainer.predict_proba(test_inputs)[:, 1]
     return bad
+
+
+def training_matrix(inputs: dict[str, np.ndarray], recipe: AnswerRecipe) -> np.ndarray:
+    """The rows a head trains on: the recipe's share of them with log-probabilities (and, independently,
+    the second sample) hidden, so it also serves answers without them; test rows keep theirs."""
+    rows = inputs["full"].shape[0]
+    masked = np.array(mask_rows(rows, recipe))[:, None]
+    masked_sample = np.array(mask_sample_rows(rows, recipe))[:, None]
+    return np.where(
+        masked,
+        np.where(masked_sample, inputs["both"], inputs["masked"]),
+        np.where(masked_sample, inputs["no_sample"], inputs["full"]),
+    )
 
 
 def calibration_error(p_good: np.ndarray, correct: np.ndarray, bins: int = 10) -> dict[str, float]:
@@ -300,7 +308,7 @@ def main() -> int:
     boot = args.boot if args.boot is not None else (0 if args.smoke else 200)
 
     from classifier.answer.confidence import focused_confidence
-    from classifier.answer.consistency import answer_agreement
+    from classifier.answer.consistency import agreement_score
     from classifier.paths import DEFAULT_MODEL_DIR
     from classifier.scoring import Scorer
 
@@ -334,10 +342,7 @@ def main() -> int:
     first_margin = np.array([f.first_min_margin if f else 20.0 for f in focused])
     has_sample = np.array([r.item.sample is not None for r in rows])
     agreement = np.array(
-        [
-            sum(answer_agreement(r.item.answer, r.item.sample)) / 2 if r.item.sample is not None else 1.0
-            for r in rows
-        ]
+        [agreement_score(r.item.answer, r.item.sample) if r.item.sample is not None else 1.0 for r in rows]
     )
     matrices = build_matrices(embedder, rows)
     results: dict[str, Any] = {
@@ -457,8 +462,7 @@ def lofo_bad(
 ) -> np.ndarray:
     """P(bad) of each test row from a head trained on the train rows of the other families only."""
     dim = (train_m["full"].shape[1] - len(ANSWER_FEATURE_NAMES)) // 2
-    masked = np.array(mask_rows(len(train_rows), recipe))
-    train_all = np.where(masked[:, None], train_m["masked"], train_m["full"])
+    train_all = training_matrix(train_m, recipe)
     correct = np.array([r.correct for r in train_rows], dtype=np.float64)
     train_families = np.array([r.family for r in train_rows])
     test_families = np.array([r.family for r in test_rows])
@@ -515,11 +519,17 @@ def fewshot_check(
         "head trained on both, no exemplar feature": lofo_bad(both_m, both, few_m, few, plain),
         "head trained on both, with the exemplar count": lofo_bad(both_m, both, few_m, few, counted),
     }
+    consistency: dict[str, np.ndarray] = {}
+    if all(r.item.sample is not None for r in few):  # the second, sampled answers
+        sampled = replace(plain, features=plain.features + SAMPLE)
+        heads["head trained on both, with self-consistency"] = lofo_bad(both_m, both, few_m, few, sampled)
+        consistency["self-consistency alone"] = 1.0 - agreements(few)
     out = evaluate_orders(
         {
             "prompt-only (shipped classifier)": np.array([prompt_scores[r.item.prompt] for r in few]),
             **heads,
             "confidence alone": 1.0 - conf,
+            **consistency,
             "oracle": 1.0 - few_correct,
         },
         few,
@@ -555,9 +565,65 @@ def fewshot_check(
             for name, bad in on_zero.items()
         },
     }
+    if all(r.item.sample is not None for r in [*rows, *few]):
+        figures_out["without_logprobs"] = without_logprobs(
+            rows, matrices, few, few_m, both, both_m, plain, boot
+        )
     with_count = figures_out["mean_over_families"]["head trained on both, with the exemplar count"]
     without = figures_out["mean_over_families"]["head trained on both, no exemplar feature"]
     return figures_out, counted if with_count >= without else plain
+
+
+def agreements(rows: Sequence[Row]) -> np.ndarray:
+    """The consistency verifier's value per row: how far its second, sampled answer agrees, in [0, 1]."""
+    from classifier.answer import agreement_score
+
+    return np.array([agreement_score(r.item.answer, r.item.sample or "") for r in rows])
+
+
+def without_logprobs(
+    rows: Sequence[Row],
+    matrices: dict[str, np.ndarray],
+    few: Sequence[Row],
+    few_m: dict[str, np.ndarray],
+    both: Sequence[Row],
+    both_m: dict[str, np.ndarray],
+    recipe: AnswerRecipe,
+    boot: int,
+) -> dict[str, Any]:
+    """A small tier that returns no log-probabilities (Ollama through LiteLLM), each family held out, on
+    the zero-shot and the few-shot answers: the head as trained (it sees them masked, as it serves them),
+    the head with the self-consistency features, and the consistency verifier alone; what the consistency
+    verifier and that head do at their default thresholds (escalate below agreement 0.5, P(good) 0.5)."""
+    sampled = replace(recipe, features=recipe.features + SAMPLE)
+    out: dict[str, Any] = {}
+    for name, test_rows, test_m in (("zero_shot", rows, matrices), ("few_shot", few, few_m)):
+        correct = np.array([r.correct for r in test_rows], dtype=np.float64)
+        families = np.array([r.family for r in test_rows])
+        hidden = {"full": test_m["masked"]}  # the log-probability inputs as a head sees them without any
+        agreement = agreements(test_rows)
+        orders = {
+            "head, no log-probabilities": lofo_bad(both_m, both, hidden, test_rows, recipe),
+            "head + self-consistency, no log-probabilities": lofo_bad(
+                both_m, both, hidden, test_rows, sampled
+            ),
+            "self-consistency alone": 1.0 - agreement,
+        }
+        figures_of = evaluate_orders(orders, test_rows, correct, families, boot)
+        escalate = agreement < 0.5
+        out[name] = {
+            "mean_over_families": figures_of["mean_over_families"],
+            "pooled": figures_of["pooled"],
+            "head_at_0.5": at_threshold(orders["head, no log-probabilities"], correct),
+            "consistency_at_0.5": {
+                "escalated": round(float(escalate.mean()), 3),
+                "wrong_kept": round(
+                    float((~escalate & (correct == 0)).sum() / max(int((correct == 0).sum()), 1)), 3
+                ),
+                "final_accuracy": round(float(np.where(escalate, 1.0, correct).mean()), 3),
+            },
+        }
+    return out
 
 
 # The items the data files answer: cascade_data.py --per-family 200, default seed (benchmarks/data/README.md).
@@ -689,11 +755,24 @@ def print_extras(results: dict[str, Any]) -> None:
         )
         for name, value in few["mean_over_families"].items():
             pooled = few["pooled"].get(name, {})
-            low, high = pooled.get("apgr_95", (float("nan"), float("nan")))
-            print(f"  {name:<48} mean APGR {value:.3f}  pooled {pooled['apgr']:.3f} [{low:.3f}, {high:.3f}] "
-                  f"AUC {pooled.get('auc', float('nan')):.3f}  "
-                  + json.dumps(few["at_threshold_0.5"].get(name, {})))  # fmt: skip
+            print(
+                f"  {_figures_line(name, value, pooled)}  {json.dumps(few['at_threshold_0.5'].get(name, {}))}"
+            )
         print("  on the zero-shot answers: " + json.dumps(few["zero_shot_rows_held_out"]))
+        for name, part in few.get("without_logprobs", {}).items():
+            print(f"  without log-probabilities, {name} answers:")
+            for order, value in part["mean_over_families"].items():
+                print(f"    {_figures_line(order, value, part['pooled'][order])}")
+            print(f"    head at P(good) < 0.5: {json.dumps(part['head_at_0.5'])}")
+            print(f"    consistency verifier at agreement < 0.5: {json.dumps(part['consistency_at_0.5'])}")
+
+
+def _figures_line(name: str, mean_apgr: float, pooled: dict[str, Any]) -> str:
+    low, high = pooled.get("apgr_95", (float("nan"), float("nan")))
+    return (
+        f"{name:<48} mean APGR {mean_apgr:.3f}  pooled {pooled['apgr']:.3f} [{low:.3f}, {high:.3f}] "
+        f"AUC {pooled.get('auc', float('nan')):.3f}"
+    )
 
 
 def print_table(results: dict[str, Any]) -> None:

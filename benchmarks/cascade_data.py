@@ -17,7 +17,8 @@ request a cascade's small tier makes, so the features the head trains on are the
 One JSON line per answer: the item, the answer text, finish_reason, token counts, latency (ms, on a shared
 2-core machine: indicative only), correctness, and `tokens` = [[token, logprob, second token, its logprob],
 ...]. With `--samples 2` (the default) a second answer is drawn at SAMPLE_TEMPERATURE for the
-self-consistency signal, kept under `sample` with its own latency and correctness. Reruns append and skip
+self-consistency signal, kept under `sample` with its own latency and correctness (`--resample` keeps the
+rows of `--only` as they are and adds only that sample, with the same exemplars). Reruns append and skip
 items already done; the items are shuffled across families, so any prefix of a run is a fair mix.
 """
 
@@ -256,6 +257,11 @@ def main() -> int:
         help="inject up to this many same-family gold answers as router.fewshot would (0: zero-shot)",
     )
     parser.add_argument("--only", type=Path, help="answer only the items of this dataset (.jsonl[.gz])")
+    parser.add_argument(
+        "--resample",
+        action="store_true",
+        help="with --only: keep its rows' answers and add only the second, sampled answer to each",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     from router.config.embedded import embedded_alias
@@ -266,13 +272,16 @@ def main() -> int:
     if args.out.exists():
         done = {json.loads(line)["id"] for line in args.out.read_text().splitlines() if line.strip()}
     todo = [item for item in items[args.skip :] if item_id(item) not in done]
+    kept: dict[str, dict[str, Any]] = {}
     if args.only is not None:
         import gzip
 
         opener = gzip.open if args.only.suffix == ".gz" else open
         with opener(args.only, "rt", encoding="utf-8") as handle:
-            wanted = {json.loads(line)["id"] for line in handle if line.strip()}
-        todo = [item for item in todo if item_id(item) in wanted]
+            kept = {row["id"]: row for row in map(json.loads, filter(str.strip, handle))}
+        todo = [item for item in todo if item_id(item) in kept]
+    if args.resample and (args.only is None or args.samples != 2):
+        raise SystemExit("--resample: needs --only and --samples 2")
     todo = todo[: args.limit]
     if args.exemplars and args.server:
         raise SystemExit("--exemplars: in-process only")
@@ -297,9 +306,16 @@ def main() -> int:
                     messages, shots = fewshot_messages(
                         item, vectors[item.prompt], stores[item.family], args.exemplars
                     )
-                result = answer(item, params, item_seed(item, 0), messages)
-                row = {"id": item_id(item), "model": name, **asdict(item), **result, "exemplars": shots}
-                row["correct"] = grade(item, result["answer"])
+                if args.resample:
+                    row = kept[item_id(item)]
+                    if row.get("exemplars", 0) != shots:
+                        raise SystemExit(
+                            f"{row['id']}: {shots} exemplars now, {row.get('exemplars', 0)} then"
+                        )
+                else:
+                    result = answer(item, params, item_seed(item, 0), messages)
+                    row = {"id": item_id(item), "model": name, **asdict(item), **result, "exemplars": shots}
+                    row["correct"] = grade(item, result["answer"])
                 if args.samples == 2:
                     hot = {**params, "temperature": SAMPLE_TEMPERATURE}
                     sampled = answer(item, hot, item_seed(item, 1), messages)

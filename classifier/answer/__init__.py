@@ -11,7 +11,7 @@ from classifier.answer.confidence import (
     focused_confidence,
     parse_openai_logprobs,
 )
-from classifier.answer.consistency import answer_agreement
+from classifier.answer.consistency import agreement_score, answer_agreement
 from classifier.answer.form import FormConfig, FormVerdict, form_verdict, is_refusal, repetition_score
 from classifier.answer.inputs import ANSWER_FEATURE_NAMES, ANSWER_FEATURES_VERSION, AnswerInput
 from classifier.answer.scorer import AnswerScorer
@@ -29,6 +29,7 @@ __all__ = [
     "FormConfig",
     "FormVerdict",
     "TokenLogprob",
+    "agreement_score",
     "answer_agreement",
     "confidence_features",
     "focused_confidence",

@@ -27,3 +27,8 @@ def answer_agreement(answer: str, sample: str) -> tuple[float, float]:
     words, other = set(_WORD.findall(answer.lower())), set(_WORD.findall(sample.lower()))
     union = words | other
     return same, (len(words & other) / len(union)) if union else 1.0
+
+
+def agreement_score(answer: str, sample: str) -> float:
+    """One number for the self-consistency verifier: the mean of answer_agreement's two, in [0, 1]."""
+    return sum(answer_agreement(answer, sample)) / 2
