@@ -1,7 +1,8 @@
 """The cascade from outside: `rightsize serve` in cascade mode, the embedded SmolLM2 as the small tier, a
 stand-in large tier that knows the right answers, on task items the repository's data does not hold.
 
-    python benchmarks/cascade_served.py [--per-family 15] [--seed 20261203] [--teach] [--json FILE] [--smoke]
+    python benchmarks/cascade_served.py [--per-family 15] [--seed 20261203] [--teach] [--no-logprobs]
+        [--json FILE] [--smoke]
 
 Starts a stand-in OpenAI server (the large tier: it answers every prompt with its gold answer), writes a
 config (the shipped classifier and answer head, `routing.mode: cascade`, `direct_large` 1.0 so every
@@ -13,7 +14,9 @@ the request log the server wrote and grades the small answer of every call (benc
 Items: `make_items(--per-family, --seed)`, the eleven task families of cascade_tasks.py with a seed the
 data files were not made with; prompts that also occur in benchmarks/data are counted and reported apart.
 With `--teach`, few-shot is on with `approve_escalations` (the teacher loop: every escalated large answer
-becomes an exemplar for later prompts of its task), and the report splits the stream in halves.
+becomes an exemplar for later prompts of its task), and the report splits the stream in halves. With
+`--no-logprobs` the answers are verified as a small tier without log-probabilities has them verified: form
+checks and the consistency verifier (a second answer sampled at temperature 0.8), no confidence, no head.
 
 Reported: the small model's accuracy; what the served cascade did (large share, final accuracy) against
 random routing at the same large share (p + share * (1 - p)), with a 95 % bootstrap interval of the gain;
@@ -75,7 +78,9 @@ def repo_prompts() -> set[str]:
     return prompts
 
 
-def config(large: StandIn, directory: Path, threshold: float, teach: bool) -> dict[str, Any]:
+def config(
+    large: StandIn, directory: Path, threshold: float, teach: bool, no_logprobs: bool = False
+) -> dict[str, Any]:
     small: dict[str, Any] = {"embedded": "smollm2-135m", "timeout": 120}
     if teach:
         small["few_shot"] = {"enabled": True, "refresh_s": 1}
@@ -92,6 +97,17 @@ def config(large: StandIn, directory: Path, threshold: float, teach: bool) -> di
                 "direct_large": 1.0,  # every prompt tries the small tier: the verifiers decide
                 "head": {"threshold": threshold},
                 "approve_escalations": teach,
+                # What a small tier without log-probabilities gets: confidence and head cannot run (so
+                # nothing asks for them), the consistency verifier's second sample decides.
+                **(
+                    {
+                        "confidence": {"enabled": False},
+                        "head": {"enabled": False},
+                        "consistency": {"enabled": True},
+                    }
+                    if no_logprobs
+                    else {}
+                ),
             },
         },
         "log": {
@@ -262,6 +278,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261203)
     parser.add_argument("--threshold", type=float, default=0.5, help="the head's routing.cascade threshold")
     parser.add_argument("--teach", action="store_true", help="few-shot on, escalations approved as exemplars")
+    parser.add_argument(
+        "--no-logprobs",
+        action="store_true",
+        help="verify as for a small tier without log-probabilities: form and consistency only",
+    )
     parser.add_argument("--boot", type=int, default=1000)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--smoke", action="store_true", help="one item per family, 100 resamples")
@@ -286,7 +307,7 @@ def main() -> int:
         directory.mkdir(parents=True, exist_ok=True)
         config_path = directory / "router.yaml"
         config_path.write_text(
-            json.dumps(config(large, directory, args.threshold, args.teach))
+            json.dumps(config(large, directory, args.threshold, args.teach, args.no_logprobs))
         )  # JSON is YAML
         server = ServeProcess(config_path)
         try:
@@ -328,6 +349,7 @@ def main() -> int:
             "per_family": args.per_family,
             "head_threshold": args.threshold,
             "teach": args.teach,
+            "no_logprobs": args.no_logprobs,
             "seconds": round(elapsed, 1),
             "contract_problems": problems,
         }

@@ -35,7 +35,7 @@ from router.metrics import RouterMetrics
 from router.routing.cascade import escalation, should_escalate
 from router.routing.policy import decide
 from router.routing.state import LiveState, RoutingState
-from router.routing.verifying import AnswerVerifier
+from router.routing.verifying import AnswerVerifier, Sampled
 from router.scoring_queue import ScoringQueue
 from router.structured import (
     AnswerCheck,
@@ -164,21 +164,27 @@ class Pipeline:
         else:
             started = time.perf_counter()
         config = routed.state.config
-        generation, answered_by, fallback_reason = await self._with_fallback(
-            config, request, decision, deadline, self.backend.complete, spec, shots, first=speculative
-        )
+        sample = self._sample(routed, request, decision, deadline, spec, shots)
+        try:
+            generation, answered_by, fallback_reason = await self._with_fallback(
+                config, request, decision, deadline, self.backend.complete, spec, shots, first=speculative
+            )
+        except BaseException:
+            _drop(sample)
+            raise
         verdict = check_reply(spec, generation.text, generation.tool_calls)
         outcome, trace = Escalation(), None
         if _verifies(decision, answered_by, fallback_reason):
             self._count(answered_by, generation, started)
             started = time.perf_counter()
             large, outcome, trace = await self._cascade(
-                routed, request, deadline, spec, generation, verdict, self.backend.complete, shots
+                routed, request, deadline, spec, generation, verdict, self.backend.complete, shots, sample
             )
             if large is not None:
                 generation, answered_by = large, "large"
                 verdict = check_reply(spec, generation.text, generation.tool_calls)
         elif decision.mode == "cascade":
+            _drop(sample)
             self.metrics.cascade_answers.labels(
                 "direct_large" if decision.tier == "large" else "fallback"
             ).inc()
@@ -219,10 +225,12 @@ class Pipeline:
         check: AnswerCheck,
         attempt: Callable[[BackendCall], Awaitable[T]],
         shots: Shots,
+        sample: asyncio.Task[Generation] | None = None,
     ) -> tuple[T | None, Escalation, CascadeTrace]:
         """Verify the small answer; when it is not good enough and time allows, `attempt` the large tier.
 
-        `shots`: the exemplars the small tier was given (the answer head reads how many).
+        `shots`: the exemplars the small tier was given (the answer head reads how many). `sample`: the
+        consistency verifier's second small answer, under way (None when consistency is off).
 
         Returns (the large tier's result, or None when the small answer stands; the contract's three
         fields; what the log keeps). Never raises for a verifier or the large call: the small answer
@@ -231,6 +239,7 @@ class Pipeline:
         settings = routed.state.config.routing.cascade
         started = time.perf_counter()
         schema_valid = check.valid if check.checked else None
+        sampled = await self._sampled(sample)
         verification = await self.verifier.verify(
             routed.state,
             settings,
@@ -239,6 +248,7 @@ class Pipeline:
             small,
             schema_valid,
             exemplars=len(shots().ids),
+            sample=sampled,
         )
         checks = verification.checks
         self.metrics.cascade_verify_seconds.observe(time.perf_counter() - started)
@@ -269,6 +279,44 @@ class Pipeline:
         self.metrics.cascade_escalation_seconds.observe(added_s)
         self.metrics.cascade_answers.labels("escalated").inc()
         return large, escalation(checks, escalated=True), dataclasses.replace(trace, added_ms=added_s * 1000)
+
+    def _sample(
+        self,
+        routed: _Routed,
+        request: Request,
+        decision: Decision,
+        deadline: float | None,
+        spec: StructuredSpec,
+        shots: Shots,
+    ) -> asyncio.Task[Generation] | None:
+        """The consistency verifier's second small-tier answer, started now, alongside the first: the same
+        messages (and exemplars) sampled at `routing.cascade.consistency.temperature`, with no
+        log-probabilities asked for. None unless the cascade will verify a small answer with it."""
+        config = routed.state.config
+        settings = config.routing.cascade
+        if not (decision.mode == "cascade" and decision.tier == "small"):
+            return None
+        if not self.verifier.wants_sample(settings, config.tiers.small.model):
+            return None
+        try:
+            call = self._call(config, "small", request, deadline, spec, shots)
+        except BackendError:
+            return None  # the first call fails the same way, and falls back
+        seed = None if call.params.seed is None else call.params.seed + 1
+        params = dataclasses.replace(call.params, temperature=settings.consistency.temperature, seed=seed)
+        task = asyncio.ensure_future(self.backend.complete(dataclasses.replace(call, params=params)))
+        task.add_done_callback(_retrieve)
+        return task
+
+    async def _sampled(self, sample: asyncio.Task[Generation] | None) -> Sampled | None:
+        """The second answer once drawn (None when none was started); its failure leaves it without text."""
+        if sample is None:
+            return None
+        try:
+            return Sampled((await sample).text)
+        except BackendError as error:
+            self.metrics.backend_errors.labels(error.tier, error.kind).inc()
+            return Sampled(None, f"the sample call failed ({error.kind})")
 
     async def _retry_invalid(
         self,
@@ -361,21 +409,27 @@ class Pipeline:
         the large tier's answer streamed after an escalation."""
         config = routed.state.config
         started = time.perf_counter()
-        small, answered_by, fallback_reason = await self._with_fallback(
-            config, request, decision, deadline, self.backend.complete, spec, shots
-        )
+        sample = self._sample(routed, request, decision, deadline, spec, shots)
+        try:
+            small, answered_by, fallback_reason = await self._with_fallback(
+                config, request, decision, deadline, self.backend.complete, spec, shots
+            )
+        except BaseException:
+            _drop(sample)
+            raise
         verdict = check_reply(spec, small.text, small.tool_calls)
         self._count(answered_by, small, started)
         relay = _Relay(decision, small.model, request.request_id, fallback_reason)
         if answered_by == "small":
             relay = dataclasses.replace(relay, exemplar_ids=shots().ids)
         if not _verifies(decision, answered_by, fallback_reason):
+            _drop(sample)
             self.metrics.cascade_answers.labels("fallback").inc()
             for chunk in _whole(relay, small, verdict, Escalation(), None):
                 yield chunk
             return
         large, outcome, trace = await self._cascade(
-            routed, request, deadline, spec, small, verdict, self._open_stream, shots
+            routed, request, deadline, spec, small, verdict, self._open_stream, shots, sample
         )
         if large is None:
             for chunk in _whole(
@@ -533,7 +587,8 @@ class Pipeline:
         shots: Shots = _no_shots,
         cascade: str = "route",
     ) -> BackendCall:
-        """`cascade` "cascade": a small-tier call asks for log-probabilities (the confidence verifier)."""
+        """`cascade` "cascade": a small-tier call asks for log-probabilities (the confidence verifier and
+        the answer head read them)."""
         settings = config.tiers.get(tier)
         if settings.missing_key_env:
             # Known without a network round trip: the call could only fail authentication.
@@ -541,7 +596,9 @@ class Pipeline:
                 tier, settings.model, "unconfigured", f"has no API key: set {settings.missing_key_env}"
             )
         messages = inject(request.messages, shots()) if tier == "small" else request.messages
-        logprobs = cascade == "cascade" and tier == "small" and config.routing.cascade.confidence.enabled
+        verifiers = config.routing.cascade
+        reads = verifiers.confidence.enabled or verifiers.head.enabled  # the head reads them too
+        logprobs = cascade == "cascade" and tier == "small" and reads
         return BackendCall(tier, settings, messages, request.params, deadline, spec, logprobs=logprobs)
 
     def _count_generation(
@@ -551,6 +608,18 @@ class Pipeline:
         self.metrics.tokens.labels(tier, "prompt").inc(prompt_tokens)
         self.metrics.tokens.labels(tier, "completion").inc(completion_tokens)
         self.metrics.cost.labels(tier).inc(cost_usd)
+
+
+def _drop(task: asyncio.Task[Generation] | None) -> None:
+    """Cancel a consistency sample that is no longer needed (the answer fell back, or the call failed)."""
+    if task is not None:
+        task.cancel()
+
+
+def _retrieve(task: asyncio.Future[Generation]) -> None:
+    """Read a finished sample's exception, so one nobody awaited is not logged as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def validated_spec(request: Request) -> StructuredSpec:

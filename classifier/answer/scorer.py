@@ -12,6 +12,7 @@ from classifier.answer.inputs import (
     ANSWER_FEATURE_NAMES,
     ANSWER_FEATURES_VERSION,
     COSINE_FEATURE,
+    LOGPROB_FEATURES,
     AnswerInput,
     head_inputs,
 )
@@ -84,6 +85,11 @@ class AnswerScorer:
     def uses_sample(self) -> bool:
         """Whether the head reads the self-consistency features (then pass AnswerInput.sample)."""
         return any(name.startswith("sample_") for name in self.manifest.head.features)
+
+    @property
+    def uses_logprobs(self) -> bool:
+        """Whether the head reads token log-probability features (an answer without them is masked)."""
+        return bool(LOGPROB_FEATURES & set(self.manifest.head.features))
 
     @property
     def version(self) -> str:

@@ -43,6 +43,19 @@ class ConfidenceSettings(_Strict):
     max_low_confidence_share: float | None = Field(default=None, ge=0, le=1)
 
 
+class ConsistencySettings(_Strict):
+    """`routing.cascade.consistency`: self-consistency. A second answer is sampled from the small tier at
+    `temperature`, alongside the first (no log-probabilities asked for); their agreement (the mean of "same
+    first line" and word overlap, in [0, 1]) below `min_agreement` escalates, and an answer head whose
+    features include the sample's reads it. It costs a second small-tier call, so `auto` (the default)
+    draws it only where token confidence cannot run: a small tier that returns no log-probabilities
+    (Ollama through LiteLLM, or one seen answering without them). `true`: always; `false`: never."""
+
+    enabled: bool | Literal["auto"] = "auto"
+    temperature: float = Field(default=0.8, gt=0, le=2)
+    min_agreement: float = Field(default=0.5, ge=0, le=1)
+
+
 class HeadSettings(_Strict):
     """`routing.cascade.head`: the learned answer-quality head (models/verifier). P(good) below
     `threshold` escalates. `path` None: `<models.dir>/verifier` (relative paths follow the config file).
@@ -51,6 +64,9 @@ class HeadSettings(_Strict):
     enabled: bool = True
     path: Path | None = None
     threshold: float = Field(default=0.5, ge=0, le=1)
+    # Without the answer's log-probabilities the shipped head ranks held-out answers worse than random
+    # (benchmarks/cascade.py), so by default it is skipped for such answers rather than trusted.
+    require_logprobs: bool = True
 
 
 class CascadeSettings(_Strict):
@@ -62,6 +78,7 @@ class CascadeSettings(_Strict):
     direct_large: float = Field(default=0.9, ge=0, le=1)
     form: FormSettings = FormSettings()
     confidence: ConfidenceSettings = ConfidenceSettings()
+    consistency: ConsistencySettings = ConsistencySettings()
     head: HeadSettings = HeadSettings()
     # buffer: hold the small answer until verified, then stream it (or the large answer instead);
     # off: stream the small answer as it comes, unverified.
@@ -75,5 +92,9 @@ class CascadeSettings(_Strict):
 
     def verifiers(self) -> tuple[str, ...]:
         """The switched-on verifiers, cheapest first."""
-        switches = (("form", self.form.enabled), ("confidence", self.confidence.enabled))
+        switches = (
+            ("form", self.form.enabled),
+            ("confidence", self.confidence.enabled),
+            ("consistency", self.consistency.enabled is not False),
+        )
         return tuple(name for name, on in (*switches, ("head", self.head.enabled)) if on)

@@ -1,11 +1,12 @@
 """Retraining the cascade's answer-quality head from the request log.
 
 A row the cascade verified keeps the small answer (`small_response`, also after an escalation), what the
-verifiers read (`verifier_inputs`: finish reason, token counts, schema check, the log-probability summaries)
-and, once feedback or `rightsize label` confirmed it, `small_ok`: whether that small answer was good. Those
-rows are the answer head's training set; the head is compared with the served one on a stable held-out
-slice the way the prompt classifier is (router.learning.retrain), as a cascade ranks answers: escalating the
-lowest P(good) first is the quality-vs-large-share curve, so AUC and APGR mean what they mean there.
+verifiers read (`verifier_inputs`: finish reason, token counts, schema check, the log-probability summaries,
+the consistency verifier's second answer) and, once feedback or `rightsize label` confirmed it, `small_ok`:
+whether that small answer was good. Those rows are the answer head's training set; the head is compared with
+the served one on a stable held-out slice the way the prompt classifier is (router.learning.retrain), as a
+cascade ranks answers: escalating the lowest P(good) first is the quality-vs-large-share curve, so AUC and
+APGR mean what they mean there.
 
 The cascade's own verdict (`escalated`) is never a label here: it is what the head is trying to improve on.
 """
@@ -61,6 +62,7 @@ def logged_answer(record: LogRecord) -> LoggedAnswer | None:
     tokens = inputs.get("completion_tokens")
     schema_valid = inputs.get("schema_valid")
     exemplars = inputs.get("exemplars")
+    sample = inputs.get("sample")  # the consistency verifier's second answer, when it ran
     return LoggedAnswer(
         prompt=record.prompt,
         answer=record.small_response,
@@ -68,6 +70,7 @@ def logged_answer(record: LogRecord) -> LoggedAnswer | None:
         completion_tokens=int(tokens) if isinstance(tokens, int) else None,
         schema_valid=schema_valid if isinstance(schema_valid, bool) else None,
         features=logged_features(inputs),
+        sample=sample if isinstance(sample, str) else None,
         exemplars=exemplars if isinstance(exemplars, int) and exemplars > 0 else 0,
     )
 

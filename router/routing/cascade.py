@@ -2,7 +2,8 @@
 
 Verifiers run cheapest first and the first that fails decides (router.pipeline runs them in that order
 and stops there): `form` (empty, schema, cut off early, refusal, repetition), `confidence` (token
-log-probabilities), `head` (the learned answer-quality head's P(good)). A verifier that cannot run (the
+log-probabilities), `consistency` (a second, sampled answer agrees with it; opt-in), `head` (the learned
+answer-quality head's P(good)). A verifier that cannot run (the
 backend returned no log-probabilities, the head failed to load or raised) is `skipped` or `error`: the
 answer is then unverified as far as that verifier goes, which `escalation_reason` says.
 
@@ -15,14 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from router.config.cascade import ConfidenceSettings, FormSettings, HeadSettings
+from router.config.cascade import ConfidenceSettings, ConsistencySettings, FormSettings, HeadSettings
 from router.domain import NO_VERIFIER, Escalation
 
 if TYPE_CHECKING:
     from classifier.answer import ConfidenceFeatures, TokenLogprob
 
-Verifier = Literal["form", "confidence", "head"]
-VERIFIERS: tuple[Verifier, ...] = ("form", "confidence", "head")
+Verifier = Literal["form", "confidence", "consistency", "head"]
+VERIFIERS: tuple[Verifier, ...] = ("form", "confidence", "consistency", "head")
 Outcome = Literal["pass", "fail", "skipped", "error"]
 OUTCOMES: tuple[Outcome, ...] = ("pass", "fail", "skipped", "error")
 
@@ -30,7 +31,8 @@ OUTCOMES: tuple[Outcome, ...] = ("pass", "fail", "skipped", "error")
 @dataclass(frozen=True)
 class Check:
     """One verifier's outcome. `value`: what it measured (form: the failed check's value; confidence: the
-    score in [0, 1]; head: P(good) in [0, 1]); `detail`: the failed check's name or why it could not run."""
+    score in [0, 1]; consistency: the two answers' agreement in [0, 1]; head: P(good) in [0, 1]);
+    `detail`: the failed check's name or why it could not run."""
 
     verifier: Verifier
     outcome: Outcome
@@ -102,6 +104,18 @@ def confidence_check(features: ConfidenceFeatures | None, settings: ConfidenceSe
         detail = f"low-confidence token share {share:.3g} > {limit:g}"
         return Check("confidence", "fail", score, detail)
     return Check("confidence", "pass", score)
+
+
+def consistency_check(agreement: float | None, settings: ConsistencySettings, error: str = "") -> Check:
+    """Escalate when the sampled answer agrees with the answer less than `min_agreement`; `skipped` when
+    no sample could be drawn (`error` says why)."""
+    if agreement is None:
+        return Check("consistency", "skipped", detail=error or "no second answer was sampled")
+    agreement = round(float(agreement), 4)
+    if agreement < settings.min_agreement:
+        detail = f"agreement {agreement:g} < {settings.min_agreement:g}"
+        return Check("consistency", "fail", agreement, detail)
+    return Check("consistency", "pass", agreement)
 
 
 def head_check(p_good: float | None, settings: HeadSettings, error: str = "") -> Check:

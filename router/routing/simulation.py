@@ -208,14 +208,15 @@ def plot(
     plt.close(figure)
 
 
-# The cascade's thresholds (routing.cascade.head.threshold, confidence.min_score), replayed from the log.
-# A logged cascade row keeps each verifier's [outcome, value] (`verifier_inputs` "checks"). Under other
+# The cascade's thresholds (routing.cascade.head.threshold, confidence.min_score), replayed from the log. A
+# logged cascade row keeps each verifier's [outcome, value] (`verifier_inputs` "checks"). Under other
 # thresholds a row escalates when its form check failed, its confidence score is below the candidate
-# confidence threshold, or its answer head's P(good) is below the candidate head threshold (cheapest first,
-# as the server checks). A head value the log lacks (the head did not run because confidence had already
-# failed) cannot be replayed: such a row counts as escalated and is reported in `unreplayed`. A row without
-# checks (sent straight to large) counts as answered large. Quality: an answer kept small is worth its
-# `small_ok` label, a large answer is taken as good enough; only labelled rows count.
+# confidence threshold, its consistency check failed (replayed as logged), or its answer head's P(good) is
+# below the candidate head threshold (cheapest first, as the server checks). A head value the log lacks (the
+# head did not run because confidence had already failed) cannot be replayed: such a row counts as escalated
+# and is reported in `unreplayed`. A row without checks (sent straight to large) counts as answered large.
+# Quality: an answer kept small is worth its `small_ok` label, a large answer is taken as good enough; only
+# labelled rows count.
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,9 @@ def cascade_escalates(row: CascadeRow, head: float, confidence: float | None) ->
                 return True, True
         elif conf[1] is not None and conf[1] < confidence:
             return True, True
+    consistency = row.checks.get("consistency")
+    if consistency is not None and consistency[0] == "fail":  # replayed as logged
+        return True, True
     head_check = row.checks.get("head")
     if head_check is None or head_check[0] not in ("pass", "fail") or head_check[1] is None:
         # Not run: unreplayable when confidence failed in the log (the head would have run now).

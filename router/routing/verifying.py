@@ -18,7 +18,14 @@ import numpy as np
 
 from router.config.cascade import CascadeSettings
 from router.domain import Generation
-from router.routing.cascade import Check, confidence_check, form_check, head_check, token_logprobs
+from router.routing.cascade import (
+    Check,
+    confidence_check,
+    consistency_check,
+    form_check,
+    head_check,
+    token_logprobs,
+)
 from router.routing.state import RoutingState
 
 if TYPE_CHECKING:
@@ -57,10 +64,12 @@ class AnswerVerifier:
         generation: Generation,
         schema_valid: bool | None,
         exemplars: int = 0,
+        sample: Sampled | None = None,
     ) -> Verification:
-        """Run form, confidence, head (those switched on) until one fails; `prompt` is the scored text,
-        `exemplars` how many few-shot exemplars the small tier was given."""
-        from classifier.answer import AnswerInput, confidence_features
+        """Run form, confidence, consistency, head (those switched on) until one fails; `prompt` is the
+        scored text, `exemplars` how many few-shot exemplars the small tier was given, `sample` the
+        consistency verifier's second answer (None: none was drawn for this call, so it does not run)."""
+        from classifier.answer import AnswerInput, agreement_score, confidence_features
 
         tokens = token_logprobs(generation.logprobs)
         inputs: dict[str, Any] = {
@@ -92,6 +101,11 @@ class AnswerVerifier:
         if settings.confidence.enabled and not _failed(checks):
             checks.append(confidence_check(features, settings.confidence))
             self._logprobs_seen(features is not None, generation.model)
+        if sample is not None:
+            inputs["sample"] = sample.text
+        if sample is not None and not _failed(checks):
+            agreement = None if sample.text is None else agreement_score(generation.text, sample.text)
+            checks.append(consistency_check(agreement, settings.consistency, sample.error))
         if settings.head.enabled and not _failed(checks):
             item = AnswerInput(
                 prompt=prompt,
@@ -100,6 +114,7 @@ class AnswerVerifier:
                 completion_tokens=generation.usage.completion_tokens,
                 logprobs=tokens,
                 schema_valid=schema_valid,
+                sample=None if sample is None else sample.text,
                 exemplars=exemplars,
             )
             checks.append(await self._head(state, settings, item, embedding))
@@ -110,12 +125,25 @@ class AnswerVerifier:
         inputs["checks"] = {c.verifier: [c.outcome, c.value] for c in checks}
         return Verification(tuple(checks), inputs)
 
+    def wants_sample(self, settings: CascadeSettings, small_model: str) -> bool:
+        """Whether a small answer to verify gets the consistency verifier's second answer: always with
+        `enabled: true`; with `auto`, when the small tier cannot or did not return log-probabilities."""
+        from router.backends.litellm import supports_logprobs
+
+        enabled = settings.consistency.enabled
+        if enabled == "auto":
+            return not supports_logprobs(small_model) or self._logprobs_present is False
+        return bool(enabled)
+
     async def _head(
         self, state: RoutingState, settings: CascadeSettings, item: Any, embedding: np.ndarray | None
     ) -> Check:
         head = state.verifier
         if head is None:
             return head_check(None, settings.head, state.verifier_error or "the answer head is not loaded")
+        if item.logprobs is None and settings.head.require_logprobs and head.uses_logprobs:
+            detail = "the answer has no log-probabilities, which the head needs (head.require_logprobs)"
+            return Check("head", "skipped", detail=detail)
         loop = asyncio.get_running_loop()
         try:
             if head.embeds:  # it embeds the answer: a few ms, off the loop
@@ -142,6 +170,14 @@ class AnswerVerifier:
                     "skipped for its answers (rightsize_cascade_logprobs_missing_total counts them)",
                     model,
                 )
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """The consistency verifier's second, sampled answer: its text, or None and why it could not be drawn."""
+
+    text: str | None
+    error: str = ""
 
 
 def _failed(checks: Sequence[Check]) -> bool:

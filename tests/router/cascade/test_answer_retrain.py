@@ -197,11 +197,12 @@ def test_retrain_of_the_answer_head_needs_confirmed_small_answers(
 
 
 def test_a_logged_answer_is_what_the_head_saw() -> None:
-    """The head's inputs come back from the log: confidence summaries, finish reason, token count, schema."""
+    """The head's inputs come back from the log: confidence summaries, finish reason, token count, schema,
+    the consistency verifier's second answer."""
     inputs = {
         "finish_reason": "length", "completion_tokens": 7, "schema_valid": False, "logprob_tokens": 7,
         "mean_logprob": -0.4, "min_logprob": -2.0, "mean_margin": 1.5, "low_confidence_share": 0.25,
-        "exemplars": 2,
+        "exemplars": 2, "sample": "a, sampled again",
     }  # fmt: skip
     record = LogRecord(
         "r", ts=T0, rpc="Complete", prompt_sha256="x", prompt="p", small_response="a",
@@ -209,11 +210,12 @@ def test_a_logged_answer_is_what_the_head_saw() -> None:
     )  # fmt: skip
     item = logged_answer(record)
     assert item is not None and item.finish_reason == "length" and item.completion_tokens == 7
-    assert item.schema_valid is False and item.exemplars == 2
+    assert item.schema_valid is False and item.exemplars == 2 and item.sample == "a, sampled again"
     features = item.confidence()
     assert features is not None and (features.mean_logprob, features.tokens) == (-0.4, 7)
     no_logprobs = LogRecord(**{**record.__dict__, "verifier_inputs": json.dumps({"logprob_tokens": 0})})
     assert logged_answer(no_logprobs).confidence() is None  # type: ignore[union-attr]
+    assert logged_answer(no_logprobs).sample is None  # type: ignore[union-attr]  # consistency did not run
     assert logged_answer(LogRecord(**{**record.__dict__, "small_response": None})) is None
 
 

@@ -15,12 +15,12 @@ import pytest
 from router._proto import router_pb2 as pb
 from router.config import RouterConfig, load_config
 from router.errors import ConfigError
-from router.requestlog import LogRecord, open_store
 from router.rpc.server import LOGPROBS_HEALTH_SERVICE
+from tests.router.cascade.helpers import logged
 from tests.router.conftest import Running, StartServer
 from tests.router.standins import StandIn
 from tests.router.support import MODEL_DIR, KeyedScorer, log_section, user
-from tests.router.waiting import NOT_SERVING, SERVING, health, wait_health, wait_until
+from tests.router.waiting import NOT_SERVING, SERVING, health, wait_health
 
 RIGHT = "What is 2 + 2?"
 WRONG = "What is 17 * 23?"
@@ -80,17 +80,6 @@ async def serve(start_server: StartServer, config: RouterConfig) -> Running:
 
 def ask(prompt: str, **fields: Any) -> pb.CompleteRequest:
     return pb.CompleteRequest(messages=user(prompt), **fields)
-
-
-def logged(running: Running, request_id: str) -> LogRecord:
-    store = open_store(running.server.config.log.url)
-    try:
-        wait_until(lambda: store.get(request_id) is not None, timeout_s=10)
-        record = store.get(request_id)
-        assert record is not None
-        return record
-    finally:
-        store.close()
 
 
 def metric(running: Running, name: str) -> float:

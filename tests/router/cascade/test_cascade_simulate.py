@@ -120,3 +120,13 @@ def test_cascade_replay_without_logs_is_a_one_line_error(
         str(config),
     )
     assert code == 1 and "--write" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_logged_consistency_failure_replays_as_an_escalation_at_any_head_threshold() -> None:
+    from router.routing.simulation import CascadeRow, simulate_cascade
+
+    row = CascadeRow({"form": ("pass", None), "confidence": ("pass", 0.9), "consistency": ("fail", 0.3)}, 1)
+    passed = CascadeRow({"confidence": ("pass", 0.9), "consistency": ("pass", 1.0), "head": ("pass", 0.7)}, 1)
+    for outcome in simulate_cascade([row, passed], [0.0, 0.5, 0.8], [None]):
+        assert outcome.unreplayed == 0 and outcome.quality == 1.0
+        assert outcome.escalation_rate == (0.5 if outcome.head_threshold < 0.7 else 1.0)
