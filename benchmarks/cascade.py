@@ -308,7 +308,6 @@ def main() -> int:
     boot = args.boot if args.boot is not None else (0 if args.smoke else 200)
 
     from classifier.answer.confidence import focused_confidence
-    from classifier.answer.consistency import agreement_score
     from classifier.paths import DEFAULT_MODEL_DIR
     from classifier.scoring import Scorer
 
@@ -341,9 +340,7 @@ def main() -> int:
     content_conf = np.array([np.exp(f.content_mean_logprob) if f else 1.0 for f in focused])
     first_margin = np.array([f.first_min_margin if f else 20.0 for f in focused])
     has_sample = np.array([r.item.sample is not None for r in rows])
-    agreement = np.array(
-        [agreement_score(r.item.answer, r.item.sample) if r.item.sample is not None else 1.0 for r in rows]
-    )
+    agreement = agreements(rows)
     matrices = build_matrices(embedder, rows)
     results: dict[str, Any] = {
         "data": str(args.data.relative_to(ROOT) if args.data.is_relative_to(ROOT) else args.data),
@@ -575,10 +572,13 @@ def fewshot_check(
 
 
 def agreements(rows: Sequence[Row]) -> np.ndarray:
-    """The consistency verifier's value per row: how far its second, sampled answer agrees, in [0, 1]."""
+    """The consistency verifier's value per row: how far its second, sampled answer agrees, in [0, 1]
+    (1 for a row without one: nothing to disagree with)."""
     from classifier.answer import agreement_score
 
-    return np.array([agreement_score(r.item.answer, r.item.sample or "") for r in rows])
+    return np.array(
+        [agreement_score(r.item.answer, r.item.sample) if r.item.sample is not None else 1.0 for r in rows]
+    )
 
 
 def without_logprobs(
