@@ -596,9 +596,7 @@ class Pipeline:
                 tier, settings.model, "unconfigured", f"has no API key: set {settings.missing_key_env}"
             )
         messages = inject(request.messages, shots()) if tier == "small" else request.messages
-        verifiers = config.routing.cascade
-        reads = verifiers.confidence.enabled or verifiers.head.enabled  # the head reads them too
-        logprobs = cascade == "cascade" and tier == "small" and reads
+        logprobs = cascade == "cascade" and tier == "small" and config.routing.cascade.reads_logprobs
         return BackendCall(tier, settings, messages, request.params, deadline, spec, logprobs=logprobs)
 
     def _count_generation(

@@ -90,11 +90,8 @@ class CascadeSettings(_Strict):
     # tenant and task at once (else a candidate under the usual approval rules).
     approve_escalations: bool = False
 
-    def verifiers(self) -> tuple[str, ...]:
-        """The switched-on verifiers, cheapest first."""
-        switches = (
-            ("form", self.form.enabled),
-            ("confidence", self.confidence.enabled),
-            ("consistency", self.consistency.enabled is not False),
-        )
-        return tuple(name for name, on in (*switches, ("head", self.head.enabled)) if on)
+    @property
+    def reads_logprobs(self) -> bool:
+        """Whether the small tier is asked for token log-probabilities: the confidence verifier and the
+        answer head read them."""
+        return self.confidence.enabled or self.head.enabled

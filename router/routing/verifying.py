@@ -98,9 +98,12 @@ class AnswerVerifier:
                 mean_margin=round(features.mean_margin, 5),
                 low_confidence_share=round(features.low_confidence_share, 5),
             )
+        if settings.reads_logprobs and generation.text:
+            # Asked for, whatever reads them: whether an answer's came is what health and `auto` sampling
+            # go by (an empty answer has no tokens to carry any, so it tells nothing).
+            self._logprobs_seen(features is not None, generation.model)
         if settings.confidence.enabled and not _failed(checks):
             checks.append(confidence_check(features, settings.confidence))
-            self._logprobs_seen(features is not None, generation.model)
         if sample is not None:
             inputs["sample"] = sample.text
         if sample is not None and not _failed(checks):
@@ -166,8 +169,9 @@ class AnswerVerifier:
             if not self._warned_no_logprobs:
                 self._warned_no_logprobs = True
                 log.warning(
-                    "the small tier (%s) returned no token log-probabilities: the confidence verifier is "
-                    "skipped for its answers (rightsize_cascade_logprobs_missing_total counts them)",
+                    "the small tier (%s) returned no token log-probabilities: the confidence verifier (and "
+                    "the head, with head.require_logprobs) is skipped for its answers "
+                    "(rightsize_cascade_logprobs_missing_total counts them)",
                     model,
                 )
 

@@ -13,10 +13,12 @@ import pytest
 
 from router._proto import router_pb2 as pb
 from router.config import RouterConfig
+from router.rpc.server import LOGPROBS_HEALTH_SERVICE
 from tests.router.cascade.helpers import logged
 from tests.router.conftest import Running, StartServer
 from tests.router.standins import Kind, StandIn
 from tests.router.support import MODEL_DIR, KeyedScorer, log_section, user
+from tests.router.waiting import NOT_SERVING, wait_health
 
 STEADY = "What is the capital of France?"  # both answers agree
 SHAKY = "What is 17 * 23?"  # the sampled answer says something else
@@ -128,6 +130,26 @@ async def test_auto_samples_only_where_there_are_no_logprobs(
     )
     shaky = await running.stub.Complete(ask(SHAKY, "ollama-shaky"))
     assert shaky.escalated and shaky.escalation_reason == "consistency: agreement 0.3 < 0.5"
+
+
+async def test_a_tier_that_drops_logprobs_is_noticed_with_confidence_off(
+    start_server: StartServer, small_of: Callable[..., tuple[StandIn, RouterConfig]]
+) -> None:
+    # vLLM is known to return log-probabilities, so `auto` starts without a sample; this one drops them.
+    # The head asked for them (confidence is off): their absence still reaches health and `auto`.
+    small, config = small_of("openai", confidence={"enabled": False})
+    small.logprob = None
+    running = await serve(start_server, config)
+    first = await running.stub.Complete(ask(SHAKY, "silent-1"))
+    assert len(small.requests) == 1 and "logprobs" in small.requests[0]["body"]
+    assert not first.escalated and first.escalation_reason == (
+        "unverified: head skipped: the answer has no log-probabilities, which the head needs "
+        "(head.require_logprobs)"
+    )
+    await wait_health(running.channel, LOGPROBS_HEALTH_SERVICE, NOT_SERVING)
+    second = await running.stub.Complete(ask(SHAKY, "silent-2"))
+    assert len(small.requests) == 3  # the answer and, from now on, its sample
+    assert second.escalated and second.escalation_reason == "consistency: agreement 0.3 < 0.5"
 
 
 async def test_a_failed_sample_leaves_the_answer_to_the_other_verifiers(
