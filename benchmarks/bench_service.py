@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="scoring.threads for the server")
     parser.add_argument(
         "--embedder",
-        choices=["auto", "trained", "fp32", "int8"],
+        choices=["auto", "trained", "fp32", "int8", "int8_full"],
         help="scoring.embedder for the server (default: auto, measured at its start)",
     )
     parser.add_argument(

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.embedding import VARIANT_FILES, Embedder, LongText
+from classifier.errors import GraphLoadError
 
 PARITY_MEAN = 0.997
 PARITY_WORST = 0.99
@@ -143,13 +144,20 @@ def tune(
     loaded: dict[tuple[str, int], Embedder] = {}
     ineligible: dict[str, str] = {}
     for variant in variants:
-        loaded[(variant, threads[-1])] = Embedder.from_path(
-            directory, variant=variant, threads=threads[-1], long_text=long_text
-        )
+        try:
+            loaded[(variant, threads[-1])] = Embedder.from_path(
+                directory, variant=variant, threads=threads[-1], long_text=long_text
+            )
+        except GraphLoadError as exc:
+            # A file this onnxruntime cannot run (int8_full's MatMulNBits needs a recent one) is left out
+            # of a choice among files; the file the head was trained on, or one named, must load.
+            if len(variants) == 1 or variant in (trained, FP32_FILE):
+                raise
+            ineligible[variant] = f"onnxruntime cannot load it ({str(exc).splitlines()[0][-160:]})"
     if len(variants) > 1:  # a file chosen by name serves as it is; a choice among files is gated on parity
         fp32 = loaded.get((FP32_FILE, threads[-1]))
         reference = probe(fp32 or Embedder.from_path(directory, variant=FP32_FILE, long_text=long_text))
-        for variant in variants:
+        for variant in [v for v, _ in list(loaded)]:
             if variant != FP32_FILE and (
                 why := parity_failure(probe(loaded[(variant, threads[-1])]), reference)
             ):

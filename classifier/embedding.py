@@ -13,15 +13,20 @@ from typing import Any, Literal
 import numpy as np
 
 from classifier.digest import sha256_file
-from classifier.errors import ModelLoadError
+from classifier.errors import GraphLoadError, ModelLoadError
 
 LongText = Literal["head_tail", "joined", "truncate"]
-EmbedderVariant = Literal["fp32", "int8"]
+EmbedderVariant = Literal["fp32", "int8", "int8_full"]
 # The files of an exported embedder: fp32 (parity with sentence-transformers >= 0.999) and int8
 # (classifier.export.quantize_embedder, 7-bit weights: cosine to fp32 >= 0.99 on every x86 CPU, about 20 MB
 # less memory).
-VARIANT_FILES: dict[EmbedderVariant, str] = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-DATA_FILE = "model.onnx.data"  # the memory-mapped embedding tables, shared by model.onnx and model.int8.onnx
+VARIANT_FILES: dict[EmbedderVariant, str] = {
+    "fp32": "model.onnx",
+    "int8": "model.int8.onnx",
+    # int8 with its fp32 feed-forward output projections weight-only quantised too (export.quantize_full)
+    "int8_full": "model.int8_full.onnx",
+}
+DATA_FILE = "model.onnx.data"  # the memory-mapped embedding tables, shared by every graph file
 DATA_SHA_KEY = "rightsize.external_data_sha256"  # the graphs' metadata key pinning DATA_FILE's sha256
 _BATCH_TOKENS = 2048  # padded tokens per onnxruntime run: less padding and less memory than 8192 (measured)
 
@@ -115,7 +120,7 @@ class Embedder:
                     str(model_path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
                 )
             except Exception as exc:  # onnxruntime and tokenizers raise bare RuntimeError/Exception
-                raise ModelLoadError(f"{directory}: cannot load the embedder: {exc}") from exc
+                raise GraphLoadError(f"{directory}: cannot load the embedder: {exc}") from exc
             for name, digest in digests.items():
                 if digest.result() != info.files[name]:
                     raise ModelLoadError(

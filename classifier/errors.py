@@ -11,6 +11,10 @@ class ModelLoadError(ClassifierError):
     """A model directory is missing, corrupt, or does not match its manifest."""
 
 
+class GraphLoadError(ModelLoadError):
+    """onnxruntime could not build a session for a graph file (e.g. an operator this runtime lacks)."""
+
+
 class DataError(ClassifierError):
     """Training, scoring or evaluation input is malformed (bad JSON, missing field, one class)."""
 

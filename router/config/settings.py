@@ -316,14 +316,15 @@ class ScoringSettings(_Strict):
     # where two serve 424-444/s once start-up is over (bench_service.py, quiet AMD EPYC). A number fixes it.
     threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
     max_batch: int = Field(default=32, ge=1)
-    # The embedder file. `auto` (default): of the files the embedder ships (fp32 and int8), those whose
-    # embeddings meet the parity bars against fp32 on this CPU (mean cosine >= 0.997, worst >= 0.99, on
+    # The embedder file. `auto` (default): of the files the embedder ships (fp32, int8, int8_full), those
+    # whose embeddings meet the parity bars against fp32 on this CPU (mean cosine >= 0.997, worst >= 0.99, on
     # built-in probe texts) are timed at start-up and the fastest serves, with the trained one preferred
     # within 5 %: int8 wins where the CPU has VNNI, fp32 may where it has not (README, "The embedder").
     # `trained` serves the one the classifier was trained on (its manifest; the shipped classifier: int8 with
     # 7-bit weights, whose embeddings are the same with or without VNNI: README, "The embedder");
-    # `fp32` or `int8` serve that file with the same head.
-    embedder: Literal["auto", "trained", "fp32", "int8"] = "auto"
+    # `fp32`, `int8` or `int8_full` (int8 with the feed-forward outputs weight-only int8 too) serve that
+    # file with the same head.
+    embedder: Literal["auto", "trained", "fp32", "int8", "int8_full"] = "auto"
 
 
 class ModelsSettings(_Strict):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from classifier.autotune import (
     FP32_FILE,
@@ -66,3 +71,42 @@ def test_a_file_named_in_the_config_is_served_whatever_the_timings() -> None:
         SHIPPED_EMBEDDER, variants=(FP32_FILE,), threads=(1, 2), trained="model.int8.onnx", long_text="joined"
     )
     assert embedder.variant == FP32_FILE and tuning.threads in (1, 2) and not tuning.ineligible
+
+
+def test_a_file_this_onnxruntime_cannot_run_is_left_out_of_the_choice(tmp_path: Path) -> None:
+    """An embedder file whose graph onnxruntime cannot build (here an operator no runtime has; in the
+    field int8_full's MatMulNBits on an older onnxruntime) is ineligible, and the others are chosen
+    among; named on its own, it is refused with the reason."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from classifier.digest import sha256_file
+    from classifier.errors import GraphLoadError
+
+    directory = tmp_path / "embedder"
+    shutil.copytree(SHIPPED_EMBEDDER, directory)
+    full = VARIANT_FILES["int8_full"]
+    node = helper.make_node("NoSuchOp", ["input_ids"], ["sentence_embedding"], domain="com.example")
+    graph = helper.make_graph(
+        [node],
+        "unrunnable",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, None])],
+        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, [1, 384])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    )
+    onnx.save(model, str(directory / full))
+    info = json.loads((directory / "embedder.json").read_text())
+    info["files"][full] = sha256_file(directory / full)
+    (directory / "embedder.json").write_text(json.dumps(info))
+
+    variants = tuple(VARIANT_FILES.values())
+    embedder, tuning = tune(
+        directory, variants=variants, threads=(1,), trained="model.int8.onnx", long_text="joined"
+    )
+    assert tuning.ineligible[full].startswith("onnxruntime cannot load it")
+    assert embedder.variant in ("model.onnx", "model.int8.onnx")
+    assert f"{full} not eligible: onnxruntime cannot load it" in tuning.summary()
+    with pytest.raises(GraphLoadError, match="cannot load the embedder"):
+        tune(directory, variants=(full,), threads=(1,), trained="model.int8.onnx", long_text="joined")

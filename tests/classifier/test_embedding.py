@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from classifier.cpu import describe_cpu
+from classifier.digest import sha256_file
 from classifier.embedding import Embedder
 from classifier.errors import ModelLoadError
 from classifier.paths import SHIPPED_EMBEDDER
@@ -183,6 +184,49 @@ def test_int8_rebuild_matches_the_shipped_graph(tmp_path: Path) -> None:
     assert not (target / f"{INT8_FILE}.data").exists()
 
 
+def test_int8_full_rebuilds_byte_for_byte_from_the_int8_graph(tmp_path: Path) -> None:
+    """`quantize_full` turns the shipped int8 graph into the shipped model.int8_full.onnx, byte for byte:
+    weight-only quantisation reads weights, not activations, so nothing depends on the CPU. The six
+    feed-forward output projections are MatMulNBits, every other node is as in the int8 graph, and the
+    file reads the shared embedding tables from model.onnx.data."""
+    import onnx
+
+    from classifier.export import DATA_FILE, INT8_FILE, INT8_FULL_FILE, quantize_full
+
+    target = tmp_path / "embedder"
+    shutil.copytree(SHIPPED_EMBEDDER, target)
+    (target / INT8_FULL_FILE).unlink()
+    quantize_full(target)
+    assert sha256_file(target / INT8_FULL_FILE) == sha256_file(SHIPPED_EMBEDDER / INT8_FULL_FILE)
+    assert json.loads((target / "embedder.json").read_text()) == json.loads(
+        (SHIPPED_EMBEDDER / "embedder.json").read_text()
+    )
+    full = onnx.load(str(target / INT8_FULL_FILE), load_external_data=False).graph
+    int8 = onnx.load(str(SHIPPED_EMBEDDER / INT8_FILE), load_external_data=False).graph
+    kinds = [n.op_type for n in full.node]
+    assert kinds.count("MatMulNBits") == 6 and "MatMul" not in kinds
+    assert [n.op_type for n in int8.node if n.op_type != "MatMul"] == [k for k in kinds if k != "MatMulNBits"]
+    locations = {e.value for t in full.initializer for e in t.external_data if e.key == "location"}
+    assert locations == {DATA_FILE}
+
+
+@pytest.mark.parametrize("variant", ["model.int8.onnx", "model.int8_full.onnx"])
+def test_every_int8_file_meets_the_parity_bars_on_this_cpu(embedder: Embedder, variant: str) -> None:
+    """Both int8 files meet the bars `scoring.embedder: auto` gates them on, on the whole parity corpus
+    (not only its probe texts): mean cosine to fp32 >= 0.997, worst >= 0.99, short strings one by one
+    worst >= 0.99."""
+    other = Embedder.from_path(SHIPPED_EMBEDDER, variant=variant, long_text="truncate")
+    texts = parity_corpus()
+    cosine = (other.embed(texts) * embedder.embed(texts)).sum(axis=1)
+    where = f"{variant} on {describe_cpu()}"
+    worst = texts[int(np.argmin(cosine))][:80]
+    assert cosine.mean() >= 0.997 and cosine.min() >= 0.99, (
+        f"mean {cosine.mean():.4f}, worst {cosine.min():.4f} on {worst!r}, {where}"
+    )
+    alone = [float(other.embed([text])[0] @ embedder.embed([text])[0]) for text in SHORT_STRINGS]
+    assert min(alone) >= 0.99, f"cosine {min(alone):.4f} on {SHORT_STRINGS[int(np.argmin(alone))]!r}, {where}"
+
+
 def test_smoothing_keeps_the_function(embedder: Embedder) -> None:
     """smooth_activations rescales weights and inputs (X W = (X / s)(s W)): the fp32 output is unchanged."""
     import onnx
@@ -323,7 +367,8 @@ def flip_a_byte(path: Path) -> None:
     path.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize("variant", ["model.onnx", "model.int8.onnx"])  # both graphs read the same tables
+# every graph reads the same tables
+@pytest.mark.parametrize("variant", ["model.onnx", "model.int8.onnx", "model.int8_full.onnx"])
 def test_tampered_weights_are_refused(embedder_copy: Path, variant: str) -> None:
     flip_a_byte(embedder_copy / "model.onnx.data")
     with pytest.raises(ModelLoadError, match="model.onnx.data: sha256 does not match"):

@@ -75,7 +75,12 @@ async def test_a_scoring_failure_reaches_every_waiting_caller() -> None:
 
 @pytest.mark.parametrize(
     ("choice", "served"),
-    [("trained", "model.int8.onnx"), ("fp32", "model.onnx"), ("int8", "model.int8.onnx")],
+    [
+        ("trained", "model.int8.onnx"),
+        ("fp32", "model.onnx"),
+        ("int8", "model.int8.onnx"),
+        ("int8_full", "model.int8_full.onnx"),
+    ],
 )
 def test_the_served_embedder_is_the_trained_one_unless_configured(
     choice: str, served: str, caplog: pytest.LogCaptureFixture
