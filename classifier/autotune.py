@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,14 +131,10 @@ def tune(
     threads: tuple[int, ...],
     trained: str,
     long_text: LongText,
-    settle: Callable[[], object] | None = None,
 ) -> tuple[Embedder, Tuning]:
     """The fastest eligible (file, threads) of `variants` x `threads` for the embedder in `directory`.
 
-    `trained` (the file the head was trained on) wins ties within 5 %. `settle` is called once, after the
-    sessions are loaded and checked and before they are timed: the server passes one that waits for
-    LiteLLM's import, so the timing does not share the cores with it (at start-up on two cores it made
-    every file 4x slower and the choice a coin toss)."""
+    `trained` (the file the head was trained on) wins ties within 5 %."""
     key = (str(directory.resolve()), variants, threads)
     flags = cpu_flags()
     if key in _CHOSEN:
@@ -173,8 +168,6 @@ def tune(
             loaded[(variant, count)] = Embedder.from_path(
                 directory, variant=variant, threads=count, long_text=long_text, verify=False
             )
-    if settle is not None:
-        settle()
     timings = _time(loaded)
     best = min(timings, key=timings.__getitem__)
     preferred = [c for c in timings if c[0] == trained and timings[c] <= timings[best] * 1.05]

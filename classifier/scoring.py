@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
@@ -37,14 +37,13 @@ class Scorer:
         *,
         threads: int | Literal["auto"] | None = None,
         embedder_file: str | Literal["auto"] | None = None,
-        settle: Callable[[], object] | None = None,
     ) -> Scorer:
         """Load and verify a model directory (manifest, head sha256, embedder sha256 and id).
 
         `embedder_file` picks another file of the same embedder (e.g. `model.int8.onnx`, listed with its
         sha256 in `embedder.json`) instead of the one the head was trained with. "auto" for either (or
         both) measures the candidates on this CPU and keeps the fastest that meets the parity bars
-        (classifier.autotune; the choice is in `scorer.tuning`), timed once `settle()` returns.
+        (classifier.autotune; the choice is in `scorer.tuning`).
         """
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
@@ -81,7 +80,6 @@ class Scorer:
                 threads=counts,
                 trained=manifest.embedder.file,
                 long_text=long_text,
-                settle=settle,
             )
         else:
             variant = embedder_file or manifest.embedder.file

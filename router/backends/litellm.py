@@ -93,11 +93,6 @@ class LiteLLMBackend:
     def load_error(self) -> str | None:
         return self._load_error
 
-    @property
-    def loading(self) -> bool:
-        """True from `start_loading()` until the import has finished (or failed)."""
-        return self._thread is not None and not self._loaded.is_set()
-
     def wait_loaded(self, timeout_s: float | None = None) -> bool:
         """Block until the import finished (or `timeout_s` passed); True when LiteLLM is usable."""
         self._loaded.wait(timeout_s)

@@ -311,10 +311,9 @@ class ScoringSettings(_Strict):
     """`scoring:` the classifier's worker: onnxruntime threads and the largest coalesced batch."""
 
     # onnxruntime intra-op threads; null (default): min(2, cores). `auto` times 1, 2 and half the CPUs at
-    # start-up (classifier.autotune) and keeps the fastest. It is not the default: when the timing overlapped
-    # LiteLLM's import on the other core, on a 2-core machine it picked one thread (Route x32 281-388/s)
-    # where two serve 424-444/s once start-up is over (bench_service.py, quiet AMD EPYC); the timing now
-    # waits for the import's end (router.rpc.server.load_scorer), not re-measured since. A number fixes it.
+    # start-up (classifier.autotune) and keeps the fastest. It is not the default: the timing overlaps
+    # LiteLLM's import on the other core, so on a 2-core machine it picked one thread (Route x32 281-388/s)
+    # where two serve 424-444/s once start-up is over (bench_service.py, quiet AMD EPYC). A number fixes it.
     threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
     max_batch: int = Field(default=32, ge=1)
     # The embedder file. `auto` (default): of the files the embedder ships (fp32, int8, int8_full), those

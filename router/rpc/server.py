@@ -71,8 +71,6 @@ BREAKER_HEALTH_SERVICES = {tier: f"{ROUTER_SERVICE}/breaker/{tier}" for tier in 
 # NOT_SERVING while the small tier's last cascaded answer came without token log-probabilities (the
 # confidence verifier is then skipped); SERVING otherwise, from the start.
 LOGPROBS_HEALTH_SERVICE = f"{ROUTER_SERVICE}/cascade/logprobs"
-# The longest a `scoring: auto` timing waits for LiteLLM's import to end (it took 6 s on an AVX2 EPYC).
-TUNING_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -236,7 +234,7 @@ def create_server(
     target-share schedule, so a test can advance it.
     Raises RouterError / ClassifierError when it cannot start.
     """
-    scorer = scorer if scorer is not None else load_scorer(config, backend=backend)
+    scorer = scorer if scorer is not None else load_scorer(config)
     metrics = metrics if metrics is not None else RouterMetrics()
     verifier, verifier_error = load_verifier_at_start(config, scorer)
     live = LiveState(config, scorer, verifier, verifier_error)
@@ -417,12 +415,9 @@ def model_registry(config: RouterConfig) -> ModelRegistry:
     return ModelRegistry(config.models.root, config.models.active, config.models.keep)
 
 
-def load_scorer(
-    config: RouterConfig, path: Path | None = None, backend: LiteLLMBackend | None = None
-) -> TextScorer:
+def load_scorer(config: RouterConfig, path: Path | None = None) -> TextScorer:
     """The classifier at `path`, else the promoted one (`models.dir/current`), else `models.dir/active`,
-    verified against its manifest. With `backend` importing LiteLLM, a `scoring: auto` choice loads its
-    candidates meanwhile and times them once the import is over (it would share the cores with them)."""
+    verified against its manifest."""
     from classifier.scoring import Scorer
 
     path = path if path is not None else model_registry(config).current_path()
@@ -431,8 +426,7 @@ def load_scorer(
 
     choice = config.scoring.embedder
     variant = None if choice == "trained" else "auto" if choice == "auto" else VARIANT_FILES[choice]
-    settle = None if backend is None or not backend.loading else lambda: backend.wait_loaded(TUNING_WAIT_S)
-    scorer = Scorer.from_path(path, threads=config.scoring.threads, embedder_file=variant, settle=settle)
+    scorer = Scorer.from_path(path, threads=config.scoring.threads, embedder_file=variant)
     log.info("embedder %s (scoring.embedder: %s) on %s", scorer.embedder.variant, choice, describe_cpu())
     if scorer.tuning is not None:  # scoring.embedder / scoring.threads: auto (classifier.autotune)
         log.info("classifier %s: %s", scorer.version, scorer.tuning.summary())

@@ -110,36 +110,3 @@ def test_a_file_this_onnxruntime_cannot_run_is_left_out_of_the_choice(tmp_path: 
     assert f"{full} not eligible: onnxruntime cannot load it" in tuning.summary()
     with pytest.raises(GraphLoadError, match="cannot load the embedder"):
         tune(directory, variants=(full,), threads=(1,), trained="model.int8.onnx", long_text="joined")
-
-
-def test_the_timing_waits_for_settle_after_the_files_are_loaded_and_checked(tmp_path: Path) -> None:
-    """`settle` (the server passes one that waits for LiteLLM's import) runs once, after every candidate
-    has been loaded and parity-checked and before any is timed: what it waits for cannot slow the timing."""
-    from classifier import autotune
-
-    directory = tmp_path / "embedder"
-    shutil.copytree(SHIPPED_EMBEDDER, directory)
-    events: list[str] = []
-    loads, times = Embedder.from_path, autotune._time
-
-    def load(*args: object, **kwargs: object) -> Embedder:
-        events.append("load")
-        return loads(*args, **kwargs)  # type: ignore[arg-type]
-
-    def timing(candidates: dict[tuple[str, int], Embedder]) -> dict[tuple[str, int], float]:
-        events.append("time")
-        return times(candidates)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(autotune.Embedder, "from_path", load)
-        patch.setattr(autotune, "_time", timing)
-        tune(
-            directory,
-            variants=tuple(VARIANT_FILES.values()),
-            threads=(1, 2),
-            trained="model.int8.onnx",
-            long_text="joined",
-            settle=lambda: events.append("settle"),
-        )
-    assert events.count("settle") == 1 and events[-2:] == ["settle", "time"]
-    assert events.count("load") >= 2 * len(VARIANT_FILES)  # each file at both thread counts, before settle
