@@ -157,7 +157,7 @@ def tune(
     if len(variants) > 1:  # a file chosen by name serves as it is; a choice among files is gated on parity
         fp32 = loaded.get((FP32_FILE, threads[-1]))
         reference = probe(fp32 or Embedder.from_path(directory, variant=FP32_FILE, long_text=long_text))
-        for variant in [v for v, _ in list(loaded)]:
+        for variant, _ in list(loaded):
             if variant != FP32_FILE and (
                 why := parity_failure(probe(loaded[(variant, threads[-1])]), reference)
             ):

@@ -187,8 +187,6 @@ def quantize_full(directory: Path) -> Path:
     prompt's run reads every weight once, and the six fp32 projections (2.4 MB each, 14 MB of the graph's
     22) were its largest single cost in onnxruntime's profile (about a third of the kernel time).
     `scoring.embedder: auto` serves it only where it meets the parity bars and is the faster file."""
-    import tempfile
-
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
@@ -219,10 +217,7 @@ def quantize_full(directory: Path) -> Path:
     if len(quantized) != len(fp32):
         raise ExportError(f"{source}: {len(quantized)} of the {len(fp32)} MatMuls were quantised")
     target = directory / INT8_FULL_FILE
-    with tempfile.TemporaryDirectory() as scratch:
-        whole = Path(scratch) / INT8_FULL_FILE
-        onnx.save(quantizer.model.model, str(whole))
-        shutil.copyfile(whole, target)
+    onnx.save(quantizer.model.model, str(target))  # self-contained; the next step points it at the tables
     _share_external_tables(target, directory / "model.onnx")
     info_path = directory / "embedder.json"
     info = json.loads(info_path.read_text())

@@ -90,15 +90,21 @@ def test_served_variant_parity(embedder: Embedder, default_model_dir: Path) -> N
     from classifier.scoring import Scorer
 
     served = Scorer.from_path(default_model_dir).embedder
-    served = Embedder.from_path(SHIPPED_EMBEDDER, variant=served.variant, long_text="truncate")
+    assert_parity_with_fp32(served.variant, embedder)
+
+
+def assert_parity_with_fp32(variant: str, fp32: Embedder) -> None:
+    """`variant` meets the parity bars against `fp32` on this CPU: mean cosine >= 0.997 and worst >= 0.99
+    on the parity corpus, batched; worst >= 0.99 on the short strings, one by one."""
+    other = Embedder.from_path(SHIPPED_EMBEDDER, variant=variant, long_text="truncate")
     texts = parity_corpus()
-    cosine = (served.embed(texts) * embedder.embed(texts)).sum(axis=1)
-    where = f"{served.variant} on {describe_cpu()}"
+    cosine = (other.embed(texts) * fp32.embed(texts)).sum(axis=1)
+    where = f"{variant} on {describe_cpu()}"
     assert cosine.mean() >= 0.997, f"mean cosine {cosine.mean():.4f}, {where}"
     assert cosine.min() >= 0.99, (
         f"cosine {cosine.min():.4f} on {texts[int(np.argmin(cosine))][:80]!r}, {where}"
     )
-    alone = [float(served.embed([text])[0] @ embedder.embed([text])[0]) for text in SHORT_STRINGS]
+    alone = [float(other.embed([text])[0] @ fp32.embed([text])[0]) for text in SHORT_STRINGS]
     assert min(alone) >= 0.99, f"cosine {min(alone):.4f} on {SHORT_STRINGS[int(np.argmin(alone))]!r}, {where}"
 
 
@@ -210,21 +216,10 @@ def test_int8_full_rebuilds_byte_for_byte_from_the_int8_graph(tmp_path: Path) ->
     assert locations == {DATA_FILE}
 
 
-@pytest.mark.parametrize("variant", ["model.int8.onnx", "model.int8_full.onnx"])
-def test_every_int8_file_meets_the_parity_bars_on_this_cpu(embedder: Embedder, variant: str) -> None:
-    """Both int8 files meet the bars `scoring.embedder: auto` gates them on, on the whole parity corpus
-    (not only its probe texts): mean cosine to fp32 >= 0.997, worst >= 0.99, short strings one by one
-    worst >= 0.99."""
-    other = Embedder.from_path(SHIPPED_EMBEDDER, variant=variant, long_text="truncate")
-    texts = parity_corpus()
-    cosine = (other.embed(texts) * embedder.embed(texts)).sum(axis=1)
-    where = f"{variant} on {describe_cpu()}"
-    worst = texts[int(np.argmin(cosine))][:80]
-    assert cosine.mean() >= 0.997 and cosine.min() >= 0.99, (
-        f"mean {cosine.mean():.4f}, worst {cosine.min():.4f} on {worst!r}, {where}"
-    )
-    alone = [float(other.embed([text])[0] @ embedder.embed([text])[0]) for text in SHORT_STRINGS]
-    assert min(alone) >= 0.99, f"cosine {min(alone):.4f} on {SHORT_STRINGS[int(np.argmin(alone))]!r}, {where}"
+def test_int8_full_meets_the_parity_bars_on_this_cpu(embedder: Embedder) -> None:
+    """int8_full meets the bars `scoring.embedder: auto` gates it on, on the whole parity corpus (not only
+    the start-up probes), as the served int8 file does (test_served_variant_parity)."""
+    assert_parity_with_fp32("model.int8_full.onnx", embedder)
 
 
 def test_smoothing_keeps_the_function(embedder: Embedder) -> None:
