@@ -38,12 +38,19 @@ class AnswerScorer:
 
     @classmethod
     def from_path(
-        cls, model_dir: Path, *, embedder: Embedder | None = None, threads: int | None = None
+        cls,
+        model_dir: Path,
+        *,
+        embedder: Embedder | None = None,
+        threads: int | None = None,
+        own_file_if_other: bool = False,
     ) -> AnswerScorer:
         """Load and verify an answer-head directory (manifest, head sha256, embedder id and sha256).
 
-        Pass the router's already-loaded `embedder` to share it; it must be the file the head was
-        trained on (same id and sha256), else ModelLoadError.
+        Pass the router's already-loaded `embedder` to share it. It must be the same embedder (id). A head
+        that runs it (embeddings or their cosine among its inputs) needs the very file it was trained on
+        (same sha256): another file of it is refused with ModelLoadError, or with `own_file_if_other` the
+        head loads the trained file for itself. A head that never runs it shares any file of it.
         """
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
@@ -59,6 +66,22 @@ class AnswerScorer:
         dim, scalars = manifest.embedder.dim, len(head.features)
         if head.inputs not in (scalars, 2 * dim + scalars):
             raise ModelLoadError(f"{model_dir}: head has {head.inputs} inputs, expected {2 * dim + scalars}")
+        embeds = head.inputs != scalars or COSINE_FEATURE in head.features
+        if embedder is not None:
+            if embedder.info.id != manifest.embedder.id:
+                raise ModelLoadError(
+                    f"{model_dir}: the answer head was trained on {manifest.embedder.id}; the embedder "
+                    f"passed in is {embedder.info.id}"
+                )
+            other_file = embedder.info.files.get(embedder.variant) != manifest.embedder.sha256
+            if embeds and other_file and not own_file_if_other:
+                raise ModelLoadError(
+                    f"{model_dir}: the answer head was trained on {manifest.embedder.id} "
+                    f"({manifest.embedder.file}) and reads its embeddings; the embedder passed in is "
+                    f"{embedder.variant}"
+                )
+            if embeds and other_file:
+                embedder = None
         if embedder is None:
             if manifest.long_text not in get_args(LongText):
                 raise ModelLoadError(f"{model_dir}: unknown long_text {manifest.long_text!r}")
@@ -68,15 +91,6 @@ class AnswerScorer:
                 variant=manifest.embedder.file,
                 threads=threads,
                 long_text=cast(LongText, manifest.long_text),
-            )
-        elif (
-            embedder.info.id != manifest.embedder.id
-            or embedder.info.files.get(embedder.variant) != manifest.embedder.sha256
-        ):
-            raise ModelLoadError(
-                f"{model_dir}: the answer head was trained on {manifest.embedder.id} "
-                f"({manifest.embedder.file}); the embedder passed in is {embedder.info.id} "
-                f"({embedder.variant})"
             )
         session = open_head(model_dir, manifest, "answer head")
         return cls(embedder, session, manifest, model_dir)

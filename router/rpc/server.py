@@ -439,10 +439,15 @@ def verifier_registry(config: RouterConfig) -> ModelRegistry:
 
 
 def load_verifier(path: Path, scorer: TextScorer) -> AnswerScorer:
-    """The answer-quality head at `path`, sharing the classifier's embedder when it exposes one."""
+    """The answer-quality head at `path`, sharing the classifier's embedder when it exposes one.
+
+    The classifier may serve another file of the embedder than the head was trained on
+    (`scoring.embedder`, e.g. int8_full chosen by `auto`): a head that runs the embedder then loads its
+    own trained file, one that does not (the shipped head) shares it unused."""
     from classifier.answer import AnswerScorer
 
-    return AnswerScorer.from_path(path, embedder=embedder_of(scorer))  # type: ignore[arg-type]
+    embedder = embedder_of(scorer)
+    return AnswerScorer.from_path(path, embedder=embedder, own_file_if_other=True)  # type: ignore[arg-type]
 
 
 def load_verifier_at_start(config: RouterConfig, scorer: TextScorer) -> tuple[AnswerScorer | None, str]:

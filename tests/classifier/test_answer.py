@@ -232,11 +232,27 @@ def test_the_prompt_classifier_is_not_an_answer_head() -> None:
         AnswerScorer.from_path(DEFAULT_MODEL_DIR)
 
 
-def test_an_embedder_other_than_the_trained_one_is_refused(trained: tuple[Path, list[AnswerExample]]) -> None:
-    out, _ = trained
+def test_another_embedder_file_is_shared_only_by_a_head_that_never_runs_it(
+    trained: tuple[Path, list[AnswerExample]], embedder: Embedder, tmp_path: Path
+) -> None:
+    """The router may serve another file of the embedder than the head was trained on (`scoring.embedder:
+    auto` picks int8_full where it is faster): a scalar head shares it unused, a head that reads embeddings
+    refuses it, or with own_file_if_other loads its trained file itself, and scores as with that file."""
+    out, examples = trained
     fp32 = Embedder.from_path(SHIPPED_EMBEDDER, variant="model.onnx", threads=1, long_text="joined")
-    with pytest.raises(ModelLoadError, match="trained on"):
-        AnswerScorer.from_path(out, embedder=fp32)
+    assert fp32.variant != embedder.variant  # the fixture's is the trained file (int8)
+    scalar = AnswerScorer.from_path(out, embedder=fp32)
+    assert not scalar.embeds and scalar.embedder is fp32
+    assert scalar.score_one(examples[0].item) == AnswerScorer.from_path(out).score_one(examples[0].item)
+
+    recipe = AnswerRecipe(calibration_folds=2, features=("mean_logprob", COSINE_FEATURE))
+    train_answer_head(examples, embedder, SHIPPED_EMBEDDER, tmp_path / "m", recipe=recipe)
+    with pytest.raises(ModelLoadError, match="reads its embeddings; the embedder passed in is model.onnx"):
+        AnswerScorer.from_path(tmp_path / "m", embedder=fp32)
+    own = AnswerScorer.from_path(tmp_path / "m", embedder=fp32, own_file_if_other=True)
+    assert own.embeds and own.embedder is not fp32 and own.embedder.variant == embedder.variant
+    shared = AnswerScorer.from_path(tmp_path / "m", embedder=embedder)
+    assert own.score_one(examples[1].item) == pytest.approx(shared.score_one(examples[1].item), abs=1e-6)
 
 
 def test_one_class_is_a_data_error(embedder: Embedder, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from router._proto import router_pb2 as pb
 from router.config import RouterConfig, load_config
 from router.errors import ConfigError
-from router.rpc.server import LOGPROBS_HEALTH_SERVICE
+from router.rpc.server import LOGPROBS_HEALTH_SERVICE, load_scorer
 from tests.router.cascade.helpers import logged
 from tests.router.conftest import Running, StartServer
 from tests.router.standins import StandIn
@@ -51,7 +51,9 @@ def tiers() -> Iterator[tuple[StandIn, StandIn]]:
 def cascade_config(tiers: tuple[StandIn, StandIn], tmp_path: Path) -> MakeConfig:
     small, large = tiers
 
-    def make(*, head: dict[str, Any] | None = None, **cascade: Any) -> RouterConfig:
+    def make(
+        *, head: dict[str, Any] | None = None, scoring: dict[str, Any] | None = None, **cascade: Any
+    ) -> RouterConfig:
         routing = {
             "threshold": 0.5,
             "mode": cascade.pop("mode", "cascade"),
@@ -67,6 +69,7 @@ def cascade_config(tiers: tuple[StandIn, StandIn], tmp_path: Path) -> MakeConfig
                 },
                 "routing": routing,
                 "models": {"dir": str(MODEL_DIR.parent), "active": MODEL_DIR.name},
+                "scoring": scoring or {},
                 **log_section(tmp_path),
             }
         )
@@ -228,6 +231,25 @@ async def test_the_shipped_head_scores_consistently(
             assert response.escalation_reason == f"head: P(good) {response.verifier_score:g} < 0.5"
         else:
             assert response.escalation_reason == ""
+
+
+async def test_the_head_loads_when_the_classifier_serves_another_embedder_file(
+    start_server: StartServer, cascade_config: MakeConfig
+) -> None:
+    """`scoring.embedder` may serve a file the head was not trained on (`auto` picks int8_full where it is
+    faster, an operator may name fp32): the shipped head, which never runs the embedder, still loads and
+    verifies, with the real classifier scoring on fp32."""
+    config = cascade_config(
+        head={"threshold": 0.5}, confidence={"enabled": False}, scoring={"embedder": "fp32"}
+    )
+    scorer = load_scorer(config)
+    assert scorer.embedder.variant == "model.onnx"  # type: ignore[attr-defined]
+    running = await start_server(config, with_scorer=scorer)
+    response = await running.stub.Complete(ask(RIGHT))
+    assert response.decision.mode == "cascade" and response.decision.score < 0.9  # tried small
+    assert 0 <= response.verifier_score <= 1, response.escalation_reason
+    assert not response.escalation_reason.startswith("unverified")
+    assert response.escalated == (response.verifier_score < 0.5)
 
 
 async def test_a_buffered_stream_sends_the_verified_answer_or_streams_the_large_one(
