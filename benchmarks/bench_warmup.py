@@ -9,6 +9,7 @@ default), polls `Health.Check("")` every 5 ms from exec on, then one client send
 `--seconds` seconds while another polls the Complete service's health. Route p50 is taken over each
 1-second window from the first SERVING on; the steady state is the p50 of the last 3 seconds. Figures:
 exec -> SERVING, exec -> Complete ready, and the worst window's p50 over the steady state (target <= 1.3).
+The embedder file the server chose (`scoring.embedder: auto`) is read from its start-up lines.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -75,11 +77,13 @@ async def one_run(seconds: float) -> dict[str, float | list[float]]:
             "--http-address",
             f"127.0.0.1:{free_port()}",
             "--log-level",
-            "WARNING",
+            "INFO",  # start-up lines only (Route logs nothing at INFO): which embedder file was chosen
         ]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL)
+        log_path = Path(workdir) / "serve.log"
+        log_file = log_path.open("w")
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 health = health_pb2_grpc.HealthStub(channel)
@@ -99,6 +103,8 @@ async def one_run(seconds: float) -> dict[str, float | list[float]]:
         finally:
             process.terminate()
             process.wait(30)
+            log_file.close()
+        chosen = re.search(r"embedder (\S+) \(scoring\.embedder", log_path.read_text())
     windows = [
         statistics.median([lat for t, lat in samples if w <= t < w + 1]) * 1000
         for w in range(int(seconds))
@@ -111,6 +117,7 @@ async def one_run(seconds: float) -> dict[str, float | list[float]]:
         "window_p50_ms": windows,
         "steady_p50_ms": steady,
         "worst_window_ratio": max(windows) / steady,
+        "embedder": chosen.group(1) if chosen else "?",
     }
 
 
@@ -125,13 +132,14 @@ def main() -> int:
     runs = [asyncio.run(one_run(seconds)) for _ in range(repeat)]
     print(
         f"{'run':>4} {'exec->SERVING s':>16} {'exec->Complete ready s':>23} {'steady p50 ms':>14} "
-        f"{'worst 1-s window / steady':>26}  per-window p50 ms"
+        f"{'worst 1-s window / steady':>26} {'embedder file':>21}  per-window p50 ms"
     )
     for n, run in enumerate(runs, 1):
         windows = " ".join(f"{w:.2f}" for w in run["window_p50_ms"])  # type: ignore[union-attr]
         print(
             f"{n:>4} {run['serving_s']:>16.2f} {run['complete_ready_s']:>23.2f} "
-            f"{run['steady_p50_ms']:>14.2f} {run['worst_window_ratio']:>25.2f}x  {windows}"
+            f"{run['steady_p50_ms']:>14.2f} {run['worst_window_ratio']:>25.2f}x "
+            f"{run['embedder']:>21}  {windows}"
         )
     worst = max(float(run["worst_window_ratio"]) for run in runs)  # type: ignore[arg-type]
     print(

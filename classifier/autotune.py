@@ -5,9 +5,11 @@ go through 16-bit pairs, and an int8 graph may even drift from fp32 there), and 
 count (two spin-waiting threads on two busy cores run slower than one). So no fixed default: `tune()`
 loads each candidate file, drops any whose embeddings miss the parity bars against fp32 on built-in probe
 texts (the bars of tests/classifier/test_embedding.py: mean cosine >= 0.997, worst >= 0.99), times one
-short prompt on each (file, threads) candidate, interleaved, and keeps the fastest. About 0.2-0.5 s of
-session loads and some tens of ms of timing; the choice is remembered for the process, so a promoted
-model with the same embedder loads without tuning again.
+short prompt on each (file, threads) candidate, warm, in alternating blocks, and keeps the fastest. About
+0.2-0.5 s of session loads and 0.2 s of timing per candidate on a 2-vCPU VM; the choice is remembered for
+the process, so a promoted model with the same embedder loads without tuning again. `prepare()` loads and
+checks, `Candidates.choose()` times: a server does the first during LiteLLM's import and the second after
+it, since timed during it every file ran slower and in no stable order.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +46,7 @@ PROBE_PROMPTS = [
 ]
 PROBE_SHORT = ["yes", "ok", "?", "thanks", "你好", "Why?"]
 TIMED = "Explain the difference between TCP and UDP to a new engineer."  # about 15 tokens
-ROUNDS, RUNS = 4, 3  # interleaved timing: ROUNDS x RUNS embeds per candidate
+WARM, RUNS, ROUNDS = 5, 10, 2  # per candidate: ROUNDS blocks of WARM untimed and RUNS timed embeds
 
 
 @dataclass(frozen=True)
@@ -134,13 +136,27 @@ def tune(
 ) -> tuple[Embedder, Tuning]:
     """The fastest eligible (file, threads) of `variants` x `threads` for the embedder in `directory`.
 
-    `trained` (the file the head was trained on) wins ties within 5 %."""
+    `trained` (the file the head was trained on) wins ties within 5 %. `prepare()` then `choose()`, at once;
+    a server times later, once nothing else competes for the cores (router.rpc.server)."""
+    candidates = prepare(directory, variants=variants, threads=threads, trained=trained, long_text=long_text)
+    return candidates.choose()
+
+
+def prepare(
+    directory: Path,
+    *,
+    variants: tuple[str, ...],
+    threads: tuple[int, ...],
+    trained: str,
+    long_text: LongText,
+) -> Candidates:
+    """Load the candidate files and leave out those that cannot load or miss the parity bars; no timing."""
     key = (str(directory.resolve()), variants, threads)
     flags = cpu_flags()
     if key in _CHOSEN:
         variant, count = _CHOSEN[key]
         embedder = Embedder.from_path(directory, variant=variant, threads=count, long_text=long_text)
-        return embedder, Tuning(variant, count, flags, {}, {}, cached=True)
+        return Candidates(key, {(variant, count): embedder}, {}, trained, flags, cached=True)
     loaded: dict[tuple[str, int], Embedder] = {}
     ineligible: dict[str, str] = {}
     for variant in variants:
@@ -168,22 +184,62 @@ def tune(
             loaded[(variant, count)] = Embedder.from_path(
                 directory, variant=variant, threads=count, long_text=long_text, verify=False
             )
-    timings = _time(loaded)
-    best = min(timings, key=timings.__getitem__)
-    preferred = [c for c in timings if c[0] == trained and timings[c] <= timings[best] * 1.05]
-    choice = min(preferred, key=timings.__getitem__) if preferred else best
-    _CHOSEN[key] = choice
-    named = {f"{variant}/{count}": ms for (variant, count), ms in timings.items()}
-    return loaded[choice], Tuning(choice[0], choice[1], flags, named, ineligible)
+    return Candidates(key, loaded, ineligible, trained, flags)
+
+
+@dataclass
+class Candidates:
+    """The loaded, eligible (file, threads) candidates of one embedder, not yet timed (`prepare()`)."""
+
+    key: tuple[str, tuple[str, ...], tuple[int, ...]]  # what the choice is remembered under
+    loaded: dict[tuple[str, int], Embedder]
+    ineligible: dict[str, str]  # file -> why it was left out
+    trained: str
+    flags: tuple[str, ...]
+    cached: bool = False  # `loaded` holds the choice made earlier in this process
+    result: tuple[Embedder, Tuning] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def provisional(self) -> Embedder:
+        """What to embed with before `choose()`: the trained file when eligible (most threads), else the
+        first eligible candidate; the remembered choice when there is one."""
+        trained = [key for key in self.loaded if key[0] == self.trained]
+        return self.loaded[max(trained, key=lambda key: key[1]) if trained else next(iter(self.loaded))]
+
+    def choose(self) -> tuple[Embedder, Tuning]:
+        """Time the candidates (warm, in blocks), keep the fastest, and release the others. Once: a second
+        call returns the first's result."""
+        if self.result is not None:
+            return self.result
+        if self.cached:
+            (((variant, count), embedder),) = self.loaded.items()
+            return embedder, Tuning(variant, count, self.flags, {}, {}, cached=True)
+        timings = _time(self.loaded)
+        best = min(timings, key=timings.__getitem__)
+        preferred = [c for c in timings if c[0] == self.trained and timings[c] <= timings[best] * 1.05]
+        choice = min(preferred, key=timings.__getitem__) if preferred else best
+        _CHOSEN[self.key] = choice
+        named = {f"{variant}/{count}": ms for (variant, count), ms in timings.items()}
+        embedder = self.loaded[choice]
+        self.loaded = {choice: embedder}
+        self.result = embedder, Tuning(choice[0], choice[1], self.flags, named, self.ineligible)
+        return self.result
 
 
 def _time(candidates: dict[tuple[str, int], Embedder]) -> dict[tuple[str, int], float]:
-    """p50 ms of one short prompt per candidate, rounds interleaved so that all see the same machine."""
+    """p50 ms of one short prompt per candidate, each timed warm, as it serves.
+
+    In blocks: WARM untimed calls, then RUNS timed ones, candidate after candidate, the order reversed
+    each round so that a drift of the machine's speed falls on all alike. Interleaving call by call (as
+    before) timed every file cold: switching between graphs evicts the caches, and on a 2-vCPU VM all ran
+    2-4x slower than served and in no stable order (int8 ahead of int8_full in about one run in two)."""
     samples: dict[tuple[str, int], list[float]] = {key: [] for key in candidates}
-    for embedder in candidates.values():
-        embedder.embed([TIMED])  # first run: onnxruntime's one-time set-up
-    for _ in range(ROUNDS):
-        for key, embedder in candidates.items():
+    order = list(candidates)
+    for round_ in range(ROUNDS):
+        for key in order if round_ % 2 == 0 else reversed(order):
+            embedder = candidates[key]
+            for _ in range(WARM):  # the first block also pays onnxruntime's one-time set-up
+                embedder.embed([TIMED])
             for _ in range(RUNS):
                 started = time.perf_counter()
                 embedder.embed([TIMED])

@@ -10,7 +10,7 @@ from typing import Any, Literal, cast, get_args
 import numpy as np
 
 from classifier.artifacts import Manifest, open_head, read_manifest, resolve_embedder
-from classifier.autotune import Tuning, thread_candidates, tune
+from classifier.autotune import Candidates, Tuning, prepare, thread_candidates
 from classifier.embedding import VARIANT_FILES, Embedder, LongText, read_embedder_info
 from classifier.errors import ModelLoadError
 from classifier.features import FEATURE_NAMES, FEATURES_VERSION, structural_features
@@ -29,6 +29,7 @@ class Scorer:
         self.manifest = manifest
         self.model_dir = model_dir
         self.tuning: Tuning | None = None  # what was measured when the file or threads were "auto"
+        self._untimed: Candidates | None = None  # loaded with time_later: finish_tuning() chooses
 
     @classmethod
     def from_path(
@@ -37,13 +38,16 @@ class Scorer:
         *,
         threads: int | Literal["auto"] | None = None,
         embedder_file: str | Literal["auto"] | None = None,
+        time_later: bool = False,
     ) -> Scorer:
         """Load and verify a model directory (manifest, head sha256, embedder sha256 and id).
 
         `embedder_file` picks another file of the same embedder (e.g. `model.int8.onnx`, listed with its
         sha256 in `embedder.json`) instead of the one the head was trained with. "auto" for either (or
         both) measures the candidates on this CPU and keeps the fastest that meets the parity bars
-        (classifier.autotune; the choice is in `scorer.tuning`).
+        (classifier.autotune; the choice is in `scorer.tuning`). With `time_later`, the candidates are
+        loaded and parity-checked here but timed by `finish_tuning()`, e.g. once a concurrent import no
+        longer shares the cores; until then the scorer embeds with the trained file (or the first eligible).
         """
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
@@ -74,14 +78,17 @@ class Scorer:
                 else (embedder_file or manifest.embedder.file,)
             )
             counts = thread_candidates() if threads == "auto" else (threads or min(2, os.cpu_count() or 1),)
-            embedder, tuning = tune(
+            candidates = prepare(
                 embedder_dir,
                 variants=variants,
                 threads=counts,
                 trained=manifest.embedder.file,
                 long_text=long_text,
             )
+            untimed = candidates if time_later else None
+            embedder, tuning = (candidates.provisional, None) if time_later else candidates.choose()
         else:
+            untimed = None
             variant = embedder_file or manifest.embedder.file
             embedder = Embedder.from_path(
                 embedder_dir, variant=variant, threads=cast(int | None, threads), long_text=long_text
@@ -89,7 +96,22 @@ class Scorer:
         session = open_head(model_dir, manifest)
         scorer = cls(embedder, session, manifest, model_dir)
         scorer.tuning = tuning
+        scorer._untimed = untimed
         return scorer
+
+    @property
+    def tuning_pending(self) -> bool:
+        """Loaded with `time_later` and `finish_tuning()` not yet called."""
+        return self._untimed is not None
+
+    def finish_tuning(self) -> Tuning | None:
+        """Time the candidates loaded with `time_later` and embed with the fastest from now on; None when
+        nothing was left to time. Call it before serving: a call in flight keeps the embedder it began on."""
+        if self._untimed is None:
+            return None
+        self.embedder, self.tuning = self._untimed.choose()
+        self._untimed = None
+        return self.tuning
 
     @property
     def version(self) -> str:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -60,6 +60,7 @@ from router.scoring_queue import ScoringQueue, TextScorer
 
 if TYPE_CHECKING:
     from classifier.answer import AnswerScorer
+    from classifier.scoring import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +144,19 @@ class RouterServer:
         self.model_watcher.start()
         if self.verifier_watcher is not None and self.config.routing.uses_cascade():
             self.verifier_watcher.start()
-        if self.pipeline.fewshot is not None:
-            self.pipeline.fewshot.start()  # builds the exemplar store in the background
         if self.reloader is not None:
             self.reloader.start()
+        untimed = getattr(self.live.current.scorer, "tuning_pending", False)
+        if self.pipeline.fewshot is not None and not untimed:
+            self.pipeline.fewshot.start()  # builds the exemplar store in the background
         if backend_first:
             self.backend.start_loading()
             await asyncio.to_thread(self.backend.wait_loaded)
+        if untimed:  # after the import: timed during it, every file ran slower and the choice was noise
+            await asyncio.to_thread(self._finish_tuning)
+            if self.pipeline.fewshot is not None:
+                self.pipeline.fewshot.start()  # embeds the exemplars with the file chosen
+        if backend_first:
             release_free_memory()  # as _backend_loaded() does, before the first call rather than during one
             freeze_startup_objects()
         await self.grpc_server.start()
@@ -166,6 +173,19 @@ class RouterServer:
         # A daemon thread, not the loop's executor: shutting down must not wait for LiteLLM's import.
         loop = asyncio.get_running_loop()
         threading.Thread(target=self._watch_backend, args=(loop,), name="litellm-watch", daemon=True).start()
+
+    def _finish_tuning(self) -> None:
+        """Time the classifier's embedder candidates, serve the fastest, and give the answer head (which
+        may share the embedder) the file chosen."""
+        state = self.live.current
+        scorer = cast("Scorer", state.scorer)
+        scorer.finish_tuning()
+        log_embedder_choice(state.config, scorer)
+        if state.verifier is not None and state.verifier.embedder is not scorer.embedder:
+            try:  # it shared the provisional file: reloaded, it shares the chosen one (or keeps its own)
+                self.live.install(verifier=load_verifier(state.verifier.model_dir, scorer))
+            except Exception as exc:  # it loaded a moment ago; keep it as it is rather than fail the start
+                log.warning("answer head kept on the provisional embedder file: %s", exc)
 
     def _watch_backend(self, loop: asyncio.AbstractEventLoop) -> None:
         ok = self.backend.wait_loaded()
@@ -415,22 +435,37 @@ def model_registry(config: RouterConfig) -> ModelRegistry:
     return ModelRegistry(config.models.root, config.models.active, config.models.keep)
 
 
-def load_scorer(config: RouterConfig, path: Path | None = None) -> TextScorer:
+def load_scorer(config: RouterConfig, path: Path | None = None, *, time_later: bool = False) -> TextScorer:
     """The classifier at `path`, else the promoted one (`models.dir/current`), else `models.dir/active`,
-    verified against its manifest."""
+    verified against its manifest. With `time_later`, a choice of embedder file or threads ("auto") is
+    timed by `finish_tuning()` (RouterServer.start does, once LiteLLM's import is over)."""
+    from classifier.embedding import VARIANT_FILES
     from classifier.scoring import Scorer
 
     path = path if path is not None else model_registry(config).current_path()
-    from classifier.cpu import describe_cpu
-    from classifier.embedding import VARIANT_FILES
-
     choice = config.scoring.embedder
     variant = None if choice == "trained" else "auto" if choice == "auto" else VARIANT_FILES[choice]
-    scorer = Scorer.from_path(path, threads=config.scoring.threads, embedder_file=variant)
+    scorer = Scorer.from_path(
+        path, threads=config.scoring.threads, embedder_file=variant, time_later=time_later
+    )
+    if scorer.tuning_pending:
+        log.info(
+            "classifier %s: embedder files loaded and checked; timed once LiteLLM's import is over",
+            scorer.version,
+        )
+    else:
+        log_embedder_choice(config, scorer)
+    return scorer
+
+
+def log_embedder_choice(config: RouterConfig, scorer: Scorer) -> None:
+    """The start-up lines: the embedder file served, the CPU, and what `auto` measured."""
+    from classifier.cpu import describe_cpu
+
+    choice = config.scoring.embedder
     log.info("embedder %s (scoring.embedder: %s) on %s", scorer.embedder.variant, choice, describe_cpu())
     if scorer.tuning is not None:  # scoring.embedder / scoring.threads: auto (classifier.autotune)
         log.info("classifier %s: %s", scorer.version, scorer.tuning.summary())
-    return scorer
 
 
 def verifier_registry(config: RouterConfig) -> ModelRegistry:
@@ -475,7 +510,11 @@ async def serve(config: RouterConfig, source: ConfigSource | None = None) -> int
     # classifier's load and the embedded child's start instead of holding the GIL while Route serves.
     backend = LiteLLMBackend()
     backend.start_loading()
-    server, port = create_server(config, source=source, backend=backend)
+    # The embedder files load and pass their parity checks during the import; timing them then would
+    # measure the import's contention (all ran 1.5-4x slower, and the choice was a coin toss), so start()
+    # times them once it is over, before the port opens.
+    scorer = load_scorer(config, time_later=True)
+    server, port = create_server(config, scorer=scorer, source=source, backend=backend)
     release_free_memory()  # loading the embedder leaves its parse buffers freed but resident
     freeze_startup_objects()  # start-up objects live as long as the process: no GC walks them
     install_secret_filter(tier_secrets(config))

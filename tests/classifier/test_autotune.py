@@ -110,3 +110,26 @@ def test_a_file_this_onnxruntime_cannot_run_is_left_out_of_the_choice(tmp_path: 
     assert f"{full} not eligible: onnxruntime cannot load it" in tuning.summary()
     with pytest.raises(GraphLoadError, match="cannot load the embedder"):
         tune(directory, variants=(full,), threads=(1,), trained="model.int8.onnx", long_text="joined")
+
+
+def test_a_scorer_loaded_to_time_later_embeds_with_the_trained_file_until_it_is_timed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What `rightsize serve` does: the files load and pass parity during LiteLLM's import, the timing
+    runs after it (finish_tuning), and from then on the scorer embeds with the file chosen."""
+    import classifier.autotune
+    from classifier.paths import DEFAULT_MODEL_DIR
+    from classifier.scoring import Scorer
+
+    monkeypatch.setattr(classifier.autotune, "_CHOSEN", {})  # an earlier test's choice is not remembered
+    scorer = Scorer.from_path(DEFAULT_MODEL_DIR, embedder_file="auto", time_later=True)
+    assert scorer.tuning_pending and scorer.tuning is None
+    assert scorer.embedder.variant == scorer.manifest.embedder.file  # provisional: the trained file
+    before = scorer.score(["What is the capital of France?"])
+    tuning = scorer.finish_tuning()
+    assert tuning is not None and not tuning.cached and not scorer.tuning_pending
+    assert scorer.tuning is tuning and scorer.embedder.variant == tuning.variant
+    assert len(tuning.timings_ms) + len(tuning.ineligible) == len(VARIANT_FILES)
+    assert scorer.finish_tuning() is None
+    after = scorer.score(["What is the capital of France?"])
+    assert abs(float(after[0]) - float(before[0])) < 0.02  # files that met the parity bars score alike
