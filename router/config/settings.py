@@ -77,10 +77,12 @@ class HttpSettings(_Listener):
     """`server.http`: the OpenAI-compatible HTTP door (router.rpc.http), beside gRPC in the same process.
 
     It shares the gRPC server's keys, limits (a body over `limits.max_message_bytes` is 413), pipeline and
-    request log. Plain HTTP: terminate TLS in front of it (`server.tls` applies to gRPC only).
+    request log, and by default its TLS (`server.tls`, mTLS included). `tls: off` serves plain HTTP
+    (TLS terminated in front of it); a `tls:` section of its own serves another certificate.
     """
 
     address: HostPort = "127.0.0.1:8080"  # port 0: any
+    tls: TlsSettings | Literal["off", False] | None = None  # None: as server.tls
 
 
 class ServerSettings(_Listener):
@@ -97,6 +99,14 @@ class ServerSettings(_Listener):
     # Written on every request-log record; None: $RIGHTSIZE_REPLICA_ID, else `<hostname>:<bound port>`.
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
     http: HttpSettings | None = None  # None: no OpenAI-compatible HTTP door
+
+    def http_tls(self) -> tuple[TlsSettings, str] | None:
+        """The HTTP door's TLS and the config key it comes from; None: plain HTTP (or no door)."""
+        if self.http is None or self.http.tls in ("off", False):
+            return None
+        if isinstance(self.http.tls, TlsSettings):
+            return self.http.tls, "server.http.tls"
+        return (self.tls, "server.tls") if self.tls is not None else None
 
     def replica_name(self, bound_port: int) -> str:
         """The replica id logged with each request: `replica_id`, else `<hostname>:<bound_port>`."""

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -278,6 +279,7 @@ def create_server(
     pipeline = Pipeline(live, scoring, stack.backend, metrics, fewshot, verifier_checks)
     key_check = KeyCheck(config.server.auth) if config.server.auth.enabled else None
     limits = CallLimits(config.server.limits, metrics.registry)  # one count and bucket for both doors
+    http_context = _http_ssl_context(config)  # before anything binds: a bad certificate stops the start
     grpc_server, port = _bind(config, _interceptors(key_check, limits))
     # Bound first: the default replica id names the port (with `server.address` port 0 too).
     recorder = RequestRecorder(
@@ -299,7 +301,7 @@ def create_server(
             grace_s=config.server.grace_period_s,
             secrets=tier_secrets(config),
         )
-        http = HttpDoor(door, bind(config.server.http.address))
+        http = HttpDoor(door, bind(config.server.http.address), http_context)
     target_share = TargetShare(live, metrics.registry, clock=clock)
     watcher = ModelWatcher(
         model_registry(config),
@@ -353,6 +355,16 @@ def _bind(
     if port == 0:
         raise RouterError(f"cannot listen on {config.server.address} (address in use?)")
     return grpc_server, port
+
+
+def _http_ssl_context(config: RouterConfig) -> ssl.SSLContext | None:
+    """The HTTP door's TLS (`server.http.tls`, else `server.tls`), or None: plain HTTP, or no door."""
+    tls = config.server.http_tls()
+    if tls is None:
+        return None
+    from router.rpc.tls import server_ssl_context
+
+    return server_ssl_context(*tls)
 
 
 def _add_services(
@@ -531,7 +543,8 @@ async def serve(config: RouterConfig, source: ConfigSource | None = None) -> int
         host = config.server.host
         metrics = f", metrics on http://{host}:{server.metrics_port}/metrics" if server.metrics_port else ""
         if server.http is not None and config.server.http is not None:
-            metrics += f", OpenAI-compatible HTTP on http://{config.server.http.host}:{server.http.port}/v1"
+            door = f"{server.http.scheme}://{config.server.http.host}:{server.http.port}/v1"
+            metrics += f", OpenAI-compatible HTTP on {door}"
         log.info("serving rightsize.v1.Router on %s:%d%s", host, port, metrics)
         await stopping.wait()
         log.info("draining in-flight calls (at most %.1f s)", config.server.grace_period_s)

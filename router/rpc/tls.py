@@ -1,7 +1,9 @@
-"""TLS credentials: the server's (with mTLS when a client CA is set) and a client channel's."""
+"""TLS credentials: the server's (with mTLS when a client CA is set) for gRPC and the HTTP door, and a
+client channel's."""
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import grpc
@@ -18,6 +20,28 @@ def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
+
+
+def server_ssl_context(tls: TlsSettings, section: str = "server.tls") -> ssl.SSLContext:
+    """The HTTP door's TLS, as gRPC's: TLS 1.2 or later, client certificates required when
+    `client_ca_file` is set. A file that cannot be read or a key that does not match is a ConfigError
+    naming `section`'s key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    for name in ("cert_file", "key_file"):
+        _read(getattr(tls, name), f"{section}.{name}")  # a missing file named as gRPC's check names it
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"{section}: cert_file and key_file do not load as a pair: {exc}") from exc
+    if tls.client_ca_file is not None:
+        _read(tls.client_ca_file, f"{section}.client_ca_file")
+        try:
+            context.load_verify_locations(cafile=tls.client_ca_file)
+        except ssl.SSLError as exc:
+            raise ConfigError(f"{section}.client_ca_file: not a PEM CA certificate: {exc}") from exc
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def channel_credentials(

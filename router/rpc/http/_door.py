@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -82,11 +83,16 @@ def bind(address: str) -> socket.socket:
 class HttpDoor:
     """A bound, not yet started HTTP server; `start()` serves on the running loop, `stop()` drains."""
 
-    def __init__(self, parts: DoorParts, sock: socket.socket):
+    def __init__(self, parts: DoorParts, sock: socket.socket, ssl_context: ssl.SSLContext | None = None):
         self.parts = parts
         self.sock = sock
         self.port: int = sock.getsockname()[1]
+        self.ssl_context = ssl_context  # None: plain HTTP
         self._runner: web.AppRunner | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.ssl_context is None else "https"
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.parts.max_body_bytes, middlewares=[_openai_shaped_errors])
@@ -99,7 +105,7 @@ class HttpDoor:
             app, handler_cancellation=True, access_log=None, shutdown_timeout=self.parts.grace_s
         )
         await self._runner.setup()
-        await web.SockSite(self._runner, self.sock).start()
+        await web.SockSite(self._runner, self.sock, ssl_context=self.ssl_context).start()
 
     async def stop(self) -> None:
         """Stop listening, let in-flight calls finish (at most `grace_s`), close."""
