@@ -86,7 +86,9 @@ def test_serves_route_and_complete_from_the_first_serving_and_drains_on_sigterm_
             stub.Route(pb.RouteRequest(messages=user("hi")), timeout=2)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert any("draining in-flight calls" in line for line in serve_process.lines)
-    assert cold_start_s < 10, f"cold start to SERVING took {cold_start_s:.1f} s"
+    # A bound against a start that hangs, not a speed figure (bench_warmup.py measures that: 6-9 s here,
+    # LiteLLM's import included; 10.3 s once on a loaded machine, so the bound is wide).
+    assert cold_start_s < 20, f"cold start to SERVING took {cold_start_s:.1f} s"
     # scoring.embedder: auto (the default) loads and checks the files during LiteLLM's import and times
     # them after it, before the port opens: timed during it, the choice was noise.
     first = {
