@@ -5,11 +5,12 @@ go through 16-bit pairs, and an int8 graph may even drift from fp32 there), and 
 count (two spin-waiting threads on two busy cores run slower than one). So no fixed default: `tune()`
 loads each candidate file, drops any whose embeddings miss the parity bars against fp32 on built-in probe
 texts (the bars of tests/classifier/test_embedding.py: mean cosine >= 0.997, worst >= 0.99), times one
-short prompt on each (file, threads) candidate, warm, in alternating blocks (the lowest block p50 counts), and keeps the fastest. About
-0.2-0.5 s of session loads and 0.2 s of timing per candidate on a 2-vCPU VM; the choice is remembered for
-the process, so a promoted model with the same embedder loads without tuning again. `prepare()` loads and
-checks, `Candidates.choose()` times: a server does the first during LiteLLM's import and the second after
-it, since timed during it every file ran slower and in no stable order.
+short prompt on each (file, threads) candidate, warm, in alternating blocks (the lowest block p50
+counts), and keeps the fastest. About 0.2-0.5 s of session loads and 0.2 s of timing per candidate on a
+2-vCPU VM; the choice is remembered for the process, so a promoted model with the same embedder loads
+without tuning again. `prepare()` loads and checks, `Candidates.choose()` times: a server does the first
+during LiteLLM's import and the second after it, since timed during it every file ran slower and in no
+stable order.
 """
 
 from __future__ import annotations
