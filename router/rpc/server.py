@@ -182,9 +182,12 @@ class RouterServer:
         scorer = cast("Scorer", state.scorer)
         scorer.finish_tuning()
         log_embedder_choice(state.config, scorer)
-        if state.verifier is not None and state.verifier.embedder is not scorer.embedder:
-            try:  # it shared the provisional file: reloaded, it shares the chosen one (or keeps its own)
-                self.live.install(verifier=load_verifier(state.verifier.model_dir, scorer))
+        head = state.verifier
+        # A head that never runs the embedder shared the provisional file: reloaded, it shares the chosen
+        # one, and the provisional session is freed. One that runs it keeps the file it was trained on.
+        if head is not None and not head.embeds and head.embedder is not scorer.embedder:
+            try:
+                self.live.install(verifier=load_verifier(head.model_dir, scorer))
             except Exception as exc:  # it loaded a moment ago; keep it as it is rather than fail the start
                 log.warning("answer head kept on the provisional embedder file: %s", exc)
 

@@ -252,6 +252,23 @@ async def test_the_head_loads_when_the_classifier_serves_another_embedder_file(
     assert response.escalated == (response.verifier_score < 0.5)
 
 
+async def test_embedder_files_timed_at_start_leave_the_head_sharing_the_file_chosen(
+    start_server: StartServer, cascade_config: MakeConfig
+) -> None:
+    """What `rightsize serve` does with `scoring.embedder: auto`: the files load during LiteLLM's import,
+    the head loads on the provisional (trained) file, and the start times the files, then re-shares the
+    file chosen with the head, which still verifies."""
+    config = cascade_config(head={"threshold": 0.5}, confidence={"enabled": False})
+    scorer = load_scorer(config, time_later=True)
+    running = await start_server(config, with_scorer=scorer)
+    assert not scorer.tuning_pending and scorer.tuning is not None  # type: ignore[attr-defined]
+    head = running.server.live.current.verifier
+    assert head is not None and head.embedder is scorer.embedder  # type: ignore[attr-defined]
+    response = await running.stub.Complete(ask(RIGHT))
+    assert 0 <= response.verifier_score <= 1, response.escalation_reason
+    assert not response.escalation_reason.startswith("unverified")
+
+
 async def test_a_buffered_stream_sends_the_verified_answer_or_streams_the_large_one(
     start_server: StartServer, cascade_config: MakeConfig
 ) -> None:
