@@ -10,11 +10,13 @@ Methods: `start` (no retrain), `today` (the shipped recipe on the labels alone, 
 of the 15 nearest labelled prompts), `prior` (the start model's logit as an offset, C=0.1, balanced),
 `mixed` (base data plus the labels at half the total weight), `auto` (what `rightsize retrain` does: the
 recipe chosen by cross-validation on the labels, classifier.recipes, with the start model as prior, rule
-`anchored_auc`: the better, by cross-validated AUC, of the start model as it is and the plain model, unless
-another candidate beats that by more than one standard error of the paired fold APGR differences; the
-start model below 100 labels), `auto_mean` (rule `anchored`: the same two compared by APGR), `auto_1se`
-(rule `one_se`: from the start model alone), `auto_plain` (rule `plain_first`: from the plain model),
-`auto_best` (rule `best`: the highest cross-validated APGR). All five are read off one cross-validation.
+`anchored_auc_2se`: the better, by cross-validated AUC, of the start model as it is and the plain model,
+unless another candidate beats that by more than two standard errors of the paired fold APGR differences;
+the start model below 100 labels), `auto_1se_auc` (rule `anchored_auc`, the default before 2026-12-03: one
+standard error), `auto_anchor` (rule `anchor_only`: the better of those two, nothing else), `auto_mean`
+(rule `anchored`: the two compared by APGR), `auto_1se` (rule `one_se`: from the start model alone),
+`auto_plain` (rule `plain_first`: from the plain model), `auto_best` (rule `best`: the highest
+cross-validated APGR). All are read off one cross-validation.
 Active labelling: the `prior` recipe trained on N prompts picked by strategy (classifier.active).
 
     python benchmarks/learning_curve.py [--draws 3] [--groups G ...] [--json FILE] [--png FILE] [--smoke]
@@ -61,14 +63,18 @@ METHODS = (
     "auto_1se",
     "auto_plain",
     "auto_best",
+    "auto_1se_auc",
+    "auto_anchor",
 )
 # Recipe selection variants, read off one cross-validation: (method, rule). `auto` is what retrain does.
 VARIANTS: tuple[tuple[str, Rule], ...] = (
-    ("auto", "anchored_auc"),
+    ("auto", "anchored_auc_2se"),
     ("auto_mean", "anchored"),
     ("auto_1se", "one_se"),
     ("auto_plain", "plain_first"),
     ("auto_best", "best"),
+    ("auto_1se_auc", "anchored_auc"),
+    ("auto_anchor", "anchor_only"),
 )
 PRIOR_RECIPE = Recipe(C=0.1, class_balance=True, prior=1.0, label="small_ok")
 

@@ -154,7 +154,7 @@ def test_with_a_prior_selection_keeps_the_champion_unless_the_labels_show_better
     moved = select_recipe(examples, inputs, texts, Recipe(), wrong, cs=(0.01, 1.0))
     assert moved.default is not None and moved.default.recipe.C == KEEP_C and moved.default.recipe.prior == 1
     assert moved.chosen.C != KEEP_C and moved.scores[0].apgr > moved.default.apgr + 0.1
-    assert "rule anchored_auc" in str(moved.summary()["method"])
+    assert "rule anchored_auc_2se" in str(moved.summary()["method"])
     few = MIN_PROMPTS_TO_MOVE - 10
     kept = select_recipe(examples[:few], inputs[:few], texts[:few], Recipe(), wrong, cs=(0.01, 1.0))
     assert kept.chosen.C == KEEP_C and kept.scores[0].apgr > kept.default.apgr  # type: ignore[union-attr]
@@ -185,3 +185,24 @@ def test_anchored_takes_the_plain_model_on_a_mean_lead_and_others_only_past_one_
     ranks_better = scored(plain.recipe, (0.47, 0.58, 0.50), auc=0.6)  # APGR -0.013, within one SE
     assert choose([champion, ranks_better], champion, "anchored_auc") is ranks_better
     assert choose([champion, plain], champion, "anchored_auc") is champion  # equal AUC: no lead
+    # anchor_only stops at that comparison: even a clear third candidate is not taken
+    assert choose([clear, ranks_better, champion], champion, "anchor_only") is ranks_better
+    assert choose([clear, plain, champion], champion, "anchor_only") is champion
+
+
+def test_the_default_rule_needs_two_standard_errors_to_leave_the_anchor() -> None:
+    """`anchored_auc_2se` (the default): a candidate ahead of the start by between one and two standard
+    errors of the paired fold differences moves `anchored_auc`, not the default; a clear lead moves both."""
+    from classifier.recipes import KEEP_C
+
+    def scored(recipe: Recipe, folds: tuple[float, ...]) -> CandidateScore:
+        return CandidateScore(recipe, float(np.mean(folds)), 0.5, float(np.std(folds)), folds)
+
+    champion = scored(Recipe(prior=1.0, C=KEEP_C), (0.50, 0.56, 0.53))
+    # differences 0.10, -0.02, 0.06: mean 0.047, one SE 0.035, two 0.071
+    between = scored(Recipe(label="gain", C=0.1), (0.60, 0.54, 0.59))
+    assert choose([between, champion], champion, "anchored_auc") is between
+    assert choose([between, champion], champion, "anchored_auc_2se") is champion
+    clear = scored(Recipe(label="gain", C=0.1), (0.70, 0.66, 0.71))
+    assert choose([clear, champion], champion, "anchored_auc_2se") is clear
+    assert select_recipe.__kwdefaults__["rule"] == "anchored_auc_2se"
