@@ -4,13 +4,15 @@ int8's advantage over fp32 depends on the CPU (with VNNI int8 dot products are n
 go through 16-bit pairs, and an int8 graph may even drift from fp32 there), and so does the best thread
 count (two spin-waiting threads on two busy cores run slower than one). So no fixed default: `tune()`
 loads each candidate file, drops any whose embeddings miss the parity bars against fp32 on built-in probe
-texts (the bars of tests/classifier/test_embedding.py: mean cosine >= 0.997, worst >= 0.99), times one
-short prompt on each (file, threads) candidate, warm, in alternating blocks (the lowest block p50
-counts), and keeps the fastest. About 0.2-0.5 s of session loads and 0.2 s of timing per candidate on a
-2-vCPU VM; the choice is remembered for the process, so a promoted model with the same embedder loads
-without tuning again. `prepare()` loads and checks, `Candidates.choose()` times: a server does the first
-during LiteLLM's import and the second after it, since timed during it every file ran slower and in no
-stable order.
+texts (the bars of tests/classifier/test_embedding.py: mean cosine >= 0.997, worst >= 0.99), times each
+(file, threads) candidate warm, in alternating blocks (the lowest block p50 counts), on two shapes: one
+short prompt (a lone request) and a batch of eight prompts (what a busy server's micro-batches run), and
+keeps the fastest over both (`pick()`). The shapes disagree by CPU: on an AVX2-only EPYC int8_full's
+weight-only kernels tie int8 on one short prompt and run batches 1.2-1.5x slower, while with VNNI they win
+both. About 0.2-0.5 s of session loads and 0.3-0.5 s of timing per candidate on a 2-vCPU VM; the choice
+is remembered for the process, so a promoted model with the same embedder loads without tuning again.
+`prepare()` loads and checks, `Candidates.choose()` times: a server does the first during LiteLLM's import
+and the second after it, since timed during it every file ran slower and in no stable order.
 """
 
 from __future__ import annotations
@@ -47,7 +49,12 @@ PROBE_PROMPTS = [
 ]
 PROBE_SHORT = ["yes", "ok", "?", "thanks", "你好", "Why?"]
 TIMED = "Explain the difference between TCP and UDP to a new engineer."  # about 15 tokens
+BATCH = PROBE_PROMPTS[:8]  # 8 prompts of 8-25 tokens, padded to the longest: about 200 rows per matmul
 WARM, RUNS, ROUNDS = 4, 8, 3  # per candidate: ROUNDS blocks of WARM untimed and RUNS timed embeds
+BATCH_WARM, BATCH_RUNS, BATCH_ROUNDS = 1, 1, 2  # the batch's blocks, in the first rounds: one batch
+# takes as long as 8-10 short prompts, and its time is steadier (a burst of load moves it less in ratio)
+TIE = 1.05  # the trained file wins unless another is faster by more than this
+Key = tuple[str, int]  # a candidate: (file, threads)
 
 
 @dataclass(frozen=True)
@@ -60,16 +67,21 @@ class Tuning:
     timings_ms: dict[str, float]  # "file/threads" -> p50 of one short prompt
     ineligible: dict[str, str]  # file -> why it was left out
     cached: bool = False
+    batch_ms: dict[str, float] = field(default_factory=dict)  # "file/threads" -> p50 of BATCH
 
     def summary(self) -> str:
         flags = ", ".join(self.cpu_flags) or "none of " + "/".join(INT8_FLAGS)
         if self.cached:
             return f"embedder {self.variant} with {self.threads} thread(s) (chosen earlier in this process)"
-        timed = ", ".join(f"{name} {ms:.2f} ms" for name, ms in self.timings_ms.items())
+        timed = ", ".join(
+            f"{name} {ms:.2f}" + (f" / {self.batch_ms[name]:.2f}" if name in self.batch_ms else "") + " ms"
+            for name, ms in self.timings_ms.items()
+        )
+        shapes = "short prompt p50" + (f" / batch of {len(BATCH)} p50" if self.batch_ms else "")
         left = "".join(f"; {name} not eligible: {why}" for name, why in self.ineligible.items())
         return (
             f"embedder {self.variant} with {self.threads} thread(s), measured on this CPU (int8 features: "
-            f"{flags}; {usable_cpus()} usable CPUs): short prompt p50 {timed}{left}"
+            f"{flags}; {usable_cpus()} usable CPUs): {shapes} {timed}{left}"
         )
 
 
@@ -215,37 +227,61 @@ class Candidates:
         if self.cached:
             (((variant, count), embedder),) = self.loaded.items()
             return embedder, Tuning(variant, count, self.flags, {}, {}, cached=True)
-        timings = _time(self.loaded)
-        best = min(timings, key=timings.__getitem__)
-        preferred = [c for c in timings if c[0] == self.trained and timings[c] <= timings[best] * 1.05]
-        choice = min(preferred, key=timings.__getitem__) if preferred else best
+        short, batch = _time(self.loaded)
+        choice = pick(short, batch, self.trained)
         _CHOSEN[self.key] = choice
-        named = {f"{variant}/{count}": ms for (variant, count), ms in timings.items()}
+        named = {f"{variant}/{count}": ms for (variant, count), ms in short.items()}
+        batches = {f"{variant}/{count}": ms for (variant, count), ms in batch.items()}
         embedder = self.loaded[choice]
         self.loaded = {choice: embedder}
-        self.result = embedder, Tuning(choice[0], choice[1], self.flags, named, self.ineligible)
+        self.result = (
+            embedder,
+            Tuning(choice[0], choice[1], self.flags, named, self.ineligible, batch_ms=batches),
+        )
         return self.result
 
 
-def _time(candidates: dict[tuple[str, int], Embedder]) -> dict[tuple[str, int], float]:
-    """ms of one short prompt per candidate, each timed warm, as it serves: the lowest of its blocks' p50s.
+def pick(short: dict[Key, float], batch: dict[Key, float], trained: str) -> Key:
+    """The candidate fastest over both shapes: the lowest geometric mean of its times relative to each
+    shape's fastest, so a file ahead on one shape and behind on the other pays for both. The trained file
+    wins when within TIE of the best (its embeddings are the head's own, not merely within the bars)."""
+    fastest_short, fastest_batch = min(short.values()), min(batch.values())
+    cost = {key: ((short[key] / fastest_short) * (batch[key] / fastest_batch)) ** 0.5 for key in short}
+    best = min(cost, key=cost.__getitem__)
+    preferred = [key for key in cost if key[0] == trained and cost[key] <= cost[best] * TIE]
+    return min(preferred, key=cost.__getitem__) if preferred else best
 
-    In blocks: WARM untimed calls, then RUNS timed ones, candidate after candidate, the order reversed
-    each round so that a drift of the machine's speed falls on all alike, and a burst of load that hits
-    one block is outvoted by the candidate's other blocks. Interleaving call by call (as before) timed
-    every file cold: switching between graphs evicts the caches, and on a 2-vCPU VM all ran 2-4x slower
-    than served and in no stable order (int8 ahead of int8_full in about one run in two)."""
-    blocks: dict[tuple[str, int], list[float]] = {key: [] for key in candidates}
+
+def _time(candidates: dict[Key, Embedder]) -> tuple[dict[Key, float], dict[Key, float]]:
+    """ms of one short prompt and of BATCH per candidate, each timed warm, as it serves: the lowest of its
+    blocks' p50s.
+
+    In blocks: WARM untimed calls, then RUNS timed ones (BATCH_WARM and BATCH_RUNS for the batch, in the
+    first BATCH_ROUNDS rounds), candidate after candidate, the order rotated each round, so that every
+    candidate takes every place and a drift of the machine's speed falls on all alike, and a burst of load
+    that hits one block is outvoted by the candidate's other blocks. Not reversed: a reversed round starts
+    with the candidate that ended the one before, whose block then finds its own graph in the caches (one
+    block in three favoured the candidates at the ends: on an AVX2-only EPYC the file in the middle lost
+    its short-prompt timing by 10-40 % that it does not lose served). Interleaving call by call (as
+    before) timed every file cold: switching between graphs evicts the caches, and on a 2-vCPU VM all ran
+    2-4x slower than served and in no stable order (int8 ahead of int8_full in about one run in two)."""
+    shapes = (([TIMED], WARM, RUNS, ROUNDS), (list(BATCH), BATCH_WARM, BATCH_RUNS, BATCH_ROUNDS))
+    blocks: list[dict[Key, list[float]]] = [{key: [] for key in candidates} for _ in shapes]
     order = list(candidates)
     for round_ in range(ROUNDS):
-        for key in order if round_ % 2 == 0 else reversed(order):
+        shift = round_ % len(order)
+        for key in order[shift:] + order[:shift]:
             embedder = candidates[key]
-            for _ in range(WARM):  # the first block also pays onnxruntime's one-time set-up
-                embedder.embed([TIMED])
-            samples = []
-            for _ in range(RUNS):
-                started = time.perf_counter()
-                embedder.embed([TIMED])
-                samples.append((time.perf_counter() - started) * 1000)
-            blocks[key].append(statistics.median(samples))
-    return {key: min(values) for key, values in blocks.items()}
+            for (texts, warm, runs, rounds), timed in zip(shapes, blocks, strict=True):
+                if round_ >= rounds:
+                    continue
+                for _ in range(warm):  # the first block also pays onnxruntime's one-time set-up
+                    embedder.embed(texts)
+                samples = []
+                for _ in range(runs):
+                    started = time.perf_counter()
+                    embedder.embed(texts)
+                    samples.append((time.perf_counter() - started) * 1000)
+                timed[key].append(statistics.median(samples))
+    short, batch = ({key: min(values) for key, values in timed.items()} for timed in blocks)
+    return short, batch
