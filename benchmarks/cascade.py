@@ -450,6 +450,24 @@ def main() -> int:
     return 0
 
 
+def leave_family_out(
+    train_rows: Sequence[Row],
+    test_rows: Sequence[Row],
+    p_good: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """P(bad) of each test row, each family's from a fit on the train rows of the other families only.
+
+    `p_good(train, test)`: fit on the train rows where the mask `train` holds, return P(good) of the test
+    rows where the mask `test` holds."""
+    train_families = np.array([r.family for r in train_rows])
+    test_families = np.array([r.family for r in test_rows])
+    bad = np.zeros(len(test_rows))
+    for family in sorted(set(test_families)):
+        train, test = train_families != family, test_families == family
+        bad[test] = 1.0 - p_good(train, test)
+    return bad
+
+
 def lofo_bad(
     train_m: dict[str, np.ndarray],
     train_rows: Sequence[Row],
@@ -461,11 +479,8 @@ def lofo_bad(
     dim = (train_m["full"].shape[1] - len(ANSWER_FEATURE_NAMES)) // 2
     train_all = training_matrix(train_m, recipe)
     correct = np.array([r.correct for r in train_rows], dtype=np.float64)
-    train_families = np.array([r.family for r in train_rows])
-    test_families = np.array([r.family for r in test_rows])
-    bad = np.zeros(len(test_rows))
-    for family in sorted(set(test_families)):
-        train, test = train_families != family, test_families == family
+
+    def p_good(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         trainer = fit_head(
             select_inputs(train_all[train], recipe.embeddings, dim, recipe.columns),
             correct[train],
@@ -473,8 +488,9 @@ def lofo_bad(
             recipe,
         )
         inputs = select_inputs(test_m["full"][test], recipe.embeddings, dim, recipe.columns)
-        bad[test] = 1.0 - trainer.predict_proba(inputs)[:, 1]
-    return bad
+        return trainer.predict_proba(inputs)[:, 1]  # type: ignore[no-any-return]
+
+    return leave_family_out(train_rows, test_rows, p_good)
 
 
 def at_threshold(bad: np.ndarray, correct: np.ndarray, threshold: float = 0.5) -> dict[str, float]:

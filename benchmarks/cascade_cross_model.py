@@ -34,7 +34,14 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.cascade import DATA, FEWSHOT_DATA, Row, evaluate_orders, load_rows  # noqa: E402
+from benchmarks.cascade import (  # noqa: E402
+    DATA,
+    FEWSHOT_DATA,
+    Row,
+    evaluate_orders,
+    leave_family_out,
+    load_rows,
+)
 from classifier.answer.inputs import ANSWER_FEATURE_NAMES, head_inputs  # noqa: E402
 from classifier.answer.training import DEFAULT_FEATURES  # noqa: E402
 
@@ -146,15 +153,13 @@ def held_out(
     from sklearn.preprocessing import StandardScaler
 
     good = np.array([r.correct for r in train_rows], dtype=np.float64)
-    train_families = np.array([r.family for r in train_rows])
-    test_families = np.array([r.family for r in test_rows])
-    bad = np.zeros(len(test_rows))
-    for family in sorted(set(test_families)):
-        train, test = train_families != family, test_families == family
+
+    def p_good(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
         model.fit(train_x[train], good[train])
-        bad[test] = 1.0 - model.predict_proba(test_x[test])[:, 1]
-    return bad
+        return model.predict_proba(test_x[test])[:, 1]  # type: ignore[no-any-return]
+
+    return leave_family_out(train_rows, test_rows, p_good)
 
 
 def main() -> int:
