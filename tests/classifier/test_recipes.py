@@ -13,7 +13,14 @@ from classifier.data import Example, read_examples
 from classifier.errors import DataError
 from classifier.evaluation import evaluate, evaluate_by_scale
 from classifier.paths import SHIPPED_EMBEDDER
-from classifier.recipes import CandidateScore, choose, labels_for, linear_head, select_recipe
+from classifier.recipes import (
+    CandidateScore,
+    choose,
+    default_rule,
+    labels_for,
+    linear_head,
+    select_recipe,
+)
 from classifier.scoring import head_inputs
 from classifier.training import HeadTrainer, Recipe, train_model
 
@@ -129,6 +136,8 @@ def test_selection_cross_validates_every_candidate_and_records_the_choice() -> N
     assert selection.scores[0].apgr > 0.6  # the signal is in the first coordinate: it is found
     summary = selection.summary()
     assert summary["chosen"]["C"] in (0.01, 1.0) and len(summary["candidates"]) == 5  # type: ignore[index]
+    # No champion to start from (rightsize train): one standard error, and the manifest says so.
+    assert selection.rule == "anchored_auc" and str(summary["method"]).endswith("rule anchored_auc")
 
 
 def test_diverse_order_spreads_and_uncertainty_starts_at_the_threshold() -> None:
@@ -191,8 +200,9 @@ def test_anchored_takes_the_plain_model_on_a_mean_lead_and_others_only_past_one_
 
 
 def test_the_default_rule_needs_two_standard_errors_to_leave_the_anchor() -> None:
-    """`anchored_auc_2se` (the default): a candidate ahead of the start by between one and two standard
-    errors of the paired fold differences moves `anchored_auc`, not the default; a clear lead moves both."""
+    """`anchored_auc_2se` (the default from a champion): a candidate ahead of the start by between one and
+    two standard errors of the paired fold differences moves `anchored_auc`, not the default; a clear lead
+    moves both."""
     from classifier.recipes import KEEP_C
 
     def scored(recipe: Recipe, folds: tuple[float, ...]) -> CandidateScore:
@@ -205,4 +215,8 @@ def test_the_default_rule_needs_two_standard_errors_to_leave_the_anchor() -> Non
     assert choose([between, champion], champion, "anchored_auc_2se") is champion
     clear = scored(Recipe(label="gain", C=0.1), (0.70, 0.66, 0.71))
     assert choose([clear, champion], champion, "anchored_auc_2se") is clear
-    assert select_recipe.__kwdefaults__["rule"] == "anchored_auc_2se"
+    # The default when retraining a champion; training from nothing but a recipe keeps one SE.
+    assert (default_rule(from_champion=True), default_rule(from_champion=False)) == (
+        "anchored_auc_2se",
+        "anchored_auc",
+    )
