@@ -5,7 +5,7 @@ go through 16-bit pairs, and an int8 graph may even drift from fp32 there), and 
 count (two spin-waiting threads on two busy cores run slower than one). So no fixed default: `tune()`
 loads each candidate file, drops any whose embeddings miss the parity bars against fp32 on built-in probe
 texts (the bars of tests/classifier/test_embedding.py: mean cosine >= 0.997, worst >= 0.99), times each
-(file, threads) candidate warm, in alternating blocks (the lowest block p50 counts), on two shapes: one
+(file, threads) candidate warm, in blocks of rotating order (the lowest block p50 counts), on two shapes: one
 short prompt (a lone request) and a batch of eight prompts (what a busy server's micro-batches run), and
 keeps the fastest over both (`pick()`). The shapes disagree by CPU: on an AVX2-only EPYC int8_full's
 weight-only kernels tie int8 on one short prompt and run batches 1.2-1.5x slower, while with VNNI they win
@@ -230,8 +230,9 @@ class Candidates:
         short, batch = _time(self.loaded)
         choice = pick(short, batch, self.trained)
         _CHOSEN[self.key] = choice
-        named = {f"{variant}/{count}": ms for (variant, count), ms in short.items()}
-        batches = {f"{variant}/{count}": ms for (variant, count), ms in batch.items()}
+        named, batches = (
+            {f"{variant}/{count}": ms for (variant, count), ms in t.items()} for t in (short, batch)
+        )
         embedder = self.loaded[choice]
         self.loaded = {choice: embedder}
         self.result = (
