@@ -66,8 +66,8 @@ class Selection:
     folds: int
     repeats: int
     prompts: int
+    rule: Rule  # what chose `chosen` (default_rule when the caller names none)
     default: CandidateScore | None = None  # the given recipe's figures (the champion as is, with a prior)
-    rule: str = "anchored_auc_2se"
 
     def summary(self) -> dict[str, object]:
         """For the manifest: the choice, how it was made, and each candidate's figures."""
