@@ -6,8 +6,8 @@ from typing import Literal
 
 import numpy as np
 
-Strategy = Literal["uncertainty", "diverse", "random"]
-STRATEGIES: tuple[Strategy, ...] = ("diverse", "uncertainty", "random")
+Strategy = Literal["uncertainty", "diverse", "typical", "random"]
+STRATEGIES: tuple[Strategy, ...] = ("diverse", "typical", "uncertainty", "random")
 
 
 def uncertainty_order(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -43,3 +43,46 @@ def _continue(vectors: np.ndarray, nearest: np.ndarray, order: list[int], count:
         nearest = np.maximum(nearest, vectors @ vectors[pick])
         nearest[pick] = np.inf
     return np.asarray(order, dtype=np.int64)
+
+
+def typical_order(
+    vectors: np.ndarray, labelled: np.ndarray | None = None, count: int | None = None, seed: int = 0
+) -> np.ndarray:
+    """Indices of `vectors` (L2-normalised rows), the most typical prompt of each of the largest clusters
+    first (TypiClust, Hacohen et al., "Active Learning on a Budget", ICML 2022): k-means into `count`
+    clusters (default: 100), the clusters that hold already labelled prompts skipped, then by size; in each,
+    the prompt with the highest typicality (inverse mean distance to its 20 nearest cluster-mates). A small
+    budget then labels the dense regions of the traffic, one prompt each, instead of the outliers that
+    farthest-first reaches first. The rest continue farthest-first (diverse_order)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    n = len(vectors)
+    count = min(n, 100 if count is None else count)
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    clusters = MiniBatchKMeans(n_clusters=count, random_state=seed, n_init=3, batch_size=2048)
+    assignment = clusters.fit_predict(vectors)
+    taken = set() if labelled is None or not len(labelled) else set(clusters.predict(labelled).tolist())
+    sizes = np.bincount(assignment, minlength=count)
+    order: list[int] = []
+    for cluster in sorted(range(count), key=lambda c: (c in taken, -sizes[c], c)):
+        members = np.flatnonzero(assignment == cluster)
+        if not len(members):
+            continue
+        order.append(int(members[np.argmax(_typicality(vectors[members]))]))
+    picked = vectors[order]
+    nearest = np.max(vectors @ picked.T, axis=1)
+    if labelled is not None and len(labelled):
+        nearest = np.maximum(nearest, np.max(vectors @ labelled.T, axis=1))
+    nearest[order] = np.inf
+    return _continue(vectors, nearest, order, n)
+
+
+def _typicality(members: np.ndarray, neighbours: int = 20) -> np.ndarray:
+    """1 / (mean distance to the `neighbours` nearest other members); a lone member is typical."""
+    if len(members) == 1:
+        return np.ones(1)
+    distance = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * members @ members.T))
+    k = min(neighbours, len(members) - 1)
+    nearest = np.sort(distance, axis=1)[:, 1 : k + 1]
+    return 1.0 / (nearest.mean(axis=1) + 1e-9)

@@ -44,11 +44,13 @@ def register(subparsers: Any) -> None:
     label.add_argument("--seed", type=int, default=0, help="seed of --sample (default: 0)")
     label.add_argument(
         "--strategy",
-        choices=("diverse", "uncertainty", "random"),  # classifier.active.STRATEGIES
+        choices=("diverse", "typical", "uncertainty", "random"),  # classifier.active.STRATEGIES
         default="uncertainty",
         help="which prompts the judge sees first: uncertainty (default; logged score nearest its threshold), "
-        "diverse (spread over the embedding space, away from labelled ones) or random; measured level within "
-        "noise (benchmarks/learning_curve.py), uncertainty with the least spread and no embedding",
+        "diverse (spread over the embedding space, away from labelled ones), typical (the most typical "
+        "prompt of each of the largest unlabelled clusters; --sample clusters, default 100) or random; "
+        "measured level within noise (benchmarks/learning_curve.py), uncertainty with the least spread "
+        "and no embedding",
     )
     label.set_defaults(handler=label_command)
 
@@ -138,7 +140,7 @@ def label_command(args: argparse.Namespace) -> int:
             candidates = random.Random(args.seed).sample(candidates, args.sample)
         labelled = [r.prompt for r in records if r.small_ok is not None and r.prompt]
         candidates = labelling_order(
-            candidates, args.strategy, labelled, _embedder(embedding_cache(config)), args.seed
+            candidates, args.strategy, labelled, _embedder(embedding_cache(config)), args.seed, args.sample
         )
         candidates = candidates[: args.sample] if args.sample is not None else candidates
         print(f"{len(candidates)} requests to label, {args.strategy} first", file=sys.stderr)

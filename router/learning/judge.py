@@ -198,16 +198,19 @@ def labelling_order(
     labelled_prompts: Sequence[str],
     embed: Callable[[list[str]], Any],
     seed: int = 0,
+    count: int | None = None,
 ) -> list[LogRecord]:
     """`candidates` in the order the judge should see them (classifier.active): `uncertainty` = logged score
     closest to its threshold first (records without both last); `diverse` = farthest-first over the
-    embedding space, away from the prompts already labelled; `random` = a seeded shuffle. `embed` maps
-    texts to L2-normalised embeddings (only `diverse` calls it)."""
+    embedding space, away from the prompts already labelled; `typical` = the most typical prompt of each of
+    the largest k-means clusters not yet labelled (`count` clusters, e.g. the --sample size; default 100),
+    then farthest-first; `random` = a seeded shuffle. `embed` maps texts to L2-normalised embeddings (only
+    `diverse` and `typical` call it)."""
     import random
 
     import numpy as np
 
-    from classifier.active import diverse_order, uncertainty_order
+    from classifier.active import diverse_order, typical_order, uncertainty_order
 
     if strategy == "random":
         shuffled = list(candidates)
@@ -221,12 +224,16 @@ def labelling_order(
             np.array([r.threshold for r in scored], dtype=float),
         )
         return [scored[int(i)] for i in order] + rest
-    if strategy == "diverse":
+    if strategy in ("diverse", "typical"):
         prompts = [str(r.prompt) for r in candidates]
         if not prompts:
             return []
         vectors = embed(prompts + list(labelled_prompts))
-        order = diverse_order(vectors[: len(prompts)], vectors[len(prompts) :])
+        pool, labelled = vectors[: len(prompts)], vectors[len(prompts) :]
+        if strategy == "diverse":
+            order = diverse_order(pool, labelled)
+        else:
+            order = typical_order(pool, labelled, count=count, seed=seed)
         return [candidates[int(i)] for i in order]
     raise ValueError(f"unknown labelling strategy {strategy!r}")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.active import diverse_order, uncertainty_order
+from classifier.active import diverse_order, typical_order, uncertainty_order
 from classifier.data import Example, read_examples
 from classifier.errors import DataError
 from classifier.evaluation import evaluate, evaluate_by_scale
@@ -147,6 +147,25 @@ def test_diverse_order_spreads_and_uncertainty_starts_at_the_threshold() -> None
     away = diverse_order(clusters, labelled=np.array([[1.0, 0, 0], [0, 1.0, 0]]), count=1)
     assert away.tolist() == [10]
     assert uncertainty_order(np.array([0.1, 0.52, 0.9]), np.array([0.5, 0.5, 0.5])).tolist() == [1, 0, 2]
+
+
+def test_typical_order_takes_the_centre_of_the_largest_cluster_first_and_skips_labelled_ones() -> None:
+    rng = np.random.default_rng(0)
+
+    def cluster(centre: list[float], n: int) -> np.ndarray:
+        points = np.array(centre) + rng.normal(0, 0.05, (n, 3))
+        return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+    big, small, outlier = cluster([1.0, 0, 0], 30), cluster([0, 1.0, 0], 10), cluster([0, 0, 1.0], 1)
+    vectors = np.vstack([big, small, outlier])
+    order = typical_order(vectors, count=3)
+    assert sorted(order.tolist()) == list(range(len(vectors)))  # every prompt, each once
+    centre = big.mean(axis=0) / np.linalg.norm(big.mean(axis=0))
+    assert order[0] < 30 and vectors[order[0]] @ centre > np.median(big @ centre)  # typical, not an edge
+    assert 30 <= order[1] < 40 and order[2] == 40  # then the next largest cluster, then the outlier
+    # The big cluster is labelled already: its centre comes after the unexplored clusters.
+    away = typical_order(vectors, labelled=big[:1], count=3)
+    assert 30 <= away[0] < 40 and away[1] == 40
 
 
 def test_with_a_prior_selection_keeps_the_champion_unless_the_labels_show_better() -> None:
