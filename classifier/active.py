@@ -70,19 +70,21 @@ def typical_order(
         if not len(members):
             continue
         order.append(int(members[np.argmax(_typicality(vectors[members]))]))
-    picked = vectors[order]
-    nearest = np.max(vectors @ picked.T, axis=1)
-    if labelled is not None and len(labelled):
-        nearest = np.maximum(nearest, np.max(vectors @ labelled.T, axis=1))
+    seen = vectors[order] if labelled is None or not len(labelled) else np.vstack([vectors[order], labelled])
+    nearest = np.max(vectors @ seen.T, axis=1)  # similarity to the closest picked or labelled prompt
     nearest[order] = np.inf
     return _continue(vectors, nearest, order, n)
 
 
-def _typicality(members: np.ndarray, neighbours: int = 20) -> np.ndarray:
-    """1 / (mean distance to the `neighbours` nearest other members); a lone member is typical."""
+def _typicality(members: np.ndarray, neighbours: int = 20, rows: int = 1024) -> np.ndarray:
+    """1 / (mean distance to the `neighbours` nearest other members); a lone member is typical. Computed
+    `rows` members at a time, so a cluster of n members holds `rows` x n distances, never n x n."""
     if len(members) == 1:
         return np.ones(1)
-    distance = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * members @ members.T))
     k = min(neighbours, len(members) - 1)
-    nearest = np.sort(distance, axis=1)[:, 1 : k + 1]
-    return 1.0 / (nearest.mean(axis=1) + 1e-9)
+    mean = np.empty(len(members))
+    for start in range(0, len(members), rows):
+        block = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * members[start : start + rows] @ members.T))
+        closest = np.partition(block, k, axis=1)[:, : k + 1]  # itself (distance 0) and its k nearest
+        mean[start : start + rows] = (closest.sum(axis=1) - closest.min(axis=1)) / k
+    return 1.0 / (mean + 1e-9)
