@@ -293,6 +293,9 @@ class RoutingSettings(_Strict):
     # verified (routing.cascade). Overrides may set their own `mode`.
     mode: Mode = "route"
     cascade: CascadeSettings = CascadeSettings()
+    # small: a last user message that only greets, thanks or says goodbye (classifier.social) goes to the
+    # small tier whatever its score, which is extrapolation there; score: such turns are scored like any.
+    social_turns: Literal["small", "score"] = "small"
 
     @model_validator(mode="after")
     def _cascade_makes_sense(self) -> RoutingSettings:

@@ -2,9 +2,12 @@
 
 Rules, first match wins:
 1. `force_tier` on the request ("forced by request");
-2. `routing.overrides[i]` whose conditions all match (metadata, tool use, response_format type): its tier,
-   or its threshold;
-3. the global threshold: `routing.threshold`, or the threshold resolved for `routing.target_large_fraction`
+2. `routing.overrides[i]` whose conditions all match (metadata, tool use, response_format type), when it
+   fixes a tier;
+3. a social turn (`routing.social_turns: small`): the last user message only greets, thanks or says
+   goodbye (classifier.social), with no tools and plain text output: the small tier;
+4. the first matching override's threshold;
+5. the global threshold: `routing.threshold`, or the threshold resolved for `routing.target_large_fraction`
    (passed in as `target`, see router.routing.thresholds).
 With a threshold, the large tier is chosen when score >= threshold.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from classifier.social import is_social_turn
 from router.config import Override, RouterConfig
 from router.domain import TIERS, Decision, Request, Tier
 
@@ -57,14 +61,20 @@ def decide(
         if override.tier is not None:
             tier = override.tier
             reason = f"{rule} {matched} tier={tier}"
+        elif _social(request, config):
+            tier, rule, reason = "small", "social", _SOCIAL_REASON
         else:
             tier = _by_threshold(score, threshold)
             reason = f"{rule} {matched} threshold={_number(threshold)}"
+    elif _social(request, config):
+        tier, rule, reason = "small", "social", _SOCIAL_REASON
     else:
         tier = _by_threshold(score, threshold)
         rule, reason = global_rule, global_reason
     if request.force_tier or (override is not None and override.tier is not None):
         mode = "route"
+    elif mode == "cascade" and rule == "social":
+        reason += "; cascade: small first"  # never straight to large; the answer is still verified
     elif mode == "cascade":
         direct_large = config.routing.cascade.direct_large
         tier = _by_threshold(score, direct_large)
@@ -92,6 +102,17 @@ def _global_threshold(config: RouterConfig, target: ResolvedThreshold | None) ->
         return "target", target.threshold, target.reason
     unresolved = f"target large fraction {_number(routing.target_large_fraction)} not resolved"
     return "global", routing.threshold, f"global threshold {_number(routing.threshold)} ({unresolved})"
+
+
+_SOCIAL_REASON = "social turn (greeting, thanks or farewell; no task to fail at)"
+
+
+def _social(request: Request, config: RouterConfig) -> bool:
+    """The last user message is a social turn, and nothing about the request asks for more than a reply."""
+    if config.routing.social_turns != "small" or request.tools or request.response_format.type != "text":
+        return False
+    last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    return is_social_turn(last_user)
 
 
 def _first_override(overrides: tuple[Override, ...], request: Request) -> tuple[int, Override | None]:

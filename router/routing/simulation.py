@@ -2,6 +2,7 @@
 
 Assumptions, stated once:
 - a request's score does not depend on the threshold, so it goes large exactly when score >= threshold;
+  rules that decide without the threshold (force_tier, fixed-tier overrides, social turns) are not re-applied;
 - its token counts are the same on either tier (the logged usage is reused for the other tier);
 - tier prices per token come from the tier's `input_cost_per_token` / `output_cost_per_token` in the
   config, else 0 for a local model (ollama, vLLM), else LiteLLM's bundled price map (no network);

@@ -19,6 +19,7 @@ from tests.router.standins import StandIn
 MODEL_DIR = Path(os.environ.get("RIGHTSIZE_TEST_MODEL_DIR") or DEFAULT_MODELS_DIR / "default")
 SMALL_REPLY = "small tier answer"
 LARGE_REPLY = "large tier answer from the cloud"
+TASK_PROMPT = "Summarise the attached report in three bullet points."  # no social turn: routed on its score
 JSON_PROMPT = "Turn this sentence into JSON: 'John is 35'"
 HARD_PROMPT = (
     "Design a globally distributed, strongly consistent key-value store: explain the replication protocol, "

@@ -20,7 +20,7 @@ from router.config import load_config
 from router.config.reload import ConfigSource
 from router.requestlog import Label, LogRecord, open_store
 from router.rpc.server import create_server
-from tests.router.support import MODEL_DIR, Backends, KeyedScorer, user
+from tests.router.support import MODEL_DIR, TASK_PROMPT, Backends, KeyedScorer, user
 
 VERSION = read_manifest(MODEL_DIR).version  # the served model: calibrate uses only its logged scores
 CONFIG = """\
@@ -233,7 +233,7 @@ async def test_a_running_server_applies_calibrate_write_within_2s(
             stub = pb_grpc.RouterStub(channel)
 
             async def decision() -> Any:
-                return (await stub.Route(pb.RouteRequest(messages=user("hi")), timeout=5)).decision
+                return (await stub.Route(pb.RouteRequest(messages=user(TASK_PROMPT)), timeout=5)).decision
 
             assert (await decision()).tier == "large"
             argv = ["calibrate", "--target-large-fraction", "0.2", "--from-logs", "--write", str(config)]

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from router.config import RouterConfig
-from router.domain import Message, Request
+from router.domain import Message, Request, ResponseFormat, Tool
 from router.routing.policy import decide
+from tests.router.support import TASK_PROMPT
 
 TIERS = {"small": {"model": "ollama_chat/llama3:8b"}, "large": {"model": "openai/gpt-4o"}}
 OVERRIDES = [
@@ -25,7 +26,7 @@ def config(**routing: Any) -> RouterConfig:
 
 
 def request(force_tier: str = "", **metadata: str) -> Request:
-    messages = (Message("user", "hi"),)
+    messages = (Message("user", TASK_PROMPT),)
     return Request(messages=messages, request_id="r1", metadata=metadata, force_tier=force_tier)
 
 
@@ -138,10 +139,8 @@ EXTRACT = "override[0] task=extract response_format=json_schema tier=small"
 
 
 def shaped(response_format: str = "text", tools: bool = False, **metadata: str) -> Request:
-    from router.domain import ResponseFormat, Tool
-
     return Request(
-        messages=(Message("user", "hi"),),
+        messages=(Message("user", TASK_PROMPT),),
         request_id="r1",
         metadata=metadata,
         response_format=ResponseFormat(type=response_format),
@@ -170,3 +169,46 @@ def test_an_override_without_a_condition_is_refused() -> None:
         config(overrides=[{"tier": "large"}])
     with pytest.raises(ValueError, match="response_format"):
         config(overrides=[{"response_format": "yaml", "tier": "large"}])
+
+
+SOCIAL = "social turn (greeting, thanks or farewell; no task to fail at)"
+
+
+def chat(*turns: tuple[str, str], **fields: Any) -> Request:
+    return Request(messages=tuple(Message(role, text) for role, text in turns), request_id="r1", **fields)
+
+
+@pytest.mark.parametrize(
+    ("req", "routing", "tier", "rule", "reason"),
+    [
+        # the classifier scores "thanks!" near 0.8 (extrapolation): the social rule answers it small
+        (chat(("user", "thanks!")), {}, "small", "social", SOCIAL),
+        (chat(("user", "Write a parser."), ("assistant", "..."), ("user", "Great, thank you!")), {}, "small",
+         "social", SOCIAL),
+        # only the last user turn counts: an earlier greeting does not make the task social
+        (chat(("user", "hi"), ("assistant", "Hello!"), ("user", TASK_PROMPT)), {}, "large", "global",
+         "global threshold 0.5"),
+        # an acknowledgement is a request for more of the work, not a social turn
+        (chat(("user", "ok, continue")), {}, "large", "global", "global threshold 0.5"),
+        (chat(("user", "thanks!")), {"social_turns": "score"}, "large", "global", "global threshold 0.5"),
+        # a threshold override yields to the social rule, a fixed tier does not
+        (chat(("user", "thanks!"), metadata={"tenant": "acme"}), {"overrides": OVERRIDES}, "small", "social",
+         SOCIAL),
+        (chat(("user", "thanks!"), metadata={"tenant": "vip", "task": "chat"}), {"overrides": OVERRIDES},
+         "large", "override[2]", "override[2] tenant=vip task=chat tier=large"),
+        (chat(("user", "thanks!"), force_tier="large"), {}, "large", "forced", "forced by request"),
+        # tools or structured output ask for more than a reply
+        (chat(("user", "thanks!"), tools=(Tool("lookup"),)), {}, "large", "global", "global threshold 0.5"),
+        (chat(("user", "thanks!"), response_format=ResponseFormat(type="json_object")), {}, "large", "global",
+         "global threshold 0.5"),
+        (chat(("user", "thanks!")), {"mode": "cascade", "cascade": {"direct_large": 0.7}}, "small", "social",
+         SOCIAL + "; cascade: small first"),
+    ],
+)  # fmt: skip
+def test_social_turns_go_small_whatever_their_score(
+    req: Request, routing: dict[str, Any], tier: str, rule: str, reason: str
+) -> None:
+    decision = decide(0.8, req, config(**routing))
+    assert (decision.tier, decision.rule, decision.reason) == (tier, rule, reason)
+    assert decision.threshold == (0.8 if req.metadata.get("tenant") == "acme" else 0.5)
+    assert decision.mode == routing.get("mode", "route")

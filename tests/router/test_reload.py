@@ -22,7 +22,7 @@ from router.config.edit import write_atomically
 from router.config.reload import ConfigSource, keep_running, restart_only_changes
 from router.rpc.server import RouterServer, create_server
 from tests.router.standins import StandIn
-from tests.router.support import LARGE_REPLY, Backends, KeyedScorer, config_dict, user
+from tests.router.support import LARGE_REPLY, TASK_PROMPT, Backends, KeyedScorer, config_dict, user
 from tests.router.waiting import until
 
 POLL_S = 0.05  # the watcher's poll in these tests (0.5 s served): they wait on polls, not on time
@@ -70,7 +70,7 @@ def reloads(server: RouterServer, result: str) -> float:
 
 
 async def route(stub: pb_grpc.RouterStub, **metadata: str) -> pb.Decision:
-    response = await stub.Route(pb.RouteRequest(messages=user("hi"), metadata=metadata), timeout=5)
+    response = await stub.Route(pb.RouteRequest(messages=user(TASK_PROMPT), metadata=metadata), timeout=5)
     return response.decision
 
 
@@ -135,7 +135,7 @@ async def test_a_tier_api_base_change_reaches_the_backend(
     assert await asyncio.get_running_loop().run_in_executor(None, server.backend.wait_loaded, 30)
     replacement = StandIn("openai", reply="answer from the replacement large model")
     try:
-        request = pb.CompleteRequest(messages=user("hi"), force_tier="large")
+        request = pb.CompleteRequest(messages=user(TASK_PROMPT), force_tier="large")
         assert (await stub.Complete(request, timeout=10)).text == LARGE_REPLY
         config["tiers"]["large"]["api_base"] = replacement.url
         config["tiers"]["large"]["model"] = "openai/gpt-4o-mini"

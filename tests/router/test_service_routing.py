@@ -58,6 +58,17 @@ async def test_a_design_prompt_outscores_a_json_prompt_and_a_threshold_between_s
     assert tiers == ["small", "large"]
 
 
+async def test_thanks_is_answered_small_although_the_real_classifier_scores_it_high(
+    router: Running, scorer: Any, backends: Backends
+) -> None:
+    assert float(scorer.score(["thanks!"])[0]) >= 0.5  # extrapolation: no training prompt is this short
+    decision = (await router.stub.Route(pb.RouteRequest(messages=user("thanks!")))).decision
+    assert decision.tier == "small" and decision.reason.startswith("social turn")
+    assert decision.score >= decision.threshold == 0.5  # the score alone would have gone large
+    completion = await router.stub.Complete(pb.CompleteRequest(messages=user("thanks!")))
+    assert completion.decision.tier == "small" and completion.text == SMALL_REPLY
+
+
 @pytest.mark.parametrize(("score", "tier"), [(0.29, "small"), (0.3, "large"), (0.31, "large")])
 async def test_tier_follows_the_threshold_at_its_edge(
     start_server: StartServer, make_config: MakeConfig, score: float, tier: str

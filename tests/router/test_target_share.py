@@ -20,7 +20,7 @@ from router.requestlog import LogRecord, open_store
 from router.routing.policy import decide
 from router.routing.thresholds import ResolvedThreshold, recent_scores, resolve, threshold_from_suggested
 from router.rpc.server import create_server
-from tests.router.support import Backends, FakeClock, KeyedScorer, config_dict, user
+from tests.router.support import TASK_PROMPT, Backends, FakeClock, KeyedScorer, config_dict, user
 from tests.router.waiting import until
 
 SUGGESTED = {"0.1": 0.7, "0.3": 0.55, "0.5": 0.45}
@@ -97,7 +97,7 @@ def config(**routing: Any) -> RouterConfig:
 
 
 def request(force_tier: str = "", **metadata: str) -> Request:
-    messages = (Message("user", "hi"),)
+    messages = (Message("user", TASK_PROMPT),)
     return Request(messages=messages, request_id="r1", metadata=metadata, force_tier=force_tier)
 
 
@@ -243,7 +243,7 @@ async def test_a_server_resolves_the_target_from_its_log_and_shows_it_in_decisio
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.RouterStub(channel)
-            decision = (await stub.Route(pb.RouteRequest(messages=user("hi")), timeout=5)).decision
+            decision = (await stub.Route(pb.RouteRequest(messages=user(TASK_PROMPT)), timeout=5)).decision
             assert (decision.tier, decision.threshold) == ("large", 0.55)
             assert decision.reason == (
                 "target large fraction 0.3 -> threshold 0.55 "
@@ -254,7 +254,7 @@ async def test_a_server_resolves_the_target_from_its_log_and_shows_it_in_decisio
             store.write_batch([record(i, i / 100) for i in range(100)])  # scores 0.00 .. 0.99
             clock.advance(1)  # recalibrate_every_s: the schedule picks the new log up, no edit needed
             await server.target_share.check()
-            decision = (await stub.Route(pb.RouteRequest(messages=user("hi")), timeout=5)).decision
+            decision = (await stub.Route(pb.RouteRequest(messages=user(TASK_PROMPT)), timeout=5)).decision
             # The server logs its own calls too (score 0.6): the expected threshold is over everything logged.
             logged = [r.score for r in store.iter_records() if r.score is not None]
             store.close()
@@ -274,7 +274,7 @@ async def test_a_server_resolves_the_target_from_its_log_and_shows_it_in_decisio
             stub = pb_grpc.RouterStub(channel)
             applied = {"result": "applied"}
             await until(lambda: sample("rightsize_config_reloads_total", applied) == 1)
-            decision = (await stub.Route(pb.RouteRequest(messages=user("hi")), timeout=5)).decision
+            decision = (await stub.Route(pb.RouteRequest(messages=user(TASK_PROMPT)), timeout=5)).decision
         assert decision.reason.startswith("target large fraction 0.05 -> threshold 0.9")
     finally:
         await server.stop(0)

@@ -18,11 +18,11 @@ from router.config.settings import BreakerSettings
 from tests.router.conftest import Running, StartServer
 from tests.router.guards.helpers import status_of
 from tests.router.standins import StandIn
-from tests.router.support import LARGE_REPLY, SMALL_REPLY, Backends, FakeClock, KeyedScorer, user
+from tests.router.support import LARGE_REPLY, SMALL_REPLY, TASK_PROMPT, Backends, FakeClock, KeyedScorer, user
 from tests.router.waiting import NOT_SERVING, SERVING, health
 
 MakeConfig = Callable[..., RouterConfig]
-REQUEST = pb.CompleteRequest(messages=user("hi"))
+REQUEST = pb.CompleteRequest(messages=user(TASK_PROMPT))
 
 
 def faulty_config(
