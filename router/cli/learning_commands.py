@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,6 +127,7 @@ def label_command(args: argparse.Namespace) -> int:
     """Judge unlabelled logged requests: both tiers' answers (logged or shadow ones first), then the large
     model's verdict in strict JSON, stored as the request's small_ok label."""
     import asyncio
+    import itertools
     import random
 
     from router.learning.judge import labelling_order, unlabelled
@@ -139,12 +140,13 @@ def label_command(args: argparse.Namespace) -> int:
         if args.sample is not None and args.sample < len(candidates) and args.strategy == "random":
             candidates = random.Random(args.seed).sample(candidates, args.sample)
         labelled = [r.prompt for r in records if r.small_ok is not None and r.prompt]
-        candidates = labelling_order(
+        order = labelling_order(
             candidates, args.strategy, labelled, _embedder(embedding_cache(config)), args.seed, args.sample
         )
-        candidates = candidates[: args.sample] if args.sample is not None else candidates
-        print(f"{len(candidates)} requests to label, {args.strategy} first", file=sys.stderr)
-        run = translate_log_errors(lambda: asyncio.run(_label(config, store, candidates, args.budget_usd)))
+        count = len(candidates) if args.sample is None else min(len(candidates), args.sample)
+        picked = itertools.islice(order, count)
+        print(f"{count} requests to label, {args.strategy} first", file=sys.stderr)
+        run = translate_log_errors(lambda: asyncio.run(_label(config, store, picked, count, args.budget_usd)))
     print(_label_summary(run))
     return 0
 
@@ -173,12 +175,14 @@ def _embedder(cache: Path) -> Any:
     return embed
 
 
-async def _label(config: RouterConfig, store: Any, records: list[Any], budget: float | None) -> LabelRun:
+async def _label(
+    config: RouterConfig, store: Any, records: Iterable[Any], count: int, budget: float | None
+) -> LabelRun:
     from router.learning.judge import Teacher
 
     async with running_tier_stack(config) as backend:
         teacher = Teacher(config, store, backend, budget_usd=budget, say=_say)
-        return await teacher.label(records)
+        return await teacher.label(records, count)
 
 
 @contextlib.asynccontextmanager

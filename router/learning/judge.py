@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -106,9 +106,10 @@ class Teacher:
         # Answers generated here and the judge's reasons are stored masked, as the request log is.
         self.redactor = redactor_for(config.log.redact)
 
-    async def label(self, records: Sequence[LogRecord]) -> LabelRun:
-        """Label `records` in order; stops before a record that could take the spend over the budget."""
-        run = LabelRun(candidates=len(records))
+    async def label(self, records: Iterable[LogRecord], candidates: int) -> LabelRun:
+        """Label `records` (`candidates` of them) in order; stops before a record that could take the spend
+        over the budget, so a lazy order is computed only as far as the budget reaches."""
+        run = LabelRun(candidates=candidates)
         most_per_record = 0.0
         for record in records:
             if self.budget_usd is not None and run.spent_usd + most_per_record > self.budget_usd:
@@ -198,24 +199,25 @@ def labelling_order(
     labelled_prompts: Sequence[str],
     embed: Callable[[list[str]], Any],
     seed: int = 0,
-    count: int | None = None,
-) -> list[LogRecord]:
+    clusters: int | None = None,
+) -> Iterator[LogRecord]:
     """`candidates` in the order the judge should see them (classifier.active): `uncertainty` = logged score
     closest to its threshold first (records without both last); `diverse` = farthest-first over the
     embedding space, away from the prompts already labelled; `typical` = the most typical prompt of each of
-    the largest k-means clusters not yet labelled (`count` clusters, e.g. the --sample size; default 100),
+    the largest k-means clusters not yet labelled (`clusters` of them, e.g. the --sample size; default 100),
     then farthest-first; `random` = a seeded shuffle. `embed` maps texts to L2-normalised embeddings (only
-    `diverse` and `typical` call it)."""
+    `diverse` and `typical` call it). Lazy where it matters: a farthest-first pick costs a pass over the
+    candidates, so a caller that stops at its sample or budget pays for the picks it takes only."""
     import random
 
     import numpy as np
 
-    from classifier.active import diverse_order, typical_order, uncertainty_order
+    from classifier.active import diverse_picks, typical_picks, uncertainty_order
 
     if strategy == "random":
         shuffled = list(candidates)
         random.Random(seed).shuffle(shuffled)
-        return shuffled
+        return iter(shuffled)
     if strategy == "uncertainty":
         scored = [r for r in candidates if r.score is not None and r.threshold is not None]
         rest = [r for r in candidates if r.score is None or r.threshold is None]
@@ -223,18 +225,18 @@ def labelling_order(
             np.array([r.score for r in scored], dtype=float),
             np.array([r.threshold for r in scored], dtype=float),
         )
-        return [scored[int(i)] for i in order] + rest
+        return iter([scored[int(i)] for i in order] + rest)
     if strategy in ("diverse", "typical"):
         prompts = [str(r.prompt) for r in candidates]
         if not prompts:
-            return []
+            return iter(())
         vectors = embed(prompts + list(labelled_prompts))
         pool, labelled = vectors[: len(prompts)], vectors[len(prompts) :]
         if strategy == "diverse":
-            order = diverse_order(pool, labelled)
+            picks = diverse_picks(pool, labelled)
         else:
-            order = typical_order(pool, labelled, count=count, seed=seed)
-        return [candidates[int(i)] for i in order]
+            picks = typical_picks(pool, labelled, clusters=clusters, seed=seed)
+        return (candidates[i] for i in picks)
     raise ValueError(f"unknown labelling strategy {strategy!r}")
 
 

@@ -186,7 +186,7 @@ def test_labelling_order_puts_scores_near_the_threshold_or_unexplored_prompts_fi
                          tier="small", score=score, threshold=threshold)  # fmt: skip
 
     records = [record(0, 0.95), record(1, None), record(2, 0.49), record(3, 0.2)]
-    order = labelling_order(records, "uncertainty", [], lambda texts: None)
+    order = list(labelling_order(records, "uncertainty", [], lambda texts: None))
     assert [r.request_id for r in order] == ["r2", "r3", "r0", "r1"]
     # p0 and p1 sit where a labelled prompt already is; p2 and p3 are new ground.
     space = {"p0": [1.0, 0, 0], "p1": [1.0, 0, 0], "p2": [0, 1.0, 0], "p3": [0, 0, 1.0], "seen": [1.0, 0, 0]}
@@ -194,9 +194,9 @@ def test_labelling_order_puts_scores_near_the_threshold_or_unexplored_prompts_fi
     def embed(texts: list[str]) -> np.ndarray:
         return np.array([space[t] for t in texts])
 
-    order = labelling_order(records, "diverse", ["seen"], embed)
+    order = list(labelling_order(records, "diverse", ["seen"], embed))
     assert {r.request_id for r in order[:2]} == {"r2", "r3"}
-    order = labelling_order(records, "typical", ["seen"], embed, 0, 3)
+    order = list(labelling_order(records, "typical", ["seen"], embed, 0, 3))
     assert order[0].request_id in {"r2", "r3"} and {r.request_id for r in order} == {"r0", "r1", "r2", "r3"}
     assert sorted(r.request_id for r in labelling_order(records, "random", [], lambda t: None)) == [
         "r0",
