@@ -36,17 +36,21 @@ def fit_platt(decision: np.ndarray, need_large: np.ndarray, weights: np.ndarray)
     return floor, float(np.log(rate / (1 - rate))) - floor * centre
 
 
-def threshold_for_share(scores: np.ndarray, fraction: float) -> float:
+def threshold_for_share(scores: np.ndarray, fraction: float, always_small: int = 0) -> float:
     """A threshold in [0, 1] that sends `fraction` of these scores (score >= threshold) to the large tier.
 
-    Ties can make the exact share unreachable; the threshold then lands on the nearest achievable share.
+    `always_small` more requests count in the total but go small whatever the threshold (a rule decided
+    them), so the share is of `len(scores) + always_small`. Ties, or too few scores above the others, can
+    make the exact share unreachable; the threshold then lands on the nearest achievable share.
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"target large fraction must be in [0, 1], got {fraction}")
+    if always_small < 0:
+        raise ValueError(f"always_small must be >= 0, got {always_small}")
     if len(scores) == 0:
         raise ValueError("no scores to calibrate on")
     ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
-    k = int(round(fraction * len(ordered)))
+    k = int(round(fraction * (len(ordered) + always_small)))
     if k <= 0:
         return float(min(1.0, np.nextafter(ordered[0], np.inf)))
     if k >= len(ordered):

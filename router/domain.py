@@ -9,6 +9,9 @@ from typing import Literal
 Tier = Literal["small", "large"]
 TIERS: tuple[Tier, ...] = ("small", "large")
 ROLES = frozenset({"system", "user", "assistant", "tool"})
+# `Decision.rule` of a social turn (router.routing.policy): small whatever the threshold, which is what the
+# target share, calibrate and simulate count it as (router.routing.thresholds, router.routing.simulation).
+SOCIAL_RULE = "social"
 
 
 @dataclass(frozen=True)

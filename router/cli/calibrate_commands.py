@@ -57,14 +57,17 @@ def calibrate_command(args: argparse.Namespace) -> int:
     config_path: Path | None = args.config or args.write
     if args.target_escalation_rate is not None:
         return _calibrate_cascade(args, config_path)
-    scores, what = _scores(args, config_path)
+    scores, social, what = _scores(args, config_path)
     fraction = args.target_large_fraction
-    threshold = stable_threshold(scores, fraction)
-    share = float((scores >= threshold).mean())
+    if not len(scores):
+        raise CliError(f"all {social} {what} are social turns, which go small whatever the threshold")
+    threshold = stable_threshold(scores, fraction, social)
+    share = float((scores >= threshold).sum()) / (len(scores) + social)
     print(f"{threshold:.6f}")
+    counted = f" ({social} social turns among them, small whatever the threshold)" if social else ""
     print(
-        f"threshold {threshold:.6f} sends {share:.1%} of {len(scores)} {what} to the large tier "
-        f"(target {fraction:.1%})",
+        f"threshold {threshold:.6f} sends {share:.1%} of {len(scores) + social} {what}{counted} to the large "
+        f"tier (target {fraction:.1%})",
         file=sys.stderr,
     )
     if args.write is not None:
@@ -99,11 +102,11 @@ def _calibrate_cascade(args: argparse.Namespace, config_path: Path | None) -> in
     return 0
 
 
-def stable_threshold(scores: np.ndarray, fraction: float) -> float:
+def stable_threshold(scores: np.ndarray, fraction: float, always_small: int = 0) -> float:
     """`threshold_for_share`, rounded to 6 decimals in the direction that keeps the same share."""
     from classifier.calibration import threshold_for_share
 
-    exact = threshold_for_share(scores, fraction)
+    exact = threshold_for_share(scores, fraction, always_small)
     share = int((scores >= exact).sum())
     for candidate in (round(exact, 6), math.floor(exact * 1e6) / 1e6, math.ceil(exact * 1e6) / 1e6):
         if 0.0 <= candidate <= 1.0 and int((scores >= candidate).sum()) == share:
@@ -111,11 +114,14 @@ def stable_threshold(scores: np.ndarray, fraction: float) -> float:
     return exact
 
 
-def _scores(args: argparse.Namespace, config_path: Path | None) -> tuple[np.ndarray, str]:
+def _scores(args: argparse.Namespace, config_path: Path | None) -> tuple[np.ndarray, int, str]:
+    """(scores the threshold decides, how many social turns go small besides them, what they are): a
+    social turn counts in the share as the server routes it (router.routing.thresholds)."""
     import numpy as np
 
     from router.cli.traffic import input_model_dir, scored_records
     from router.config import load_config
+    from router.domain import SOCIAL_RULE
 
     metadata = {"tenant": args.tenant} if args.tenant else {}
     if args.from_logs:
@@ -123,15 +129,21 @@ def _scores(args: argparse.Namespace, config_path: Path | None) -> tuple[np.ndar
             raise CliError("--from-logs needs --config FILE (or --write FILE): the config names the log")
         config = load_config(config_path)
         records = scored_records(config, config_path, args.since, metadata)
-        scores = np.array([record.score for record in records], dtype=np.float64)
-        return scores, "logged requests" + (f" of tenant {args.tenant}" if args.tenant else "")
+        scores = np.array([r.score for r in records if r.rule != SOCIAL_RULE], dtype=np.float64)
+        what = "logged requests" + (f" of tenant {args.tenant}" if args.tenant else "")
+        return scores, len(records) - len(scores), what
     from classifier.data import read_prompts
     from classifier.scoring import Scorer
+    from classifier.social import is_social_turn
 
     model = input_model_dir(args.model, config_path)
-    prompts = read_prompts(args.input)
-    scores = Scorer.from_path(model).score([prompt.text for prompt in prompts]).astype(np.float64)
-    return scores, "prompts"
+    texts = [prompt.text for prompt in read_prompts(args.input)]
+    if load_config(config_path).routing.social_turns == "small":
+        tasks = [text for text in texts if not is_social_turn(text)]
+    else:
+        tasks = texts
+    scores = Scorer.from_path(model).score(tasks).astype(np.float64) if tasks else np.empty(0)
+    return scores, len(texts) - len(tasks), "prompts"
 
 
 def _write(path: Path, threshold: float, tenant: str | None) -> None:

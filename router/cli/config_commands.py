@@ -94,7 +94,8 @@ def simulate_command(args: argparse.Namespace) -> int:
     else:
         from router.cli.traffic import input_model_dir, input_rows
 
-        rows = input_rows(args.input, lambda: input_model_dir(args.model, args.config))
+        social_turns = config.routing.social_turns == "small"
+        rows = input_rows(args.input, lambda: input_model_dir(args.model, args.config), social_turns)
     small, large = tier_price(config.tiers.small), tier_price(config.tiers.large)
     result = simulate(rows, args.thresholds, small, large)
     if args.json:

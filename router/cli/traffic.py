@@ -122,9 +122,11 @@ def scored_records(
     return list(kept)
 
 
-def input_rows(path: Path, model: Callable[[], Path]) -> list[TrafficRow]:
-    """Rows of a JSONL file: `score` if present, else scored with the model `model()` names; usage, labels."""
+def input_rows(path: Path, model: Callable[[], Path], social_turns: bool = True) -> list[TrafficRow]:
+    """Rows of a JSONL file: `score` if present, else scored with the model `model()` names; usage, labels;
+    with `social_turns`, a `prompt` that is a social turn (classifier.social) is marked so."""
     from classifier.data import iter_json_lines, text_of
+    from classifier.social import is_social_turn
     from router.routing.simulation import TrafficRow
 
     lines = list(iter_json_lines(path))
@@ -155,6 +157,7 @@ def input_rows(path: Path, model: Callable[[], Path]) -> list[TrafficRow]:
                 small_ok=None if label is None else int(label),
                 small_score=_number(obj, "small_score"),
                 large_score=_number(obj, "large_score"),
+                social=social_turns and isinstance(obj.get("prompt"), str) and is_social_turn(obj["prompt"]),
             )
         )
     return rows
@@ -162,10 +165,17 @@ def input_rows(path: Path, model: Callable[[], Path]) -> list[TrafficRow]:
 
 def record_row(record: LogRecord) -> TrafficRow:
     """A logged request as a simulation row (its logged usage; small_ok when labelled)."""
+    from router.domain import SOCIAL_RULE
     from router.routing.simulation import TrafficRow
 
     assert record.score is not None
-    return TrafficRow(record.score, record.prompt_tokens, record.completion_tokens, record.small_ok)
+    return TrafficRow(
+        record.score,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.small_ok,
+        social=record.rule == SOCIAL_RULE,
+    )
 
 
 def _number(obj: Mapping[str, Any], key: str) -> float | None:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from router.domain import SOCIAL_RULE
 from router.requestlog.errors import SchemaError, StoreUnavailableError
 from router.requestlog.records import Label, LogRecord, LogStats, ShadowAnswer, TierStats, format_ts
 from router.requestlog.schema import LATEST_VERSION, MIGRATIONS, MIGRATIONS_TABLE
@@ -174,18 +175,21 @@ class SqlStore(ABC):
 
     def recent_scores(
         self, limit: int, *, since: datetime | None = None, classifier_version: str | None = None
-    ) -> list[float]:
+    ) -> list[float | None]:
         # Newest first through the (ts, request_id) index, so the cost is `limit` rows however big the log.
         where, params = self._time_range(since, None)
         where.append("r.score IS NOT NULL")
         if classifier_version is not None:
             where.append("r.classifier_version = ?")
             params.append(classifier_version)
-        sql = f"SELECT r.score FROM requests r{_where(where)} ORDER BY r.ts DESC, r.request_id DESC LIMIT ?"
+        sql = (
+            "SELECT CASE WHEN r.rule = ? THEN NULL ELSE r.score END"
+            f" FROM requests r{_where(where)} ORDER BY r.ts DESC, r.request_id DESC LIMIT ?"
+        )
         with self._transaction(write=False) as cursor:
-            cursor.execute(self._sql(sql), [*params, int(limit)])
+            cursor.execute(self._sql(sql), [SOCIAL_RULE, *params, int(limit)])
             rows = cursor.fetchall()
-        return [float(row[0]) for row in reversed(rows)]
+        return [None if row[0] is None else float(row[0]) for row in reversed(rows)]
 
     def stats(self, since: datetime | None = None) -> LogStats:
         where, params = self._time_range(since, None)

@@ -36,9 +36,10 @@ class RequestLogStore(RecordSink, Protocol):
 
     def recent_scores(
         self, limit: int, *, since: datetime | None = None, classifier_version: str | None = None
-    ) -> list[float]:
+    ) -> list[float | None]:
         """Scores of the newest `limit` scored records with `ts >= since` (of `classifier_version` when
-        given), oldest first: one indexed query, not a scan of the window."""
+        given), oldest first, None for a social turn's (small whatever its score): one indexed query, not a
+        scan of the window."""
         ...
 
     def get(self, request_id: str) -> LogRecord | None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from classifier.social import is_social_turn
 from router.config import Override, RouterConfig
-from router.domain import TIERS, Decision, Request, Tier
+from router.domain import SOCIAL_RULE, TIERS, Decision, Request, Tier
 
 if TYPE_CHECKING:
     from router.routing.thresholds import ResolvedThreshold
@@ -62,18 +62,18 @@ def decide(
             tier = override.tier
             reason = f"{rule} {matched} tier={tier}"
         elif _social(request, config):
-            tier, rule, reason = "small", "social", _SOCIAL_REASON
+            tier, rule, reason = "small", SOCIAL_RULE, _SOCIAL_REASON
         else:
             tier = _by_threshold(score, threshold)
             reason = f"{rule} {matched} threshold={_number(threshold)}"
     elif _social(request, config):
-        tier, rule, reason = "small", "social", _SOCIAL_REASON
+        tier, rule, reason = "small", SOCIAL_RULE, _SOCIAL_REASON
     else:
         tier = _by_threshold(score, threshold)
         rule, reason = global_rule, global_reason
     if request.force_tier or (override is not None and override.tier is not None):
         mode = "route"
-    elif mode == "cascade" and rule == "social":
+    elif mode == "cascade" and rule == SOCIAL_RULE:
         reason += "; cascade: small first"  # never straight to large; the answer is still verified
     elif mode == "cascade":
         direct_large = config.routing.cascade.direct_large

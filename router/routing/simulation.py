@@ -2,7 +2,8 @@
 
 Assumptions, stated once:
 - a request's score does not depend on the threshold, so it goes large exactly when score >= threshold;
-  rules that decide without the threshold (force_tier, fixed-tier overrides, social turns) are not re-applied;
+  a social turn (rule "social" in the log, or a prompt `classifier.social` calls one) stays small at every
+  threshold, as the server routes it; force_tier and fixed-tier overrides are not re-applied;
 - its token counts are the same on either tier (the logged usage is reused for the other tier);
 - tier prices per token come from the tier's `input_cost_per_token` / `output_cost_per_token` in the
   config, else 0 for a local model (ollama, vLLM), else LiteLLM's bundled price map (no network);
@@ -35,6 +36,7 @@ class TrafficRow:
     small_ok: int | None = None
     small_score: float | None = None
     large_score: float | None = None
+    social: bool = False  # a social turn: small whatever the threshold
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,14 @@ def simulate(
     small: TierPrice | None,
     large: TierPrice | None,
 ) -> Simulation:
-    """Outcomes at each threshold (large when score >= threshold) and at always-small / always-large."""
+    """Outcomes at each threshold (large when score >= threshold and not a social turn) and at always-small
+    / always-large."""
     import numpy as np
 
     if not rows:
         raise ValueError("no requests to simulate on")
     scores = np.array([row.score for row in rows], dtype=np.float64)
+    social = np.array([row.social for row in rows], dtype=bool)
     priced = np.array([row.prompt_tokens is not None or row.completion_tokens is not None for row in rows])
     labelled = np.array([row.small_ok is not None for row in rows])
     graded = bool(labelled.any()) and all(
@@ -138,7 +142,9 @@ def simulate(
 
     all_small = outcome("always small", math.inf, np.zeros(len(rows), dtype=bool))
     all_large = outcome("always large", 0.0, np.ones(len(rows), dtype=bool))
-    outcomes = tuple(_with_pgr(outcome(f"{t:g}", t, scores >= t), all_small, all_large) for t in thresholds)
+    outcomes = tuple(
+        _with_pgr(outcome(f"{t:g}", t, (scores >= t) & ~social), all_small, all_large) for t in thresholds
+    )
     baselines = (_with_pgr(all_small, all_small, all_large), _with_pgr(all_large, all_small, all_large))
     return Simulation(len(rows), int(priced.sum()), int(labelled.sum()), basis, outcomes, baselines)
 

@@ -151,7 +151,7 @@ class TargetShare:
     ) -> ResolvedThreshold | None:
         routing = config.routing
         assert routing.target_large_fraction is not None
-        scores: list[float] = []
+        scores: list[float | None] = []
         try:
             with self._lock:  # a reload and the schedule may both be reading
                 store = self._open(config)

@@ -2,9 +2,12 @@
 
 The threshold is the one that would have sent that share of the recent logged traffic to the large tier
 (`classifier.calibration.threshold_for_share` on the logged scores of the served classifier version, within
-`routing.target_window`). With fewer than `target_window.min_requests` such scores it comes from the model
-manifest's `suggested_thresholds` ({"0.1": t, "0.3": t, "0.5": t}), interpolated linearly in the share
-between those points and the anchors (share 0 -> threshold 1, share 1 -> threshold 0). Pure: no I/O.
+`routing.target_window`). A social turn (rule "social") counts in that traffic as a request that goes small
+whatever the threshold, so the share is of all of it, as an operator watching the large share sees it;
+other rules that bypass the threshold (force_tier, fixed-tier overrides) count by their score. With fewer
+than `target_window.min_requests` such requests it comes from the model manifest's `suggested_thresholds`
+({"0.1": t, "0.3": t, "0.5": t}), interpolated linearly in the share between those points and the anchors
+(share 0 -> threshold 1, share 1 -> threshold 0). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from router.config import TargetWindow
+from router.domain import SOCIAL_RULE
 
 if TYPE_CHECKING:
     from router.requestlog import LogRecord
@@ -67,24 +71,26 @@ def threshold_from_suggested(fraction: float, suggested: Mapping[str, float]) ->
 
 def resolve(
     fraction: float,
-    scores: Iterable[float],
+    scores: Iterable[float | None],
     window: TargetWindow,
     suggested: Mapping[str, float],
     classifier_version: str = "",
 ) -> ResolvedThreshold | None:
-    """The threshold for `fraction` from logged `scores`, else the manifest's; None when neither exists."""
+    """The threshold for `fraction` from logged `scores` (None: a social turn, small whatever the threshold),
+    else the manifest's; None when neither exists."""
     import numpy as np
 
     from classifier.calibration import threshold_for_share
 
-    values = np.fromiter(scores, dtype=np.float64)
-    if len(values) >= window.min_requests:
-        threshold = threshold_for_share(values, fraction)
-        return ResolvedThreshold(fraction, threshold, len(values), "logs", classifier_version)
+    logged = list(scores)
+    values = np.array([score for score in logged if score is not None], dtype=np.float64)
+    if len(logged) >= window.min_requests and len(values):
+        threshold = threshold_for_share(values, fraction, always_small=len(logged) - len(values))
+        return ResolvedThreshold(fraction, threshold, len(logged), "logs", classifier_version)
     fallback = threshold_from_suggested(fraction, suggested)
     if fallback is None:
         return None
-    return ResolvedThreshold(fraction, round(fallback, 6), len(values), "manifest", classifier_version)
+    return ResolvedThreshold(fraction, round(fallback, 6), len(logged), "manifest", classifier_version)
 
 
 def recent_scores(
@@ -93,13 +99,14 @@ def recent_scores(
     *,
     classifier_version: str | None = None,
     metadata: Mapping[str, str] | None = None,
-) -> list[float]:
-    """Scores of the most recent `window.max_requests` records (oldest first in, newest kept).
+) -> list[float | None]:
+    """Scores of the most recent `window.max_requests` records (oldest first in, newest kept), None for a
+    social turn's (it went small whatever its score).
 
     Only records with a score, scored by `classifier_version` (any when None) and carrying every
     `metadata` pair count.
     """
-    kept: deque[float] = deque(maxlen=window.max_requests)
+    kept: deque[float | None] = deque(maxlen=window.max_requests)
     for record in records:
         if record.score is None:
             continue
@@ -107,7 +114,7 @@ def recent_scores(
             continue
         if metadata and any(record.metadata.get(key) != value for key, value in metadata.items()):
             continue
-        kept.append(float(record.score))
+        kept.append(None if record.rule == SOCIAL_RULE else float(record.score))
     return list(kept)
 
 

@@ -26,11 +26,25 @@ def test_ties_land_on_an_achievable_share() -> None:
     assert float((scores >= threshold).mean()) in (0.2, 0.8)
 
 
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.3, 0.5, 0.75])
+def test_requests_that_always_go_small_count_in_the_share(fraction: float) -> None:
+    scores = np.random.default_rng(3).random(750)  # and 250 more that a rule sends small
+    threshold = threshold_for_share(scores, fraction, always_small=250)
+    assert abs(float((scores >= threshold).sum()) / 1000 - fraction) <= 0.001
+
+
+def test_a_share_the_scored_requests_cannot_fill_sends_all_of_them_large() -> None:
+    scores = np.array([0.2, 0.6])
+    assert threshold_for_share(scores, 0.9, always_small=2) == 0.2  # 2 of 4 is the most reachable
+
+
 def test_bad_fraction_and_empty_input() -> None:
     with pytest.raises(ValueError, match="outside|in \\[0, 1\\]"):
         threshold_for_share(np.array([0.2]), 1.5)
     with pytest.raises(ValueError, match="no scores"):
         threshold_for_share(np.array([]), 0.3)
+    with pytest.raises(ValueError, match="always_small"):
+        threshold_for_share(np.array([0.2]), 0.3, always_small=-1)
 
 
 def test_suggested_thresholds_are_ordered() -> None:

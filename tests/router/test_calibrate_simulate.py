@@ -86,6 +86,7 @@ def log_records(tmp_path: Path, rows: list[dict[str, Any]]) -> None:
             classifier_version=row.get("version", VERSION),
             prompt_tokens=row.get("prompt_tokens"),
             completion_tokens=row.get("completion_tokens"),
+            rule=row.get("rule", "global"),
         )
         for i, row in enumerate(rows)
     ]
@@ -123,6 +124,28 @@ def test_calibrate_from_logs_hits_the_target_share_within_one_point(
     threshold = float(out)
     assert abs(float((threshold <= FIXED_SCORES).mean()) - fraction) <= 0.01
     assert "of 400 logged requests" in err
+
+
+def test_social_turns_count_in_the_share_as_small_whatever_their_score(
+    tmp_path: Path, backends: Backends, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server sends a social turn small at any threshold, so 30 % large of all traffic, a fifth of it
+    social, is 37.5 % of the rest; scoring them as tasks would have set the threshold for 12.5 %."""
+    config = write_config(tmp_path, backends)
+    rows = [{"score": float(score)} for score in FIXED_SCORES]
+    rows += [{"score": 0.9, "rule": "social"}] * 100  # high scores ("thanks!" scores 0.75-0.8)
+    log_records(tmp_path, rows)
+    code, out, err = run(
+        capsys, "calibrate", "--target-large-fraction", "0.3", "--from-logs", "--config", str(config)
+    )
+    assert code == 0, err
+    assert abs(float((float(out) <= FIXED_SCORES).mean()) - 0.375) <= 0.01
+    assert "of 500 logged requests (100 social turns among them" in err
+    code, out, err = run(
+        capsys, "simulate", "--from-logs", "--config", str(config), "--thresholds", out.strip(), "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["outcomes"][0]["large_share"] == pytest.approx(0.3, abs=0.01)
 
 
 def test_calibrate_for_a_tenant_uses_its_requests_and_updates_its_override_in_place(

@@ -64,7 +64,9 @@ def test_enough_logged_scores_resolve_to_the_share_and_too_few_fall_back_to_the_
     )
 
 
-def record(i: int, score: float | None, version: str = "v1", **metadata: str) -> LogRecord:
+def record(
+    i: int, score: float | None, version: str = "v1", rule: str = "global", **metadata: str
+) -> LogRecord:
     return LogRecord(
         request_id=f"r{i}",
         ts=datetime.now(UTC) - timedelta(seconds=100 - i),
@@ -72,6 +74,7 @@ def record(i: int, score: float | None, version: str = "v1", **metadata: str) ->
         prompt_sha256="x",
         metadata=metadata,
         score=score,
+        rule=rule,
         classifier_version=version,
     )
 
@@ -90,6 +93,16 @@ def test_recent_scores_keep_the_newest_of_this_version_and_metadata() -> None:
     tenant_a = recent_scores(records, TargetWindow(), classifier_version="v1", metadata={"tenant": "a"})
     assert tenant_a == [0.3, 0.5]
     assert recent_scores(records, TargetWindow()) == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert recent_scores([*records, record(6, 0.9, rule="social")], TargetWindow())[-1] is None
+
+
+def test_social_turns_count_in_the_resolved_share_as_small() -> None:
+    scores = [i / 100 for i in range(100)]  # and 100 social turns
+    resolved = resolve(0.3, [*scores, *[None] * 100], TargetWindow(min_requests=100), SUGGESTED)
+    assert resolved is not None and (resolved.basis, resolved.requests) == ("logs", 200)
+    assert sum(score >= resolved.threshold for score in scores) == 60  # 30 % of all 200
+    only_social = resolve(0.3, [None] * 150, TargetWindow(min_requests=100), SUGGESTED)
+    assert only_social == ResolvedThreshold(0.3, 0.55, 150, "manifest")
 
 
 def config(**routing: Any) -> RouterConfig:

@@ -160,3 +160,5 @@ def test_recent_scores_are_the_newest_of_a_version_in_one_query(
     assert store.recent_scores(5, classifier_version="v2") == v2[-5:]
     assert store.recent_scores(1000) == [r.score for r in records]
     assert store.recent_scores(100, since=records[-3].ts) == [r.score for r in records[-3:]]
+    store.write_batch([make_record(32, score=0.9, classifier_version="v2", rule="social")])
+    assert store.recent_scores(2, classifier_version="v2") == [v2[-1], None]  # small whatever its score
