@@ -32,7 +32,13 @@ from router.domain import (
 )
 from router.errors import BackendError, NotReadyError
 from router.redact import scrub
-from router.structured import PLAIN, StructuredSpec, UnsupportedFeatureError, litellm_request
+from router.structured import (
+    PLAIN,
+    StructuredSpec,
+    UnsupportedFeatureError,
+    call_from_content,
+    litellm_request,
+)
 
 log = logging.getLogger(__name__)
 # The backend call ends this long before the client's deadline, so our own status (not the transport's
@@ -177,21 +183,26 @@ class LiteLLMBackend:
         litellm = await self._prepare(call)
         timeout = call.timeout_s()
         try:
+            kwargs, call_in_content = _kwargs(call, timeout)
             async with asyncio.timeout(timeout):
-                response = await litellm.acompletion(**_kwargs(call, timeout))
+                response = await litellm.acompletion(**kwargs)
         except Exception as exc:  # LiteLLM's adapters raise many types; any of them fails this tier
             raise translate_error(call, exc, timeout) from exc
         choice = response.choices[0]
         usage = _usage(getattr(response, "usage", None)) or Usage()
+        text, finish_reason = choice.message.content or "", choice.finish_reason or ""
         tool_calls = _tool_calls(getattr(choice.message, "tool_calls", None))
-        if not choice.message.content and not tool_calls and choice.finish_reason != "length":
+        forced = call_from_content(text) if call_in_content and not tool_calls else None
+        if forced is not None:
+            text, finish_reason, tool_calls = "", "tool_calls", (forced,)
+        if not text and not tool_calls and finish_reason != "length":
             raise BackendError(call.tier, call.settings.model, "empty", "the model returned no text")
         return Generation(
-            text=choice.message.content or "",
+            text=text,
             model=call.settings.model,
             usage=usage,
             cost_usd=self.cost_usd(call.settings, usage),
-            finish_reason=choice.finish_reason or "",
+            finish_reason=finish_reason,
             tool_calls=tool_calls,
             logprobs=_logprobs(getattr(choice, "logprobs", None)) if call.logprobs else None,
         )
@@ -204,10 +215,12 @@ class LiteLLMBackend:
         finish_reason, usage, any_text = "", None, False
         calls = _CallAssembler()
         idle_s = call.settings.idle_timeout
+        held: list[str] = []  # a call asked for as content: its JSON, held back until it is whole
         try:
+            kwargs, call_in_content = _kwargs(call, timeout)
             async with asyncio.timeout_at(hard_deadline):
                 response = await litellm.acompletion(
-                    **_kwargs(call, timeout), stream=True, stream_options={"include_usage": True}
+                    **kwargs, stream=True, stream_options={"include_usage": True}
                 )
             chunks = aiter(response)
             while True:
@@ -222,12 +235,25 @@ class LiteLLMBackend:
                 choice = chunk.choices[0]
                 finish_reason = choice.finish_reason or finish_reason
                 pieces = calls.add(getattr(choice.delta, "tool_calls", None))
-                if choice.delta.content or pieces:
+                if call_in_content and choice.delta.content:
+                    held.append(choice.delta.content)
+                elif choice.delta.content or pieces:
                     any_text = any_text or bool(choice.delta.content)
                     yield GenerationDelta(text=choice.delta.content or "", tool_call_deltas=pieces)
         except Exception as exc:  # LiteLLM's adapters raise many types; any of them fails this tier
             raise translate_error(call, exc, timeout) from exc
         tool_calls = calls.complete()
+        if held:
+            forced = None if tool_calls else call_from_content("".join(held))
+            if forced is None:  # not a call after all: the text, for the answer check to report
+                any_text = True
+                yield GenerationDelta(text="".join(held))
+            else:
+                tool_calls, finish_reason = (forced,), "tool_calls"
+                delta = ToolCallDelta(
+                    0, id=forced.id, name=forced.name, arguments_delta=forced.arguments_json
+                )
+                yield GenerationDelta(text="", tool_call_deltas=(delta,))
         if not any_text and not tool_calls and finish_reason != "length":
             raise BackendError(call.tier, call.settings.model, "empty", "the model streamed no text")
         usage = usage or Usage()
@@ -345,7 +371,9 @@ def _error_kind(exc: BaseException) -> str:
     return "protocol"
 
 
-def _kwargs(call: BackendCall, timeout: float | None) -> dict[str, Any]:
+def _kwargs(call: BackendCall, timeout: float | None) -> tuple[dict[str, Any], bool]:
+    """LiteLLM's arguments for `call`, and whether a tool call was asked for as content
+    (`ProviderRequest.call_in_content`)."""
     kwargs = call.settings.litellm_kwargs()
     params = call.params
     try:
@@ -385,7 +413,7 @@ def _kwargs(call: BackendCall, timeout: float | None) -> dict[str, Any]:
     if call.logprobs and supports_logprobs(call.settings.model):
         kwargs["logprobs"] = True
         kwargs["top_logprobs"] = 2  # the second-best token gives the top-1/top-2 margin
-    return kwargs
+    return kwargs, provider.call_in_content
 
 
 def supports_logprobs(model: str) -> bool:

@@ -4,7 +4,14 @@ Pure logic: no gRPC, no LiteLLM import. Domain types (ResponseFormat, Tool, Tool
 """
 
 from router.structured._answers import UNCHECKED, AnswerCheck, check_answer, check_reply, check_tool_calls
-from router.structured._mapping import ProviderRequest, UnsupportedFeatureError, litellm_request, provider_of
+from router.structured._mapping import (
+    FORCED_CALL_ID,
+    ProviderRequest,
+    UnsupportedFeatureError,
+    call_from_content,
+    litellm_request,
+    provider_of,
+)
 from router.structured._params import check_generation_params
 from router.structured._spec import (
     PLAIN,
@@ -17,6 +24,7 @@ from router.structured._spec import (
 )
 
 __all__ = [
+    "FORCED_CALL_ID",
     "PLAIN",
     "UNCHECKED",
     "AnswerCheck",
@@ -24,6 +32,7 @@ __all__ = [
     "ProviderRequest",
     "StructuredSpec",
     "UnsupportedFeatureError",
+    "call_from_content",
     "check_answer",
     "check_generation_params",
     "check_reply",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.domain import ToolCall
 from router.errors import InvalidRequestError
 from router.structured._spec import ChatTurn, StructuredSpec
 
@@ -35,6 +36,9 @@ class ProviderRequest:
     messages: list[dict[str, Any]]
     kwargs: dict[str, Any]
     notes: tuple[str, ...] = field(default=())
+    # The provider cannot force a tool call, so it was asked for as JSON content under a grammar
+    # ({"name": one of the tools, "arguments": its parameters}); `call_from_content` turns the reply back.
+    call_in_content: bool = False
 
 
 def provider_of(model: str) -> str:
@@ -61,7 +65,25 @@ def litellm_request(
     request = _Request(model, spec, messages)
     request.sampling(seed=seed, presence_penalty=presence_penalty, frequency_penalty=frequency_penalty)
     builder(request)
-    return ProviderRequest(request.messages, request.kwargs, tuple(request.notes))
+    return ProviderRequest(request.messages, request.kwargs, tuple(request.notes), request.call_in_content)
+
+
+FORCED_CALL_ID = "call_0"
+
+
+def call_from_content(text: str) -> ToolCall | None:
+    """The tool call a `call_in_content` reply holds: {"name": ..., "arguments": {...}} as JSON text; None
+    when it is not one (the answer check then reports the missing call, and the fallback applies)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        return None
+    arguments = value.get("arguments", {})
+    if not isinstance(arguments, dict):
+        return None
+    return ToolCall(FORCED_CALL_ID, value["name"], json.dumps(arguments, ensure_ascii=False))
 
 
 class _Request:
@@ -74,6 +96,7 @@ class _Request:
         self.messages = [_openai_message(message) for message in messages]
         self.kwargs: dict[str, Any] = {}
         self.notes: list[str] = []
+        self.call_in_content = False
 
     def sampling(self, **values: Any) -> None:
         self.kwargs.update({name: value for name, value in values.items() if value is not None})
@@ -92,7 +115,7 @@ class _Request:
                 json_schema["strict"] = True
             self.kwargs["response_format"] = {"type": "json_schema", "json_schema": json_schema}
 
-    def tools(self, only: str | None = None) -> list[dict[str, Any]]:
+    def tools(self) -> list[dict[str, Any]]:
         """The spec's tools in OpenAI's format (fresh copies: LiteLLM edits schemas in place)."""
         return [
             {
@@ -104,8 +127,50 @@ class _Request:
                 },
             }
             for tool, parameters in zip(self.spec.tools, self.spec.tool_parameters, strict=True)
-            if only is None or tool.name == only
         ]
+
+    def force_call(self, names: Sequence[str], *, json_schema_format: bool) -> None:
+        """Ask for one call of the tools `names` as JSON content that a grammar holds to: no tools are
+        sent, a system turn lists them, and the reply comes back as a call (`call_from_content`).
+        `json_schema_format`: the provider reads OpenAI's json_schema response_format (else llama.cpp's
+        {"type": "json_object", "schema": ...})."""
+        chosen = [
+            (t, p) for t, p in zip(self.spec.tools, self.spec.tool_parameters, strict=True) if t.name in names
+        ]
+        alternatives = [
+            {
+                "type": "object",
+                "properties": {"name": {"const": tool.name}, "arguments": copy.deepcopy(dict(parameters))},
+                "required": ["name", "arguments"],
+            }
+            for tool, parameters in chosen
+        ]
+        schema = alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
+        if json_schema_format:
+            self.kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "tool_call", "schema": schema},
+            }
+        else:
+            self.kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        listing = "\n".join(
+            f"- {tool.name}: {tool.description or '(no description)'}; arguments: "
+            f"{json.dumps(dict(parameters), ensure_ascii=False)}"
+            for tool, parameters in chosen
+        )
+        instruction = {
+            "role": "system",
+            "content": 'Call one of these tools. Answer only with JSON: {"name": <tool>, "arguments": '
+            "{...}}.\n" + listing,
+        }
+        self.messages = [*self.messages, instruction]
+        body = self.kwargs.get("extra_body")
+        if isinstance(body, dict) and isinstance(body.get("messages"), list):
+            body["messages"] = [*body["messages"], instruction]
+        self.call_in_content = True
+        self.notes.append(
+            f"tool_choice {self.spec.tool_choice!r} forced by a grammar over {len(chosen)} tool(s)"
+        )
 
     def openai_tool_choice(self) -> Any:
         choice = self.spec.tool_choice
@@ -153,7 +218,8 @@ def _embedded(request: _Request) -> None:
     validation. With a schema it builds a grammar from it (llama_chat_format.py,
     _grammar_for_response_format -> LlamaGrammar.from_json_schema; it falls back to any-JSON when the
     conversion fails, which the router's answer check catches). Tools are honoured only for a named
-    tool_choice (a grammar from that tool's parameters); "required" with one tool is sent as that name."""
+    tool_choice (a grammar from that tool's parameters); "required" with one tool is sent as that name,
+    with several as a grammar over all of them (`_Request.force_call`): llama.cpp has no "required"."""
     spec = request.spec
     if spec.format_type == "json_object":
         request.kwargs["response_format"] = {"type": "json_object"}
@@ -165,7 +231,10 @@ def _embedded(request: _Request) -> None:
     if choice == "required" and len(spec.tools) == 1:
         choice = spec.tools[0].name
         request.notes.append(f"tool_choice 'required' sent as the only tool, {choice!r}")
-    if choice in ("", "auto", "required"):
+    if choice == "required":
+        request.force_call([tool.name for tool in spec.tools], json_schema_format=False)
+        return
+    if choice in ("", "auto"):
         request.notes.append(f"tool_choice {choice or 'auto'!r} is not enforced by llama.cpp; only a name is")
         extra: dict[str, Any] = {"tools": request.tools()}
     else:
@@ -176,8 +245,9 @@ def _embedded(request: _Request) -> None:
 def _ollama_chat(request: _Request) -> None:
     """Ollama's /api/chat. LiteLLM maps response_format to Ollama's `format` (the schema itself, or "json")
     correctly (llms/ollama/chat/transformation.py, map_openai_params). Worked around:
-    - tool_choice is dropped by LiteLLM (Ollama has none): "none" sends no tools, a name sends only that
-      tool; "required" cannot be enforced (the answer check reports a missing call);
+    - tool_choice is dropped by LiteLLM (Ollama has none): "none" sends no tools; "required" or a name is
+      forced with Ollama's `format` grammar instead of tools (`_Request.force_call`: one of the tools, or
+      the named one, as JSON content, turned back into a call);
     - frequency_penalty becomes Ollama's multiplicative repeat_penalty (neutral at 1, not 0), so it is not
       sent; presence_penalty is not mapped at all;
     - earlier assistant tool_calls are left out of the request (transform_request builds each Ollama
@@ -187,14 +257,14 @@ def _ollama_chat(request: _Request) -> None:
     request.drop("frequency_penalty", "LiteLLM maps it to Ollama's repeat_penalty, a different scale")
     request.drop("presence_penalty", "LiteLLM does not map it for Ollama")
     spec = request.spec
-    if spec.offers_tools:
-        only = spec.tool_choice if spec.tool_choice not in ("", "auto", "required") else None
-        request.kwargs["tools"] = request.tools(only=only)
-        if spec.tool_choice == "required":
-            request.notes.append("tool_choice 'required' is not enforced by Ollama")
     if any(turn.tool_calls or turn.role == "tool" for turn in request.turns):
         request.kwargs.setdefault("extra_body", {})["messages"] = _ollama_messages(request.turns)
         request.notes.append("messages sent in Ollama's format, with their tool calls")
+    if spec.offers_tools and spec.tool_choice in ("", "auto"):
+        request.kwargs["tools"] = request.tools()
+    elif spec.offers_tools:
+        names = [tool.name for tool in spec.tools if spec.tool_choice in ("required", tool.name)]
+        request.force_call(names, json_schema_format=True)
 
 
 def _ollama_generate(request: _Request) -> None:

@@ -126,6 +126,40 @@ async def test_a_schema_request_gets_json_that_validates_from_smollm2(
     assert response.schema_valid and backends.large.requests == []
 
 
+WEATHER_PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+TOOLS = [
+    pb.Tool(
+        name="get_weather",
+        description="The weather in a city",
+        parameters_json=json.dumps(WEATHER_PARAMETERS),
+    ),
+    pb.Tool(name="get_time", description="The time now"),
+]
+
+
+@pytest.mark.slow
+async def test_a_required_tool_call_among_several_is_forced_on_smollm2(
+    served: Served, backends: Backends
+) -> None:
+    """llama.cpp has no tool_choice "required": the router asks for the call under a grammar over the tools
+    and reads it back, so the 135M model's answer is a call of one of them with valid arguments."""
+    import jsonschema
+
+    request = pb.CompleteRequest(
+        messages=user("What is the weather in Paris right now?"),
+        params=pb.GenerationParams(temperature=0, max_tokens=64),
+        tools=TOOLS,
+        tool_choice="required",
+    )
+    response = await served.stub.Complete(request, timeout=90)
+    assert response.decision.tier == "small" and not response.fallback, response.fallback_reason
+    [call] = response.tool_calls
+    assert call.name in ("get_weather", "get_time") and response.finish_reason == "tool_calls"
+    if call.name == "get_weather":
+        jsonschema.validate(json.loads(call.arguments_json), WEATHER_PARAMETERS)
+    assert response.schema_valid and response.text == "" and backends.large.requests == []
+
+
 @pytest.mark.slow
 async def test_without_max_tokens_the_embedded_default_caps_the_answer(served: Served) -> None:
     request = pb.CompleteRequest(messages=user(JSON_PROMPT))  # no params at all: the tier's defaults apply

@@ -87,6 +87,47 @@ async def test_tools_reach_the_tier_and_its_tool_call_comes_back(
     assert last.verifier_score == -1
 
 
+CLOCK = pb.Tool(name="get_time", description="The time now")
+FORCED_CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+
+
+async def test_a_required_call_is_forced_on_ollama_and_comes_back_as_a_call(
+    small_first: Running, backends: Backends
+) -> None:
+    backends.small.reply = FORCED_CALL  # what Ollama's format grammar lets the model write
+    request = ask(tools=[WEATHER, CLOCK], tool_choice="required")
+    response = await small_first.stub.Complete(request)
+    assert response.decision.tier == "small" and not response.fallback, response.fallback_reason
+    sent = bodies(backends.small)[-1]
+    assert "tools" not in sent and len(sent["format"]["oneOf"]) == 2
+    [call] = response.tool_calls
+    assert (call.name, json.loads(call.arguments_json)) == ("get_weather", {"city": "Paris"})
+    assert response.finish_reason == "tool_calls" and response.schema_valid and response.text == ""
+
+    chunks = [chunk async for chunk in small_first.stub.CompleteStream(request)]
+    assert "".join(chunk.delta for chunk in chunks) == ""  # the call's JSON is not streamed as text
+    assert "".join(d.arguments_delta for c in chunks for d in c.tool_call_deltas) == '{"city": "Paris"}'
+    assert [c.name for c in chunks[-1].tool_calls] == ["get_weather"] and chunks[-1].schema_valid
+    assert not backends.large.requests
+
+
+async def test_a_forced_call_that_does_not_parse_falls_back_to_large_with_the_reason(
+    small_first: Running, backends: Backends
+) -> None:
+    backends.small.reply = "It is sunny in Paris."
+    backends.large.tool_calls = [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    response = await small_first.stub.Complete(ask(tools=[WEATHER, CLOCK], tool_choice="required"))
+    assert response.fallback and "tool_choice is 'required'" in response.fallback_reason
+    assert [call.name for call in response.tool_calls] == ["get_weather"] and response.schema_valid
+    assert bodies(backends.large)[-1]["tool_choice"] == "required"  # the large tier gets real tools
+    # Streamed, the text is held until it is whole, then sent: checked at its end, as a streamed schema is.
+    chunks = [
+        c async for c in small_first.stub.CompleteStream(ask(tools=[WEATHER, CLOCK], tool_choice="required"))
+    ]
+    assert "".join(c.delta for c in chunks) == "It is sunny in Paris." and not chunks[-1].tool_calls
+    assert not chunks[-1].schema_valid and not chunks[0].fallback
+
+
 async def test_an_earlier_tool_turn_reaches_ollama_with_its_call(
     small_first: Running, backends: Backends
 ) -> None:

@@ -3,6 +3,7 @@ LiteLLM 1.82.6 workarounds are checked on the wire, with real LiteLLM calls to s
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from router.domain import ResponseFormat, Tool, ToolCall
 from router.structured import (
     ProviderRequest,
     UnsupportedFeatureError,
+    call_from_content,
     litellm_request,
     parse_structured,
     provider_of,
@@ -92,13 +94,69 @@ def test_the_embedded_server_gets_a_named_tool_choice_for_a_single_required_tool
     )
 
 
-def test_ollama_chat_tool_choice_workarounds() -> None:
+def call_schema(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"name": {"const": name}, "arguments": parameters},
+        "required": ["name", "arguments"],
+    }
+
+
+def test_the_embedded_server_gets_a_grammar_over_the_tools_for_required_with_several() -> None:
+    sent = request("hosted_vllm/m", {"tools": [SEARCH, TIME], "tool_choice": "required"}, embedded=True)
+    one_of = [
+        call_schema("search", SEARCH_PARAMETERS),
+        call_schema("get_time", {"type": "object", "properties": {}}),
+    ]
+    assert sent.kwargs == {"response_format": {"type": "json_object", "schema": {"oneOf": one_of}}}
+    assert sent.call_in_content and sent.messages[0] == {"role": "user", "content": "hi"}
+    listing = sent.messages[-1]
+    assert listing["role"] == "system" and "- search: Search the docs" in listing["content"]
+    assert "- get_time:" in listing["content"] and '"arguments"' in listing["content"]
+    assert not request("hosted_vllm/m", {"tools": [SEARCH, TIME]}, embedded=True).call_in_content
+
+
+def test_ollama_chat_forces_required_and_named_tool_choices_with_its_format_grammar() -> None:
     assert "tools" not in request("ollama_chat/m", {"tools": [SEARCH, TIME], "tool_choice": "none"}).kwargs
+    auto = request("ollama_chat/m", {"tools": [SEARCH, TIME]})
+    assert len(auto.kwargs["tools"]) == 2 and not auto.call_in_content
     named = request("ollama_chat/m", {"tools": [SEARCH, TIME], "tool_choice": "get_time"})
-    assert [tool["function"]["name"] for tool in named.kwargs["tools"]] == ["get_time"]
-    assert "tool_choice" not in named.kwargs
-    required = request("ollama_chat/m", {"tools": [SEARCH, TIME], "tool_choice": "required"})
-    assert len(required.kwargs["tools"]) == 2 and any("not enforced by Ollama" in n for n in required.notes)
+    assert "tools" not in named.kwargs and "tool_choice" not in named.kwargs and named.call_in_content
+    assert named.kwargs["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "tool_call",
+            "schema": call_schema("get_time", {"type": "object", "properties": {}}),
+        },
+    }
+    required = request("ollama_chat/m", {"tools": [SEARCH, TIME], "tool_choice": "required"}, TOOL_TURNS)
+    schema = required.kwargs["response_format"]["json_schema"]["schema"]
+    assert [alternative["properties"]["name"] for alternative in schema["oneOf"]] == [
+        {"const": "search"},
+        {"const": "get_time"},
+    ]
+    # the conversation goes in Ollama's own format, and the tool listing with it
+    assert required.kwargs["extra_body"]["messages"][-1] == required.messages[-1]
+    assert required.messages[-1]["role"] == "system"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '{"name": "search", "arguments": {"query": "buf"}}',
+            ToolCall("call_0", "search", '{"query": "buf"}'),
+        ),
+        ('{"name": "get_time"}', ToolCall("call_0", "get_time", "{}")),
+        ('{"name": "søk", "arguments": {"q": "ø"}}', ToolCall("call_0", "søk", '{"q": "ø"}')),
+        ("It is 3 pm.", None),
+        ('{"arguments": {}}', None),
+        ('{"name": "x", "arguments": [1]}', None),
+        ('["search"]', None),
+    ],
+)
+def test_a_call_asked_for_as_content_is_read_back_only_when_it_is_one(text: str, expected: Any) -> None:
+    assert call_from_content(text) == expected
 
 
 def test_ollama_does_not_get_litellms_wrong_frequency_penalty() -> None:
@@ -184,6 +242,7 @@ async def send(model: str, api_base: str, sent: ProviderRequest) -> None:
         timeout=10,
         **sent.kwargs,
     )
+    await asyncio.sleep(0)  # let the finished call enqueue its callbacks (as LiteLLMBackend.aclose does)
     await GLOBAL_LOGGING_WORKER.clear_queue()  # LiteLLM's logging callbacks, bound to this test's loop
     await GLOBAL_LOGGING_WORKER.stop()
 
@@ -204,6 +263,17 @@ async def test_wire_ollama_chat_gets_format_and_its_own_tool_turns(ollama: Stand
     ]
     assert body["messages"][2] == {"role": "tool", "content": "3 hits", "tool_name": "search"}
     assert "repeat_penalty" not in body["options"]
+
+
+async def test_wire_ollama_chat_gets_a_required_call_as_its_format_grammar(ollama: StandIn) -> None:
+    sent = request("ollama_chat/llama3:8b", {"tools": [SEARCH, TIME], "tool_choice": "required"})
+    await send("ollama_chat/llama3:8b", ollama.url, sent)
+    body = ollama.requests[-1]["body"]
+    assert "tools" not in body and [a["properties"]["name"] for a in body["format"]["oneOf"]] == [
+        {"const": "search"},
+        {"const": "get_time"},
+    ]
+    assert body["messages"][-1]["role"] == "system" and "- search:" in body["messages"][-1]["content"]
 
 
 async def test_wire_litellm_alone_loses_ollama_tool_calls(ollama: StandIn) -> None:
