@@ -651,7 +651,11 @@ def validated_scoring_text(request: Request, config: RouterConfig) -> str:
     if size > limit:
         raise InvalidRequestError(f"the messages hold {size} characters, over the limit of {limit}")
     routing = config.routing
-    options = TextOptions(context_turns=routing.context_turns, context_chars=routing.context_chars)
+    options = TextOptions(
+        context_turns=routing.context_turns,
+        context_chars=routing.context_chars,
+        continuations=routing.continuations == "task",
+    )
     text = scoring_text(request.messages, options)
     if not text.strip():
         if not any(message.role == "user" for message in request.messages):

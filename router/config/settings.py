@@ -296,6 +296,9 @@ class RoutingSettings(_Strict):
     # small: a last user message that only greets, thanks or says goodbye (classifier.social) goes to the
     # small tier whatever its score, which is extrapolation there; score: such turns are scored like any.
     social_turns: Literal["small", "score"] = "small"
+    # task: a last user message that only asks to go on ("continue", "yes, do it"; classifier.social) is
+    # scored as the user turn it continues, so it goes where that task went; score: scored as itself.
+    continuations: Literal["task", "score"] = "task"
 
     @model_validator(mode="after")
     def _cascade_makes_sense(self) -> RoutingSettings:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from classifier import social
-from classifier.social import MAX_WORDS, is_social_turn
+from classifier.social import CONTINUATION_MAX_WORDS, MAX_WORDS, is_continuation, is_social_turn
 
 SOCIAL = [
     "thanks!",
@@ -25,6 +25,8 @@ SOCIAL = [
     "Perfect, thank you again!",
     "That’s exactly what I needed, thanks",
     "merci",
+    "ok thanks",
+    "Okay, thank you!",
 ]
 NOT_SOCIAL = [
     "",
@@ -64,3 +66,53 @@ def test_a_long_run_of_social_words_is_not_a_social_turn() -> None:
 def test_adding_an_unknown_word_makes_it_a_task(task: str) -> None:
     if social._SOCIAL.fullmatch(task) is None:  # the word is neither a social phrase nor a filler
         assert not is_social_turn(f"thanks, {task}")
+
+
+CONTINUATIONS = [
+    "continue",
+    "Continue.",
+    "go on",
+    "ok",
+    "yes",
+    "Yes, do it",
+    "ok, next",
+    "keep going please",
+    "please continue from where you left off",
+    "sure, go ahead",
+    "more",
+    "weiter",
+    "and then?",
+]
+NOT_CONTINUATIONS = [
+    "",
+    "...",
+    "thanks!",
+    "ok thanks",
+    "continue the story with a dragon",
+    "why?",
+    "yes but in Rust",
+    "next, write the tests",
+    "more detail on step 2",
+    "no",
+    "stop",
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(text, True) for text in CONTINUATIONS] + [(text, False) for text in NOT_CONTINUATIONS],
+)
+def test_requests_to_go_on_are_continuations_and_nothing_else_is(text: str, expected: bool) -> None:
+    assert is_continuation(text) is expected
+    assert not (expected and is_social_turn(text))  # a continuation is never also a social turn
+
+
+def test_a_long_text_is_rejected_before_it_is_normalised() -> None:
+    padded = "thanks" + "!" * social.MAX_CHARS  # one word, but longer than any social turn
+    assert not is_social_turn(padded) and not is_continuation("continue" + "." * social.MAX_CHARS)
+    assert is_social_turn("thanks" + "!" * (social.MAX_CHARS - 6))
+
+
+def test_a_long_run_of_go_on_words_is_not_a_continuation() -> None:
+    assert is_continuation(" ".join(["continue"] * CONTINUATION_MAX_WORDS))
+    assert not is_continuation(" ".join(["continue"] * (CONTINUATION_MAX_WORDS + 1)))

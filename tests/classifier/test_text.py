@@ -31,3 +31,44 @@ CASES = [
 @pytest.mark.parametrize(("messages", "options", "expected"), CASES)
 def test_scoring_text(messages: list[Turn], options: TextOptions, expected: str) -> None:
     assert scoring_text(messages, options) == expected
+
+
+HARD = "Prove that there are infinitely many primes."
+GO_ON = TextOptions(continuations=True)
+CONTINUED = [
+    # a continuation is scored as the task it continues, with that task's own context
+    ([Turn("user", HARD), Turn("assistant", "Suppose..."), Turn("user", "continue")], GO_ON, HARD),
+    (
+        [
+            Turn("user", HARD),
+            Turn("assistant", "A"),
+            Turn("user", "ok"),
+            Turn("assistant", "B"),
+            Turn("user", "go on"),
+        ],
+        GO_ON,
+        HARD,
+    ),
+    (
+        [
+            Turn("user", "a"),
+            Turn("assistant", "b"),
+            Turn("user", HARD),
+            Turn("assistant", "c"),
+            Turn("user", "yes, do it"),
+        ],
+        TextOptions(context_turns=1, continuations=True),
+        f"assistant: b\nuser: {HARD}",
+    ),
+    # nothing to continue, the option off, or a task of its own: the last user turn as it is
+    ([Turn("system", "Be brief."), Turn("user", "continue")], GO_ON, "continue"),
+    ([Turn("user", HARD), Turn("assistant", "x"), Turn("user", "continue")], TextOptions(), "continue"),
+    ([Turn("user", HARD), Turn("assistant", "x"), Turn("user", "now in Rust")], GO_ON, "now in Rust"),
+]
+
+
+@pytest.mark.parametrize(("messages", "options", "expected"), CONTINUED)
+def test_a_continuation_is_scored_as_the_task_it_continues(
+    messages: list[Turn], options: TextOptions, expected: str
+) -> None:
+    assert scoring_text(messages, options) == expected

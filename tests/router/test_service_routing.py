@@ -69,6 +69,19 @@ async def test_thanks_is_answered_small_although_the_real_classifier_scores_it_h
     assert completion.decision.tier == "small" and completion.text == SMALL_REPLY
 
 
+async def test_continue_goes_where_the_task_it_continues_went(router: Running, scorer: Any) -> None:
+    """ "continue" alone scores low (the real classifier: small); after a hard task it is that task's."""
+    assert float(scorer.score(["continue"])[0]) < 0.5 <= float(scorer.score([HARD_PROMPT])[0])
+    task = (await router.stub.Route(pb.RouteRequest(messages=user(HARD_PROMPT)))).decision
+    messages = [
+        *user(HARD_PROMPT),
+        pb.Message(role="assistant", content="Here is the first part of the design..."),
+        pb.Message(role="user", content="continue"),
+    ]
+    decision = (await router.stub.Route(pb.RouteRequest(messages=messages))).decision
+    assert (decision.tier, decision.score) == ("large", pytest.approx(task.score))
+
+
 @pytest.mark.parametrize(("score", "tier"), [(0.29, "small"), (0.3, "large"), (0.31, "large")])
 async def test_tier_follows_the_threshold_at_its_edge(
     start_server: StartServer, make_config: MakeConfig, score: float, tier: str
