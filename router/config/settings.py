@@ -464,12 +464,19 @@ def _first_error(exc: ValidationError, prefix: str = "") -> str:
     """One line for the most telling error: an unknown key first, since a typo also makes a key missing."""
     errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
     first = errors[0]
-    key = ".".join(str(part) for part in ((prefix,) if prefix else ()) + tuple(first["loc"]))
+    key = ".".join(_key_part(part) for part in ((prefix,) if prefix else ()) + tuple(first["loc"]))
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key" + _suggestion(first["loc"], prefix)
     return f"{key or '(top level)'}: {message}{more}"
+
+
+def _key_part(part: Any) -> str:
+    """A key of the path as it reads in the message: quoted when it would not print as one plain word
+    (a key holding a newline, a dot or nothing must not break the one-line error)."""
+    text = str(part)
+    return text if text.isprintable() and text and "." not in text and " " not in text else repr(text)
 
 
 def _suggestion(loc: tuple[Any, ...], prefix: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from router._proto import router_pb2 as pb
@@ -129,6 +129,8 @@ BASE = {
         _nested_edit().map(lambda edit: json.dumps(_merge(BASE, edit), default=str)), st.text(max_size=200)
     )
 )
+@example(json.dumps(_merge(BASE, {"server": {"\n": None}})))  # found by hypothesis: a key holding a newline
+@example(json.dumps(_merge(BASE, {"routing": {"": 1, "a.b": 2}})))
 def test_any_config_file_loads_or_fails_with_a_config_error(text: str) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "router.yaml"
